@@ -1,0 +1,104 @@
+"""What every multimodal VAE in memevae shares: its modalities, encoding, decoding, translation.
+
+Models differ only in how posteriors combine and in their objective; training, data and
+evaluation code see only this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..distributions import DiagonalGaussian
+from ..modalities import ARCHITECTURES, MODALITY_KINDS, Modality, build_modality
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model shares."""
+
+    modalities: dict[str, str] = field(default_factory=lambda: {"mnist": "mnist-mlp", "textured": "svhn-conv"})
+    """Data modality name -> network kind ("mnist-mlp", "svhn-conv"); SPEC section 1, Table 8."""
+    latent_dim: int = 64
+    """Latent size L. 64 in the MEME release; MMVAE used 20 (SPEC section 1)."""
+    architecture: str = "release"
+    """"release": the authors' networks (MNIST 512-512 MLP; SVHN conv with BatchNorm and a
+    512-channel layer). "paper": Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
+
+    def __post_init__(self):
+        if len(self.modalities) < 2:
+            raise ValueError(f"a multimodal model needs at least two modalities, got {list(self.modalities)}")
+        for name, kind in self.modalities.items():
+            if kind not in MODALITY_KINDS:
+                raise ValueError(f"modality {name!r}: unknown kind {kind!r}; choose one of {', '.join(MODALITY_KINDS)}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if int(self.latent_dim) != self.latent_dim or self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim}")
+
+
+@dataclass
+class ModelOutput:
+    """What a model's forward returns and all the trainer reads: a scalar loss to minimise and
+    float metrics to log (keys like "paired/bound")."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float]
+
+
+class MultimodalVAE(nn.Module):
+    """Base class: owns one :class:`Modality` per data modality."""
+
+    config_class = ModelConfig
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.modalities = nn.ModuleDict({
+            name: build_modality(kind, config.latent_dim, config.architecture, name=name)
+            for name, kind in config.modalities.items()
+        })
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(self.modalities.keys())
+
+    def initialise(self, train_data, generator: torch.Generator) -> None:
+        """Data-dependent initialisation before training (e.g. MEME's pseudo-samples). Default: none."""
+
+    def modality(self, name: str) -> Modality:
+        if name not in self.modalities:
+            raise ValueError(f"unknown modality {name!r}; this model has {', '.join(self.modality_names)}")
+        return self.modalities[name]
+
+    def encode(self, modality: str, x: torch.Tensor) -> DiagonalGaussian:
+        """The posterior q(z | x) given one modality alone."""
+        return self.modality(modality).encode(x)
+
+    def decode(self, modality: str, z: torch.Tensor) -> torch.Tensor:
+        """The likelihood mean of ``modality`` at latents z (..., L)."""
+        mod = self.modality(modality)
+        return mod.mean(mod.decode(z))
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, source: str, target: str, sample: bool = True) -> torch.Tensor:
+        """Cross-generation: encode ``x`` of ``source``, take z (a sample, or the posterior mean),
+        and return the decoder mean of ``target`` (as coherence is measured, SPEC section 6)."""
+        posterior = self.encode(source, x)
+        z = posterior.rsample() if sample else posterior.loc
+        return self.decode(target, z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, modality: str, sample: bool = True) -> torch.Tensor:
+        """Self-generation: ``translate`` from a modality to itself."""
+        return self.translate(x, modality, modality, sample=sample)
+
+    def forward(self, batch) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check_batch(self, batch) -> None:
+        unknown = [m for m in batch.observed if m not in self.modalities]
+        if unknown:
+            raise ValueError(f"batch has modalities {unknown} this model does not know; it has {', '.join(self.modality_names)}")
