@@ -1,0 +1,153 @@
+"""One dataset type for complete and partially observed multimodal data (DESIGN.md, SPEC section 4).
+
+Each modality has a *bank* of examples and each row holds an index into every bank, or -1 where
+that modality is missing. Rows sharing a bank example share its memory, so pairing an image with
+many partners (MMVAE's protocol) or dropping a modality (the partial schemes) never copies images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Batch:
+    """A batch of rows sharing one observation pattern.
+
+    ``data`` holds only the observed modalities (float; images in [0, 1], shape (B, C, H, W));
+    ``labels`` the class of each row (-1 if unknown).
+    """
+
+    data: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    @property
+    def observed(self) -> tuple[str, ...]:
+        """Names of the observed modalities, in dataset modality order."""
+        return tuple(self.data)
+
+    def to(self, device) -> "Batch":
+        return Batch({m: x.to(device) for m, x in self.data.items()}, self.labels.to(device))
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+def _as_float(examples: torch.Tensor) -> torch.Tensor:
+    return examples.float().div_(255) if examples.dtype == torch.uint8 else examples
+
+
+class MultimodalDataset(torch.utils.data.Dataset):
+    """Rows of multimodal data, each modality observed or missing per row.
+
+    Each modality has a *bank* of examples (uint8 images (n,C,H,W) converted to float/255 on
+    access; float banks returned as they are) and each row holds an index into every bank, or -1
+    where that modality is missing for the row.
+
+    >>> banks = {"a": torch.zeros(3, 1, 2, 2, dtype=torch.uint8), "b": torch.randn(2, 4)}
+    >>> ds = MultimodalDataset(banks, {"a": torch.tensor([0, 1, 2]), "b": torch.tensor([1, 0, -1])},
+    ...                        torch.tensor([7, 7, 3]), "toy")
+    >>> ds.summary()
+    {'rows': 3, 'paired': 2, 'a only': 1, 'b only': 0}
+    >>> ds.batch(torch.tensor([0, 1])).observed
+    ('a', 'b')
+    """
+
+    def __init__(self, banks: dict[str, torch.Tensor], index: dict[str, torch.Tensor], labels: torch.Tensor, name: str):
+        if not banks:
+            raise ValueError("banks is empty: a dataset needs at least one modality")
+        if set(index) != set(banks):
+            raise ValueError(f"index modalities {sorted(index)} differ from bank modalities {sorted(banks)}")
+        for m, bank in banks.items():
+            if not isinstance(bank, torch.Tensor) or bank.ndim < 2:
+                raise ValueError(f"bank {m!r} must be a tensor (n, ...) of examples")
+            if bank.dtype != torch.uint8 and not bank.dtype.is_floating_point:
+                raise ValueError(f"bank {m!r} is {bank.dtype}; banks must be uint8 images or floating point")
+        labels = torch.as_tensor(labels)
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be a 1-d integer tensor, got {labels.dtype} {tuple(labels.shape)}")
+        self.name = name
+        self.modalities = tuple(banks)
+        self.banks = dict(banks)
+        self.labels = labels.long()
+        self.index = {}
+        for m in self.modalities:
+            idx = torch.as_tensor(index[m])
+            if idx.ndim != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+                raise ValueError(f"index {m!r} must be a 1-d integer tensor, got {idx.dtype} {tuple(idx.shape)}")
+            if len(idx) != len(self.labels):
+                raise ValueError(f"index {m!r} has {len(idx)} rows but labels has {len(self.labels)}")
+            if len(idx) and (idx.min() < -1 or idx.max() >= len(banks[m])):
+                raise ValueError(f"index {m!r} out of range: values must be -1 or in [0, {len(banks[m])})")
+            self.index[m] = idx.long()
+        unobserved = (~self.mask().any(1)).sum().item()
+        if unobserved:
+            raise ValueError(f"{unobserved} rows observe no modality; every row needs at least one")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def mask(self) -> torch.Tensor:
+        """(N, M) bool, True where observed; columns in modality order."""
+        return torch.stack([self.index[m] >= 0 for m in self.modalities], 1)
+
+    def shape(self, modality: str) -> tuple[int, ...]:
+        """Shape of one example of ``modality``, e.g. (1, 28, 28)."""
+        return tuple(self.banks[modality].shape[1:])
+
+    def __getitem__(self, i: int) -> dict:
+        """``{"data": {m: float tensor, zeros when missing}, "mask": {m: bool}, "label": int}``."""
+        data, mask = {}, {}
+        for m in self.modalities:
+            j = int(self.index[m][i])
+            mask[m] = j >= 0
+            data[m] = _as_float(self.banks[m][j]) if j >= 0 else torch.zeros(self.shape(m))
+        return {"data": data, "mask": mask, "label": int(self.labels[i])}
+
+    def batch(self, rows: torch.Tensor) -> Batch:
+        """The rows as a Batch of their observed modalities; all rows must share one pattern."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        if rows.ndim != 1 or len(rows) == 0:
+            raise ValueError(f"batch needs a non-empty 1-d tensor of row numbers, got shape {tuple(rows.shape)}")
+        mask = self.mask()[rows]
+        if not (mask == mask[0]).all():
+            kinds = sorted({self._describe(row) for row in mask.unique(dim=0).tolist()})
+            raise ValueError(f"batch rows mix observation patterns ({', '.join(kinds)}); group rows with patterns() first")
+        data = {m: _as_float(self.banks[m][self.index[m][rows]]) for m, seen in zip(self.modalities, mask[0]) if seen}
+        return Batch(data, self.labels[rows])
+
+    def subset(self, rows: torch.Tensor) -> "MultimodalDataset":
+        """The given rows as a new dataset sharing this one's banks (no copies)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return MultimodalDataset(self.banks, {m: self.index[m][rows] for m in self.modalities}, self.labels[rows], self.name)
+
+    def patterns(self) -> dict[tuple[str, ...], torch.Tensor]:
+        """Row numbers (int64, ascending) grouped by the tuple of observed modalities.
+
+        Patterns come with more modalities first, ties in modality order.
+        """
+        weights = 2 ** torch.arange(len(self.modalities) - 1, -1, -1)
+        codes = (self.mask().long() * weights).sum(1)
+        groups = {}
+        for code in sorted(codes.unique().tolist(), key=lambda c: (-bin(c).count("1"), -c)):
+            observed = tuple(m for m, w in zip(self.modalities, weights.tolist()) if code & w)
+            groups[observed] = torch.nonzero(codes == code).flatten()
+        return groups
+
+    def summary(self) -> dict:
+        """Row counts: all rows, fully observed ("paired"), each modality alone, other patterns."""
+        counts = {"rows": len(self), "paired": 0, **{f"{m} only": 0 for m in self.modalities}}
+        for observed, rows in self.patterns().items():
+            counts[self._describe([m in observed for m in self.modalities])] = len(rows)
+        return counts
+
+    def _describe(self, seen: list[bool]) -> str:
+        observed = [m for m, s in zip(self.modalities, seen) if s]
+        if len(observed) == len(self.modalities):
+            return "paired"
+        return f"{observed[0]} only" if len(observed) == 1 else " + ".join(observed)
+
+    def __repr__(self) -> str:
+        return f"MultimodalDataset({self.name!r}, {self.summary()})"

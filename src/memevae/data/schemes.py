@@ -1,0 +1,80 @@
+"""Partial-observation schemes (SPEC section 4, paper Sec. 4.1 and App. J.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .dataset import MultimodalDataset
+from .errors import DataError
+
+
+def apply_scheme(
+    dataset: MultimodalDataset,
+    paired_fraction: float = 1.0,
+    unpaired: str | None = None,
+    paired_only: bool = False,
+    seed: int = 0,
+) -> MultimodalDataset:
+    """Keep a fraction of the pairs and turn the rest into single-modality rows.
+
+    A seeded random subset of ``round(f * N)`` rows (half rounded up) stays paired. The rest:
+    ``unpaired=<modality>`` keeps only that modality; ``unpaired="split"`` divides them into one
+    near-equal part per modality (in modality order, earlier parts take the extra rows), part k
+    keeping only modality k, so no unpaired examples are ever seen together;
+    ``paired_only=True`` drops them (ablation J.2).
+
+    Leak rule: an unpaired row is dropped when its kept bank example occurs in any paired row,
+    and unpaired rows repeating an example are collapsed to one. With one-to-one pairs (the
+    default of :func:`load_pairs`) every example occurs in one row, so nothing is dropped and
+    the counts are exact; with ``pairs_per_image`` > 1 nearly every example also sits in some
+    paired row, so little unpaired data survives when f < 1.
+
+    >>> apply_scheme(train, 0.25, "split", seed=1).summary()  # doctest: +SKIP
+    {'rows': 3000, 'paired': 750, 'mnist only': 1125, 'textured only': 1125}
+    """
+    modalities = dataset.modalities
+    if not 0 < paired_fraction <= 1:
+        raise DataError(f"paired_fraction must be in (0, 1], got {paired_fraction}")
+    choices = (*modalities, "split")
+    if unpaired is not None and unpaired not in choices:
+        raise DataError(f"unknown unpaired choice {unpaired!r}; choose from {', '.join(choices)}")
+    if unpaired is not None and paired_only:
+        raise DataError("give either unpaired=... or paired_only=True, not both")
+    partial = int((~dataset.mask().all(1)).sum())
+    if partial:
+        raise DataError(f"apply_scheme needs a fully paired dataset; {dataset.name} has {partial} partial rows")
+    if paired_fraction == 1:
+        return dataset
+    if unpaired is None and not paired_only:
+        raise DataError(
+            f"paired_fraction={paired_fraction} < 1 needs unpaired= one of {', '.join(choices)}, or paired_only=True"
+        )
+
+    n = len(dataset)
+    order = np.random.default_rng(seed).permutation(n)
+    n_paired = int(np.floor(paired_fraction * n + 0.5))
+    rest = order[n_paired:]
+    if paired_only:
+        return dataset.subset(torch.from_numpy(np.sort(order[:n_paired])))
+
+    parts = np.array_split(rest, len(modalities)) if unpaired == "split" else [rest]
+    kept = modalities if unpaired == "split" else (unpaired,)
+    index = {m: dataset.index[m].numpy().copy() for m in modalities}
+    keep = np.ones(n, bool)
+    for m, part in zip(kept, parts):
+        for other in modalities:
+            if other != m:
+                index[other][part] = -1
+        examples = index[m][part]
+        in_pair = np.isin(examples, dataset.index[m].numpy()[order[:n_paired]])
+        first = np.zeros(len(part), bool)
+        first[np.unique(examples, return_index=True)[1]] = True
+        keep[part[in_pair | ~first]] = False
+    rows = np.flatnonzero(keep)
+    return MultimodalDataset(
+        dataset.banks,
+        {m: torch.from_numpy(index[m][rows]) for m in modalities},
+        dataset.labels[torch.from_numpy(rows)],
+        dataset.name,
+    )
