@@ -1,0 +1,142 @@
+"""The ``memevae`` command line: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  memevae train --epochs 5                      # MEME on the shipped MNIST sample + textured digits
+  memevae train --data-dir ~/data --dataset mnist-svhn --paired-fraction 0.25 --unpaired split
+  memevae translate runs/meme-mnist-textured-f1-seed0 --from mnist --to textured --out grid.png
+"""
+
+# CLI option -> model config field; given only when the user sets it, so each model keeps its defaults.
+MODEL_OPTIONS = {
+    "latent_dim": dict(type=int, help="latent size L (default 64)"),
+    "architecture": dict(choices=["release", "paper"], help="networks: the authors' release (default) or the paper's Table 8"),
+    "classifier_samples": dict(type=int, metavar="K", help="MEME: extra samples in log q(t|s) (default 10)"),
+    "classifier_scale": dict(type=float, metavar="C", help="MEME: weight of log q(t|s) (default 10, the paper's maths: 1)"),
+    "kl": dict(choices=["analytic", "monte-carlo"], help="MEME: KL(q(z|s)||p(z|t)) estimate (default analytic)"),
+    "estimator": dict(choices=["stop-gradient", "full"], help="MEME: importance weight detached (default) or not (Eq. 7)"),
+    "direction": dict(help="MEME: 'both' (default) or one direction such as 'mnist->textured'"),
+    "pseudo_samples": dict(type=int, metavar="N", help="MEME: pseudo-samples in the mixture prior (default 128)"),
+}
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a model and write a run directory",
+                       description="Train a multimodal VAE. With no data options it trains MEME on the real MNIST sample "
+                                   "shipped with memevae, paired with textured digits, offline.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="meme", help="meme (default)")
+    p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    d.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
+    d.add_argument("--paired-fraction", type=float, default=1.0, metavar="F", help="fraction of pairs kept paired (default 1)")
+    d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist) or 'split'")
+    d.add_argument("--paired-only", action="store_true", help="drop the unpaired remainder (ablation J.2)")
+    d.add_argument("--pairs-per-image", type=int, default=1, metavar="N", help="partners per image (1: one-to-one; 20: MMVAE)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default 100; with --resume: extend to this many)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
+    t.add_argument("--seed", type=int, default=0, help="seeds data split, initialisation and noise")
+    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="E", help="also keep a checkpoint every E epochs")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = p.add_argument_group("model")
+    for field, spec in MODEL_OPTIONS.items():
+        m.add_argument("--" + field.replace("_", "-"), dest=field, default=None, **spec)
+    p.set_defaults(func=_train)
+
+
+def _default_out(args) -> Path:
+    scheme = f"-f{args.paired_fraction:g}" + (f"-{args.unpaired}" if args.unpaired else "") + ("-pairedonly" if args.paired_only else "")
+    return Path("runs") / f"{args.model}-{args.dataset}{scheme}-seed{args.seed}"
+
+
+def _train(args):
+    from . import DataConfig, TrainConfig, train
+
+    out = args.out or _default_out(args)
+    options = {field: getattr(args, field) for field in MODEL_OPTIONS if getattr(args, field) is not None}
+    if args.resume:
+        training = TrainConfig(epochs=args.epochs) if args.epochs else None
+        run = train(out, resume=True, training=training, progress=not args.quiet)
+    else:
+        data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, paired_fraction=args.paired_fraction,
+                          unpaired=args.unpaired, paired_only=args.paired_only, pairs_per_image=args.pairs_per_image, seed=args.seed)
+        training = TrainConfig(epochs=args.epochs or 100, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                               device=args.device, checkpoint_every=args.checkpoint_every)
+        run = train(out, model=args.model, data=data, training=training, model_options=options, progress=not args.quiet)
+    print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")
+
+
+def _add_translate(sub):
+    p = sub.add_parser("translate", help="cross-generate test examples with a trained run and save a PNG grid")
+    p.add_argument("run", type=Path, help="a run directory")
+    p.add_argument("--from", dest="source", required=True, help="source modality, e.g. mnist")
+    p.add_argument("--to", dest="target", required=True, help="target modality, e.g. textured")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--count", type=int, default=10, help="test examples (default 10)")
+    p.add_argument("--samples", type=int, default=3, help="latent samples per example (default 3)")
+    p.add_argument("--checkpoint", default="last")
+    p.set_defaults(func=_translate)
+
+
+def _translate(args):
+    from . import load_run
+    from .evaluation.figures import save_translation_grid
+
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    for name in (args.source, args.target):
+        run.model.modality(name)  # one-line error for an unknown modality
+    test = run.data_config.load("test")
+    rows = test.patterns()[tuple(test.modalities)][: args.count]
+    x = test.batch(rows).data[args.source]
+    save_translation_grid(run.model, x, args.source, args.target, args.out, samples=args.samples)
+    print(f"wrote {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="memevae",
+        description="MEME multimodal VAEs trained by mutual supervision (Joy et al., ICLR 2022): training, "
+                    "partial-observation schemes and cross-generation.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"memevae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_translate(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .data import DataError
+    from .training.rundir import RunError
+    from .training.trainer import TrainingError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        args.func(args)
+    except (DataError, RunError, TrainingError, ValueError, FileNotFoundError) as error:
+        print(f"memevae: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("memevae: interrupted; the last checkpoint written is intact (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

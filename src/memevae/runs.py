@@ -1,0 +1,174 @@
+"""Training runs from Python: :func:`train` writes a run directory, :func:`load_run` rebuilds
+the model from it alone.
+
+Example:
+    >>> run = train("runs/demo", data=DataConfig(), training=TrainConfig(epochs=1))  # doctest: +SKIP
+    >>> run = load_run("runs/demo")                                                   # doctest: +SKIP
+    >>> images = run.translate(mnist_batch, source="mnist", target="textured")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data import DATASETS, MultimodalDataset, apply_scheme, load_pairs
+from .distributions import DiagonalGaussian
+from .modalities import DEFAULT_KINDS
+from .models import MultimodalVAE, build_config, model_class
+from .training.callbacks import Checkpointer, GenerationGrid, MetricsLog, ProgressBar
+from .training.rundir import RunDir, RunError
+from .training.trainer import Trainer, TrainConfig
+
+
+@dataclass
+class DataConfig:
+    """Which data a run trains on (SPEC sections 4-5)."""
+
+    dataset: str = "mnist-textured"
+    """"mnist-textured" (offline stand-in for SVHN, SPEC 5) or "mnist-svhn"."""
+    data_dir: str | None = None
+    """Folder with the official files; None: the real MNIST sample shipped in the package."""
+    paired_fraction: float = 1.0
+    """f, the fraction of training pairs kept paired (Sec. 4.1: 1, 0.5, 0.25, 0.125, 0.0625)."""
+    unpaired: str | None = None
+    """What the other pairs keep: a modality name (only that half is kept) or "split"."""
+    paired_only: bool = False
+    """Drop the unpaired remainder entirely (ablation J.2)."""
+    pairs_per_image: int = 1
+    """1: one-to-one pairs per class (release). N: up to N partners per image (MMVAE protocol)."""
+    seed: int = 0
+    """Seeds the pairing, the textured rendering and the partial-observation split."""
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.data_dir is not None:
+            self.data_dir = str(self.data_dir)
+
+    def load(self, split: str) -> MultimodalDataset:
+        """The train split with the partial-observation scheme applied, or the full test split."""
+        data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed)
+        if split == "train":
+            data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
+        return data
+
+
+def _as_float_images(x) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
+class Run:
+    """A trained (or training) model with its config and history; what :func:`load_run` returns."""
+
+    def __init__(self, path, config: dict, model: MultimodalVAE, history: list[dict]):
+        self.path = Path(path)
+        self.config = config
+        self.model = model
+        self.history = history
+
+    @property
+    def data_config(self) -> DataConfig:
+        return DataConfig(**self.config["data"])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, modality: str, x) -> DiagonalGaussian:
+        """Posterior q(z | x) for a batch of one modality (float in [0, 1] or uint8)."""
+        with torch.no_grad():
+            return self.model.encode(modality, _as_float_images(x).to(self.device))
+
+    def translate(self, x, source: str, target: str, sample: bool = True) -> torch.Tensor:
+        """Generate ``target`` from a batch of ``source`` (decoder means, in [0, 1])."""
+        return self.model.translate(_as_float_images(x).to(self.device), source, target, sample=sample)
+
+    def reconstruct(self, x, modality: str, sample: bool = True) -> torch.Tensor:
+        return self.model.reconstruct(_as_float_images(x).to(self.device), modality, sample=sample)
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r}, model={self.config['model']!r}, epochs={len(self.history)})"
+
+
+def build_model(name: str, modalities: tuple[str, ...], options: dict) -> MultimodalVAE:
+    fields = {"modalities": {m: DEFAULT_KINDS[m] for m in modalities}, **options}
+    return model_class(name)(build_config(name, **fields))
+
+
+def _fixed_examples(data: MultimodalDataset, count: int = 10) -> dict[str, torch.Tensor]:
+    """The first ``count`` paired test rows, one per class where possible, per modality."""
+    paired = data.patterns()[tuple(data.modalities)]
+    labels = data.labels[paired]
+    order = []
+    for digit in labels.unique().tolist():
+        order.append(paired[labels == digit][0])
+    rows = torch.stack(order[:count]) if len(order) >= count else paired[:count]
+    return data.batch(rows).data
+
+
+def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None = None, training: TrainConfig | None = None,
+          model_options: dict | None = None, resume: bool = False, progress: bool = True) -> Run:
+    """Train ``model`` and write the run directory ``out``; with ``resume=True`` continue the run
+    saved there from its last checkpoint (``training.epochs``, if given, may extend it)."""
+    run_dir = RunDir(out)
+    if resume:
+        config = run_dir.read_config()
+        state = run_dir.load_checkpoint("last")
+        if training is not None and training.epochs != config["train"]["epochs"]:
+            config["train"]["epochs"] = training.epochs
+        data_config = DataConfig(**config["data"])
+        train_config = TrainConfig(**config["train"])
+        name, options = config["model"], config["model_options"]
+    else:
+        data_config, train_config = data or DataConfig(), training or TrainConfig()
+        name, options = model, dict(model_options or {})
+        model_class(name)  # fail early on an unknown model name
+        config = None
+    train_data, test_data = data_config.load("train"), data_config.load("test")
+    torch.manual_seed(train_config.seed)
+    network = build_model(name, train_data.modalities, options)
+    if config is None:
+        network.initialise(train_data, torch.Generator().manual_seed(train_config.seed))
+        config = {
+            "memevae_version": __version__,
+            "model": name,
+            "model_options": options,
+            "model_config": dataclasses.asdict(network.config),
+            "data": dataclasses.asdict(data_config),
+            "train": dataclasses.asdict(train_config),
+            "train_summary": train_data.summary(),
+        }
+        run_dir.create(config)
+    callbacks = [Checkpointer(run_dir, config, train_config.checkpoint_every), MetricsLog(run_dir),
+                 GenerationGrid(run_dir, _fixed_examples(test_data))]
+    if progress:
+        callbacks.append(ProgressBar())
+    trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks)
+    if resume:
+        trainer.load_state_dict(state)
+        from . import io
+
+        io.write_json(run_dir.config_path, config)
+    trainer.fit()
+    return Run(run_dir.path, config, trainer.model, trainer.history)
+
+
+def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "cpu") -> Run:
+    """Rebuild a run's model from its directory alone (config.json + a checkpoint), in eval mode."""
+    run_dir = RunDir(path)
+    config = run_dir.read_config()
+    state = run_dir.load_checkpoint(checkpoint, map_location=device)
+    network = build_model(config["model"], tuple(config["model_config"]["modalities"]), config["model_options"])
+    network.load_state_dict(state["model"])
+    network.to(device).eval()
+    return Run(run_dir.path, config, network, state["history"])
+
+
+__all__ = ["DataConfig", "TrainConfig", "Run", "RunError", "train", "load_run", "build_model"]

@@ -1,0 +1,86 @@
+"""Callbacks: progress, metrics log, checkpoints, generation grids."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm.auto import tqdm
+
+from .rundir import RunDir
+from .trainer import Callback
+
+
+class ProgressBar(Callback):
+    """A bar per epoch with the running mean loss; one summary line per epoch."""
+
+    def __init__(self, stream=None, disable: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.disable = disable
+        self.bar = None
+        self.total = 0.0
+
+    def on_epoch_start(self, trainer, epoch, batches):
+        self.total = 0.0
+        self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{trainer.config.epochs}", unit="batch",
+                        file=self.stream, disable=self.disable, leave=False, dynamic_ncols=True)
+
+    def on_batch_end(self, trainer, step, loss):
+        self.total += loss
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{self.total / (step + 1):.1f}", refresh=False)
+
+    def on_epoch_end(self, trainer, record):
+        self.bar.close()
+        losses = [f"{key.removeprefix('train/')} {value:.1f}" for key, value in record.items() if key.startswith("train/") and key.endswith("/loss")]
+        test = record.get("test/paired/loss")
+        line = (f"epoch {record['epoch']}/{trainer.config.epochs}: " + ", ".join(losses)
+                + (f", test {test:.1f}" if test is not None else "")
+                + f" ({record['time/epoch_s']:.1f} s, {record['time/items_per_s']:.0f} items/s)")
+        if not self.disable:
+            print(line, file=self.stream, flush=True)
+
+
+class Checkpointer(Callback):
+    """Writes ``checkpoints/last.pt`` after every epoch (and ``epoch-NNNN.pt`` every ``every``
+    epochs), atomically: model, optimiser, RNG state, epoch, history, and the run config."""
+
+    def __init__(self, run_dir: RunDir, config: dict, every: int = 0):
+        self.run_dir = run_dir
+        self.config = config
+        self.every = every
+
+    def on_epoch_end(self, trainer, record):
+        state = {**trainer.state_dict(), "config": self.config}
+        self.run_dir.save_checkpoint(state, "last")
+        if self.every and record["epoch"] % self.every == 0:
+            self.run_dir.save_checkpoint(state, f"epoch-{record['epoch']:04d}")
+
+
+class MetricsLog(Callback):
+    """Rewrites ``metrics.jsonl`` (one JSON object per epoch) from the trainer's history."""
+
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+
+    def on_fit_start(self, trainer):
+        self.run_dir.write_metrics(trainer.history)
+
+    def on_epoch_end(self, trainer, record):
+        self.run_dir.write_metrics(trainer.history)
+
+
+class GenerationGrid(Callback):
+    """Saves a cross- and self-generation grid of fixed test examples after each epoch."""
+
+    def __init__(self, run_dir: RunDir, examples: dict, every: int = 1):
+        self.run_dir = run_dir
+        self.examples = examples
+        self.every = every
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] % self.every and record["epoch"] != trainer.config.epochs:
+            return
+        from ..evaluation.figures import save_generation_grid
+
+        save_generation_grid(trainer.model, self.examples, self.run_dir.figures / f"generation-epoch-{record['epoch']:04d}.png",
+                             title=f"epoch {record['epoch']}")

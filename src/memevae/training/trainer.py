@@ -1,0 +1,169 @@
+"""The training loop. It reads only ``output.loss`` and ``output.metrics`` from a model; progress,
+logging, checkpoints and figures are callbacks (:mod:`memevae.training.callbacks`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from .schedule import epoch_batches
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says why and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (SPEC section 9: Adam, lr 5e-4, betas (0.9, 0.999), batch 128, 100
+    epochs for MNIST-SVHN; CUB uses lr 1e-4 and 300 epochs)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    """Seeds initialisation, data order (per epoch) and sampling noise."""
+    device: str = "auto"
+    """"auto" picks CUDA when present, else CPU; or any torch device string."""
+    test_samples: int = 2000
+    """Test pairs on which the per-epoch test loss is computed (0: all)."""
+    checkpoint_every: int = 0
+    """Besides ``last.pt`` (every epoch), keep a checkpoint every this many epochs (0: none)."""
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.epochs < 1 or self.batch_size < 2 or self.learning_rate <= 0:
+            raise ValueError(f"need epochs >= 1, batch_size >= 2, learning_rate > 0; got {self.epochs}, "
+                             f"{self.batch_size}, {self.learning_rate}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from error
+
+
+class Callback:
+    """Hooks the trainer calls; override what you need."""
+
+    def on_fit_start(self, trainer): ...
+    def on_epoch_start(self, trainer, epoch: int, batches: int): ...
+    def on_batch_end(self, trainer, step: int, loss: float): ...
+    def on_epoch_end(self, trainer, record: dict): ...
+    def on_fit_end(self, trainer): ...
+
+
+class Trainer:
+    """Fits ``model`` on ``train_data`` (a :class:`~memevae.data.MultimodalDataset`).
+
+    Randomness: the data order of epoch e is a function of (seed, e); the sampling noise comes
+    from torch's global generator, whose state is saved with each checkpoint. Resuming from the
+    checkpoint of epoch e therefore gives, on the CPU, the same parameters as never stopping.
+    """
+
+    def __init__(self, model, train_data, config: TrainConfig, test_data=None, callbacks=()):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train_data = train_data
+        self.test_data = test_data
+        self.callbacks = list(callbacks)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+
+    # -- loop --------------------------------------------------------------------------------
+    def _emit(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    def fit(self) -> list[dict]:
+        """Train from ``self.epoch`` up to ``config.epochs``; returns the per-epoch history."""
+        self._emit("on_fit_start")
+        while self.epoch < self.config.epochs:
+            self.history.append(self.train_epoch(self.epoch + 1))
+            self.epoch += 1
+            self._emit("on_epoch_end", self.history[-1])
+        self._emit("on_fit_end")
+        return self.history
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        batches = epoch_batches(self.train_data, self.config.batch_size, self.config.seed, epoch)
+        self._emit("on_epoch_start", epoch, len(batches))
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        started = time.perf_counter()
+        items = 0
+        for step, rows in enumerate(batches):
+            batch = self.train_data.batch(rows).to(self.device)
+            output = self.model(batch)
+            loss = output.loss
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at epoch {epoch}, step {step + 1} (a batch with {', '.join(batch.observed)}); "
+                    f"training stopped and the last good checkpoint (end of epoch {epoch - 1}) is kept; "
+                    f"try a lower --lr or a different --seed")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            items += len(rows)
+            for key, value in output.metrics.items():
+                sums[key] += value * len(rows)
+                counts[key] += len(rows)
+            self._emit("on_batch_end", step, loss.item())
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch}
+        record.update({f"train/{key}": sums[key] / counts[key] for key in sorted(sums)})
+        record.update({"time/epoch_s": seconds, "time/items_per_s": items / seconds})
+        if self.test_data is not None:
+            record.update(self.evaluate_loss(self.test_data))
+        return record
+
+    @torch.no_grad()
+    def evaluate_loss(self, data, prefix: str = "test") -> dict:
+        """Mean of each metric over the paired rows of ``data`` (at most ``test_samples``), in
+        eval mode, with fixed noise that does not disturb the training stream."""
+        self.model.eval()
+        paired = data.patterns().get(tuple(data.modalities))
+        if paired is None:
+            return {}
+        if self.config.test_samples:
+            paired = paired[: self.config.test_samples]
+        sums: dict[str, float] = defaultdict(float)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed)
+            for rows in paired.split(self.config.batch_size * 4):
+                output = self.model(data.batch(rows).to(self.device))
+                for key, value in output.metrics.items():
+                    sums[key] += value * len(rows)
+        self.model.train()
+        return {f"{prefix}/{key}": value / len(paired) for key, value in sorted(sums.items()) if math.isfinite(value)}
