@@ -134,6 +134,10 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
     train_data, test_data = data_config.load("train"), data_config.load("test")
     torch.manual_seed(train_config.seed)
     network = build_model(name, train_data.modalities, options)
+    partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
+    if partial and not network.learns_from_unpaired:
+        raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
+                         f"use --paired-fraction 1, or add --paired-only to train on the paired subset")
     if config is None:
         network.initialise(train_data, torch.Generator().manual_seed(train_config.seed))
         config = {

@@ -52,6 +52,8 @@ class MultimodalVAE(nn.Module):
     """Base class: owns one :class:`Modality` per data modality."""
 
     config_class = ModelConfig
+    learns_from_unpaired = True
+    """Whether the objective has terms for items with missing modalities (MMVAE's does not)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
