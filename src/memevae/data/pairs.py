@@ -83,8 +83,8 @@ def load_pairs(
     ``download`` fetches missing official files into ``data_dir``; ``verify`` checks their md5s.
     Banks hold exactly the examples some row uses.
 
-    >>> train = load_pairs("mnist-textured", "train")  # doctest: +SKIP  (the shipped sample)
-    >>> train.summary()  # doctest: +SKIP
+    >>> train = load_pairs("mnist-textured", "train")  # the shipped sample, offline
+    >>> train.summary()
     {'rows': 3000, 'paired': 3000, 'mnist only': 0, 'textured only': 0}
     """
     if dataset not in DATASETS:

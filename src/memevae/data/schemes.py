@@ -30,7 +30,8 @@ def apply_scheme(
     the counts are exact; with ``pairs_per_image`` > 1 nearly every example also sits in some
     paired row, so little unpaired data survives when f < 1.
 
-    >>> apply_scheme(train, 0.25, "split", seed=1).summary()  # doctest: +SKIP
+    >>> from memevae.data import load_pairs
+    >>> apply_scheme(load_pairs("mnist-textured", "train"), 0.25, "split", seed=1).summary()
     {'rows': 3000, 'paired': 750, 'mnist only': 1125, 'textured only': 1125}
     """
     modalities = dataset.modalities

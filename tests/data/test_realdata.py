@@ -1,0 +1,46 @@
+"""Checks against the real MNIST files in ../shared/data (skipped when absent)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memevae.data import load_pairs
+from memevae.data.files import md5sum
+from memevae.data.mnist import SAMPLE_PATH, mnist_table, read_mnist, read_mnist_sample
+from memevae.data.pairs import split_halves, stream
+
+MNIST_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST not found at {MNIST_DIR}"),
+]
+
+
+@pytest.mark.parametrize("split, count", [("train", 60000), ("test", 10000)])
+def test_official_files(split, count):
+    for entry in mnist_table(split):
+        assert md5sum(MNIST_DIR / entry.name) == entry.md5
+    images, labels = read_mnist(MNIST_DIR, split)
+    assert images.shape == (count, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (count,) and set(labels.tolist()) == set(range(10))
+
+
+def test_sample_was_drawn_from_the_real_files():
+    with np.load(SAMPLE_PATH) as npz:
+        sources = {split: npz[f"{split}_source_index"] for split in ("train", "test")}
+    for split in ("train", "test"):
+        images, labels = read_mnist(MNIST_DIR, split)
+        sample_images, sample_labels = read_mnist_sample(split)
+        np.testing.assert_array_equal(images[sources[split]], sample_images)
+        np.testing.assert_array_equal(labels[sources[split]], sample_labels)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_full_mnist_textured(split):
+    data = load_pairs("mnist-textured", split, MNIST_DIR)
+    _, labels = read_mnist(MNIST_DIR, split)
+    first, _ = split_halves(labels, stream(0, "halves"))
+    assert len(data) == len(first) == sum(np.bincount(labels) // 2)
+    assert np.bincount(data.labels.numpy()).tolist() == (np.bincount(labels) // 2).tolist()

@@ -1,0 +1,73 @@
+import time
+
+import numpy as np
+import pytest
+
+from memevae.data import DataError
+from memevae.data.textured import PHOTOS, photo, render_textured, upscale
+
+DIGITS = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+
+
+def test_shape_dtype_and_determinism():
+    out = render_textured(DIGITS, 3)
+    assert out.shape == (64, 3, 32, 32) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, render_textured(DIGITS, np.random.default_rng(3)))
+    assert not np.array_equal(out, render_textured(DIGITS, 4))
+
+
+def test_photos_ship_with_scikit_image():
+    for name in PHOTOS:
+        image = photo(name)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 32
+
+
+def test_strokes_invert_the_crop():
+    grey = np.full((40, 50, 3), 100, np.uint8)
+    blank, full = np.zeros((2, 28, 28), np.uint8), np.full((2, 28, 28), 255, np.uint8)
+    assert (render_textured(blank, 0, photos=[grey]) == 100).all()
+    assert (render_textured(full, 0, photos=[grey]) == 155).all()
+
+
+def test_background_is_a_crop_of_the_photo():
+    ys, xs = np.mgrid[0:60, 0:70]
+    coded = np.stack([ys, xs, (ys + xs) % 256], -1).astype(np.uint8)  # each pixel names its position
+    out = render_textured(np.zeros((20, 28, 28), np.uint8), 1, photos=[coded]).transpose(0, 2, 3, 1)
+    for image in out:
+        y0, x0 = image[0, 0, :2]
+        np.testing.assert_array_equal(image, coded[y0 : y0 + 32, x0 : x0 + 32])
+    assert len({tuple(image[0, 0, :2]) for image in out}) > 1
+
+
+def test_one_photo_per_modality():
+    cat = render_textured(np.zeros((30, 28, 28), np.uint8), 0, photos=["chelsea"]).transpose(0, 2, 3, 1)
+    chelsea = photo("chelsea")
+    for image in cat[:5]:
+        hits = np.argwhere((chelsea[:-31, :-31] == image[0, 0]).all(-1))
+        assert any(np.array_equal(chelsea[y : y + 32, x : x + 32], image) for y, x in hits)
+
+
+def test_upscale():
+    assert upscale(np.full((3, 28, 28), 77, np.uint8)).tolist() == np.full((3, 32, 32), 77).tolist()
+    assert upscale(DIGITS).shape == (64, 32, 32)
+
+
+@pytest.mark.parametrize(
+    "images, photos, message",
+    [
+        (DIGITS.astype(np.float32), PHOTOS, "uint8"),
+        (DIGITS, ["lena"], "unknown photo 'lena'"),
+        (DIGITS, [np.zeros((20, 40, 3), np.uint8)], "a photo must be uint8"),
+        (DIGITS, [], "at least one photo"),
+    ],
+)
+def test_bad_inputs(images, photos, message):
+    with pytest.raises(DataError, match=message):
+        render_textured(images, 0, photos=photos)
+
+
+def test_rendering_is_vectorised_fast():
+    digits = np.repeat(DIGITS, 160, axis=0)  # 10240 images
+    start = time.perf_counter()
+    render_textured(digits, 0)
+    assert time.perf_counter() - start < 5  # about 0.4 s on 2 cores; minutes would mean a Python loop
