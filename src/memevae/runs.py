@@ -44,6 +44,8 @@ class DataConfig:
     """1: one-to-one pairs per class (release). N: up to N partners per image (MMVAE protocol)."""
     seed: int = 0
     """Seeds the pairing, the textured rendering and the partial-observation split."""
+    limit: int | None = None
+    """Keep only a seeded random ``limit`` training rows (after the scheme), for quick checks."""
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -56,6 +58,9 @@ class DataConfig:
         data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed)
         if split == "train":
             data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
+            if self.limit is not None and self.limit < len(data):
+                rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))[: self.limit]
+                data = data.subset(rows.sort().values)
         return data
 
 

@@ -28,7 +28,8 @@ def epoch_batches(dataset, batch_size: int, seed: int, epoch: int) -> list[torch
         shuffled = rows[torch.randperm(len(rows), generator=generator)]
         chunks = list(shuffled.split(batch_size))
         if len(chunks) > 1 and len(chunks[-1]) < 2:  # a batch of one breaks BatchNorm; fold it in
-            chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+            tail = chunks.pop()
+            chunks[-1] = torch.cat([chunks[-1], tail])
         for i, chunk in enumerate(chunks):
             keyed.append(((i + 0.5) / len(chunks), group_order, chunk))
     keyed.sort(key=lambda item: (item[0], item[1]))

@@ -1,0 +1,49 @@
+"""The command line: help, one-line errors, train -> translate."""
+
+import subprocess
+import sys
+
+import pytest
+
+from memevae.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "memevae.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "train" in result.stdout and "translate" in result.stdout and "examples:" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--unpaired", "bogus", "--paired-fraction", "0.5"], "bogus"),
+    (["train", "--paired-fraction", "0.5"], "unpaired"),
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--model", "vqvae"], "unknown model 'vqvae'"),
+    (["train", "--kl", "analytic", "--direction", "up->down"], "unknown direction 'up->down'"),
+    (["train", "--dataset", "mnist-svhn"], "SVHN"),
+    (["translate", "/nonexistent/run", "--from", "mnist", "--to", "textured", "--out", "x.png"], "not a memevae run"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
+    code = main([*args] if args[0] == "translate" else [*args, "--out", str(tmp_path / "run"), "--epochs", "1", "--limit", "64", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("memevae: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_train_then_translate(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli("train", "--out", str(run), "--epochs", "1", "--limit", "128", "--batch-size", "64",
+                     "--latent-dim", "8", "--pseudo-samples", "8", "--classifier-samples", "2")
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1" in result.stderr and (run / "checkpoints" / "last.pt").exists()
+    grid = tmp_path / "grid.png"
+    result = run_cli("translate", str(run), "--from", "mnist", "--to", "textured", "--out", str(grid), "--count", "5")
+    assert result.returncode == 0, result.stderr
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = run_cli("translate", str(run), "--from", "svhn", "--to", "textured", "--out", str(grid))
+    assert result.returncode == 1 and "unknown modality 'svhn'" in result.stderr

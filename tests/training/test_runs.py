@@ -1,0 +1,162 @@
+"""Training runs end to end on the shipped sample: resume, kills, NaN, run directories."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import memevae
+from memevae import DataConfig, TrainConfig, load_run, train
+from memevae.training.callbacks import Checkpointer
+from memevae.training.rundir import RunDir, RunError
+from memevae.training.trainer import Callback, Trainer, TrainingError
+
+DATA = dict(limit=192, seed=5)
+OPTIONS = {"latent_dim": 8, "pseudo_samples": 8, "classifier_samples": 2}
+
+
+def fit(path, epochs, **extra):
+    training = TrainConfig(epochs=epochs, batch_size=64, test_samples=64, seed=5)
+    return train(path, data=DataConfig(**DATA), training=training, model_options=OPTIONS, progress=False, **extra)
+
+
+def assert_same_parameters(a, b):
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "straight"
+    fit(path, 2)
+    return load_run(path)
+
+
+def test_run_directory_contents(two_epochs):
+    path = two_epochs.path
+    assert (path / "checkpoints" / "last.pt").exists()
+    assert (path / "figures" / "generation-epoch-0002.png").stat().st_size > 1000
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    record = json.loads(lines[-1])
+    assert {"train/paired/loss", "test/paired/loss", "time/items_per_s"} <= set(record)
+    config = json.loads((path / "config.json").read_text())
+    assert config["model"] == "meme" and config["model_config"]["latent_dim"] == 8
+    assert not list(path.rglob("*.tmp"))
+
+
+def test_resume_gives_identical_parameters(tmp_path, two_epochs):
+    fit(tmp_path / "r", 1)
+    run = train(tmp_path / "r", resume=True, training=TrainConfig(epochs=2), progress=False)
+    assert_same_parameters(run.model, two_epochs.model)
+    assert [r["epoch"] for r in RunDir(tmp_path / "r").read_metrics()] == [1, 2]
+
+
+class Interrupt(Callback):
+    """Stops training like Ctrl-C in the middle of epoch ``epoch``."""
+
+    def __init__(self, epoch, step):
+        self.epoch, self.step, self.current = epoch, step, 0
+
+    def on_epoch_start(self, trainer, epoch, batches):
+        self.current = epoch
+
+    def on_batch_end(self, trainer, step, loss):
+        if self.current == self.epoch and step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_during_an_epoch_then_resume(tmp_path, two_epochs, monkeypatch):
+    original = Trainer.__init__
+
+    def with_interrupt(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.callbacks.append(Interrupt(epoch=2, step=1))
+
+    monkeypatch.setattr(Trainer, "__init__", with_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "r", 2)
+    monkeypatch.setattr(Trainer, "__init__", original)
+    assert RunDir(tmp_path / "r").load_checkpoint()["epoch"] == 1
+    run = train(tmp_path / "r", resume=True, progress=False)
+    assert_same_parameters(run.model, two_epochs.model)
+
+
+def test_kill_minus_nine_then_resume(tmp_path, two_epochs):
+    """A real SIGKILL of the command line while it trains; the checkpoint on disk stays loadable."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "memevae.cli", "train", "--out", str(out), "--epochs", "2", "--limit", "192",
+               "--batch-size", "64", "--seed", "5", "--latent-dim", "8", "--pseudo-samples", "8", "--classifier-samples", "2", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = out / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists(), process.stderr.read().decode()
+    # test_samples differs from the CLI default only in the test metrics, not in training
+    run = train(out, resume=True, progress=False)
+    assert_same_parameters(run.model, two_epochs.model)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = DataConfig(**DATA).load("train")
+    model = memevae.runs.build_model("meme", data.modalities, OPTIONS)
+    model.initialise(data, torch.Generator().manual_seed(0))
+    calls = {"n": 0}
+    forward = model.forward
+
+    def poisoned(batch):
+        calls["n"] += 1
+        out = forward(batch)
+        if calls["n"] == 5:  # epoch 2, step 2 (3 batches per epoch)
+            out.loss = out.loss * float("nan")
+        return out
+
+    model.forward = poisoned
+    run_dir = RunDir(tmp_path / "nan").create({"model": "meme"})
+    trainer = Trainer(model, data, TrainConfig(epochs=3, batch_size=64), callbacks=[Checkpointer(run_dir, {})])
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 2.*last good checkpoint \(end of epoch 1\)"):
+        trainer.fit()
+    assert run_dir.load_checkpoint()["epoch"] == 1
+
+
+def test_existing_run_is_not_overwritten(two_epochs):
+    with pytest.raises(RunError, match="already holds a run"):
+        fit(two_epochs.path, 1)
+
+
+def test_load_run_errors_are_one_line(tmp_path):
+    with pytest.raises(RunError, match="not a memevae run"):
+        load_run(tmp_path)
+    RunDir(tmp_path).create({"model": "meme"})
+    with pytest.raises(RunError, match="no checkpoint"):
+        load_run(tmp_path)
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(RunError, match="cannot be read"):
+        load_run(tmp_path)
+
+
+def test_api_translate_encode_reconstruct(two_epochs):
+    test = two_epochs.data_config.load("test")
+    batch = test.batch(torch.arange(4))
+    q = two_epochs.encode("mnist", batch.data["mnist"])
+    assert q.loc.shape == (4, 8)
+    assert two_epochs.translate(batch.data["mnist"], "mnist", "textured").shape == (4, 3, 32, 32)
+    images = (batch.data["textured"] * 255).to(torch.uint8)
+    assert two_epochs.reconstruct(images, "textured").shape == (4, 3, 32, 32)
+
+
+def test_mmvae_style_refusal_of_unpaired_data(monkeypatch, tmp_path):
+    from memevae.models import MEME
+
+    monkeypatch.setattr(MEME, "learns_from_unpaired", False)
+    with pytest.raises(ValueError, match="cannot learn from unpaired data.*--paired-only"):
+        train(tmp_path / "x", data=DataConfig(paired_fraction=0.5, unpaired="split", **DATA),
+              training=TrainConfig(epochs=1), model_options=OPTIONS, progress=False)
