@@ -43,7 +43,12 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    arrays, provenance = {}, {"seed": args.seed, "selection": "numpy default_rng(seed).choice per class, splits in order train, test", "sources": {}}
+    arrays = {}
+    provenance = {
+        "seed": args.seed,
+        "selection": "numpy default_rng(seed).choice per class without replacement, train then test",
+        "sources": {},
+    }
     for split, per_class in (("train", args.train_per_class), ("test", args.test_per_class)):
         images, labels = read_mnist(args.mnist_dir, split, verify=True)
         rows = select(labels, per_class, rng)

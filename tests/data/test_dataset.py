@@ -32,6 +32,7 @@ def test_getitem_converts_uint8_and_zeros_missing(toy):
     assert torch.allclose(item["data"]["image"], toy.banks["image"][3].float() / 255)
     assert torch.equal(item["data"]["vector"], torch.zeros(3))
     assert torch.equal(toy[5]["data"]["vector"], toy.banks["vector"][0])  # float banks as they are
+    assert toy[5]["data"]["image"].dtype == torch.float32 and not toy[5]["data"]["image"].any()
 
 
 def test_batch_has_only_observed_modalities(toy):

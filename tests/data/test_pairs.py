@@ -73,6 +73,7 @@ def test_mnist_svhn_many_partners_and_seed(synthetic):
     assert set(torch.bincount(many.index["mnist"]).tolist()) == {4}
     same = load_pairs("mnist-svhn", "train", folder, verify=False)
     assert all(torch.equal(one.index[m], same.index[m]) and torch.equal(one.banks[m], same.banks[m]) for m in one.modalities)
+    assert torch.equal(load_pairs("mnist-svhn", "train", folder, verify=False, seed=np.int64(0)).labels, one.labels)
     other = load_pairs("mnist-svhn", "train", folder, verify=False, seed=1)
     assert not torch.equal(one.labels, other.labels)
 
@@ -92,6 +93,8 @@ def test_mnist_svhn_checks_md5_and_needs_data_dir(synthetic):
         (("mnist-textured", "valid"), {}, "unknown split 'valid'"),
         (("mnist-textured", "train"), {"pairs_per_image": 0}, "pairs_per_image must be an integer >= 1"),
         (("mnist-textured", "train"), {"seed": -1}, "seed must be an integer >= 0"),
+        (("mnist-textured", "train"), {"seed": 0.5}, "seed must be an integer >= 0"),
+        (("mnist-textured", "train"), {"pairs_per_image": True}, "pairs_per_image must be an integer >= 1"),
         (("mnist-textured", "train"), {"download": True}, "download=True needs a folder"),
     ],
 )

@@ -103,7 +103,8 @@ class MultimodalDataset(torch.utils.data.Dataset):
         for m in self.modalities:
             j = int(self.index[m][i])
             mask[m] = j >= 0
-            data[m] = _as_float(self.banks[m][j]) if j >= 0 else torch.zeros(self.shape(m))
+            bank = self.banks[m]
+            data[m] = _as_float(bank[j]) if j >= 0 else torch.zeros(self.shape(m), dtype=_as_float(bank[:0]).dtype)
         return {"data": data, "mask": mask, "label": int(self.labels[i])}
 
     def batch(self, rows: torch.Tensor) -> Batch:
@@ -111,17 +112,20 @@ class MultimodalDataset(torch.utils.data.Dataset):
         rows = torch.as_tensor(rows, dtype=torch.long)
         if rows.ndim != 1 or len(rows) == 0:
             raise ValueError(f"batch needs a non-empty 1-d tensor of row numbers, got shape {tuple(rows.shape)}")
-        mask = self.mask()[rows]
+        mask = torch.stack([self.index[m][rows] >= 0 for m in self.modalities], 1)
         if not (mask == mask[0]).all():
             kinds = sorted({self._describe(row) for row in mask.unique(dim=0).tolist()})
-            raise ValueError(f"batch rows mix observation patterns ({', '.join(kinds)}); group rows with patterns() first")
+            raise ValueError(
+                f"batch rows mix observation patterns ({', '.join(kinds)}); group rows with patterns() first"
+            )
         data = {m: _as_float(self.banks[m][self.index[m][rows]]) for m, seen in zip(self.modalities, mask[0]) if seen}
         return Batch(data, self.labels[rows])
 
     def subset(self, rows: torch.Tensor) -> "MultimodalDataset":
         """The given rows as a new dataset sharing this one's banks (no copies)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        return MultimodalDataset(self.banks, {m: self.index[m][rows] for m in self.modalities}, self.labels[rows], self.name)
+        index = {m: self.index[m][rows] for m in self.modalities}
+        return MultimodalDataset(self.banks, index, self.labels[rows], self.name)
 
     def patterns(self) -> dict[tuple[str, ...], torch.Tensor]:
         """Row numbers (int64, ascending) grouped by the tuple of observed modalities.

@@ -128,7 +128,10 @@ def ensure_files(
     """
     root = Path(data_dir).expanduser()
     if not root.is_dir() and not download:
-        raise DataError(f"data directory {root} does not exist; pass the folder holding the data files, or download=True to fetch them into it")
+        raise DataError(
+            f"data directory {root} does not exist; pass the folder holding the data files, "
+            "or download=True to fetch them into it"
+        )
     folders = [root / s for s in subdirs]
     paths: dict[str, Path] = {}
     missing = []

@@ -58,7 +58,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); re-download the file") from e
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an idx file (bad magic number {raw[:4].hex()}); expected an official MNIST idx file")
+        raise DataError(
+            f"{path}: not an idx file (bad magic number {raw[:4].hex()}); expected an official MNIST idx file"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 import numpy as np
@@ -91,9 +92,9 @@ def load_pairs(
         raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
-    if isinstance(pairs_per_image, bool) or not isinstance(pairs_per_image, int) or pairs_per_image < 1:
+    if not _is_int(pairs_per_image) or pairs_per_image < 1:
         raise DataError(f"pairs_per_image must be an integer >= 1, got {pairs_per_image!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not _is_int(seed) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     if data_dir is None and dataset == "mnist-svhn":
         raise DataError(
@@ -121,8 +122,11 @@ def load_pairs(
 
     banks, index = {}, {}
     for name, bank, idx in (("mnist", digits[:, None], idx_m), (other, images, idx_o)):
-        used, index[name] = np.unique(idx, return_inverse=True)
+        used, inverse = np.unique(idx, return_inverse=True)
         banks[name] = torch.from_numpy(np.ascontiguousarray(bank[used]))
-    return MultimodalDataset(
-        banks, {m: torch.from_numpy(i.astype(np.int64)) for m, i in index.items()}, torch.from_numpy(classes[idx_m]), dataset
-    )
+        index[name] = torch.from_numpy(inverse.astype(np.int64))
+    return MultimodalDataset(banks, index, torch.from_numpy(classes[idx_m]), dataset)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -86,7 +86,9 @@ def render_textured(
             rows = np.flatnonzero(choice[part] == k)
             free = np.array(background.shape[:2]) - SIZE + 1
             y0, x0 = (corner[part][rows] * free).astype(int).T
-            crops[rows] = background[y0[:, None, None] + offsets[None, :, None], x0[:, None, None] + offsets[None, None, :]]
+            crops[rows] = background[
+                y0[:, None, None] + offsets[None, :, None], x0[:, None, None] + offsets[None, None, :]
+            ]
         digits = upscale(images[part]).astype(np.int16)[..., None]
         out[part] = np.abs(crops.astype(np.int16) - digits).astype(np.uint8).transpose(0, 3, 1, 2)
     return out
