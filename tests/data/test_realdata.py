@@ -1,12 +1,13 @@
 """Checks against the real MNIST files in ../shared/data (skipped when absent)."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from memevae.data import load_pairs
-from memevae.data.files import md5sum
+from memevae.data.files import ensure_files, md5sum
 from memevae.data.mnist import SAMPLE_PATH, mnist_table, read_mnist, read_mnist_sample
 from memevae.data.pairs import split_halves, stream
 
@@ -44,3 +45,14 @@ def test_full_mnist_textured(split):
     first, _ = split_halves(labels, stream(0, "halves"))
     assert len(data) == len(first) == sum(np.bincount(labels) // 2)
     assert np.bincount(data.labels.numpy()).tolist() == (np.bincount(labels) // 2).tolist()
+
+
+def test_download_official_files_from_a_local_mirror(tmp_path, http_dir):
+    served, base = http_dir
+    for entry in mnist_table("test"):
+        shutil.copy(MNIST_DIR / entry.name, served / entry.name)
+    data_dir = tmp_path / "data"
+    paths = ensure_files(data_dir, mnist_table("test", mirrors=(base + "absent/", base)), download=True, timeout=10)
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted(paths) == sorted(e.name for e in mnist_table("test"))
+    images, _ = read_mnist(data_dir, "test")
+    assert images.shape == (10000, 28, 28)
