@@ -52,3 +52,68 @@ def test_monte_carlo_kl_agrees_with_analytic():
     z = q.rsample((200_000,))
     mc = (q.log_prob(z) - p.log_prob(z)).mean()
     assert math.isclose(mc.item(), q.kl(p).item(), rel_tol=0.02)
+
+
+# -- Laplace latent (MMVAE, App. I) and the product of Gaussian experts (MVAE) ----------------
+
+def test_laplace_latent_matches_torch_noise_and_density():
+    from memevae.distributions import DiagonalLaplace
+
+    g = torch.Generator().manual_seed(4)
+    loc, scale = torch.randn(5, 3, generator=g), torch.rand(5, 3, generator=g) + 0.1
+    q = DiagonalLaplace(loc, scale)
+    torch.manual_seed(11)
+    ours = q.rsample((7,))
+    torch.manual_seed(11)
+    theirs = D.Laplace(loc, scale).rsample((7,))
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(q.log_prob(ours), D.Independent(D.Laplace(loc, scale), 1).log_prob(ours))
+
+
+def test_laplace_rsample_is_reparameterised_and_has_the_right_moments():
+    from memevae.distributions import DiagonalLaplace
+
+    loc = torch.zeros(1, 2, requires_grad=True)
+    q = DiagonalLaplace(loc, torch.tensor([[1.0, 3.0]]))
+    q.rsample((4,)).sum().backward()
+    torch.testing.assert_close(loc.grad, torch.full((1, 2), 4.0))
+    torch.manual_seed(0)
+    z = q.detach().rsample((200_000,))
+    torch.testing.assert_close(z.std(0)[0], torch.tensor([2**0.5, 3 * 2**0.5]), rtol=0.02, atol=0.0)
+
+
+def test_product_of_two_gaussians_is_the_precision_weighted_closed_form():
+    from memevae.distributions import gaussian_product
+
+    m1, s1, m2, s2 = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0]), torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0])
+    q = gaussian_product([m1, m2], [s1, s2])
+    # 1/s^2 = 1/s1^2 + 1/s2^2; m = s^2 (m1/s1^2 + m2/s2^2), dimension by dimension
+    var = [1 / (1 / 0.25 + 1 / 1.0), 1 / (1 / 4.0 + 1 / 1.0)]
+    torch.testing.assert_close(q.scale, torch.tensor(var).sqrt())
+    torch.testing.assert_close(q.loc, torch.tensor([var[0] * (1 / 0.25 + 3 / 1.0), var[1] * (-2 / 4.0 + 0.0)]))
+
+
+def test_product_with_the_prior_expert_and_of_a_single_expert():
+    from memevae.distributions import gaussian_product
+
+    prior_loc, prior_scale = torch.zeros(3), torch.ones(3)
+    m, s = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1.0, 0.5, 3.0]])
+    q = gaussian_product([prior_loc, m], [prior_scale, s])  # prior broadcasts over the batch
+    torch.testing.assert_close(q.scale, (1 / (1 + s.pow(-2))).sqrt())
+    torch.testing.assert_close(q.loc, m * s.pow(-2) / (1 + s.pow(-2)))
+    single = gaussian_product([m], [s])
+    torch.testing.assert_close(single.loc, m)
+    torch.testing.assert_close(single.scale, s)
+
+
+def test_product_density_is_proportional_to_the_product_of_densities():
+    """log N(z; product) - sum_i log N(z; expert_i) must not depend on z."""
+    from memevae.distributions import gaussian_product
+
+    g = torch.Generator().manual_seed(5)
+    locs = [torch.randn(4, generator=g, dtype=torch.float64) for _ in range(3)]
+    scales = [torch.rand(4, generator=g, dtype=torch.float64) + 0.2 for _ in range(3)]
+    q = gaussian_product(locs, scales)
+    z = torch.randn(50, 4, generator=g, dtype=torch.float64) * 3
+    gap = q.log_prob(z) - sum(gaussian_log_prob(z, loc, scale) for loc, scale in zip(locs, scales))
+    torch.testing.assert_close(gap, gap[:1].expand(50), rtol=0, atol=1e-9)
