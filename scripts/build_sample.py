@@ -65,6 +65,7 @@ def main() -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     with os.fdopen(fd, "wb") as f:
         f.write(buffer.getvalue())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {json.dumps(provenance)}")
 

@@ -37,6 +37,7 @@ def test_download_ok(tmp_path, http_dir):
     dest = tmp_path / "out" / "f.bin"
     assert download(base + "f.bin", dest, MD5, timeout=5) == dest
     assert dest.read_bytes() == PAYLOAD
+    assert dest.stat().st_mode & 0o777 == 0o644
     assert leftovers(dest.parent) == []
 
 

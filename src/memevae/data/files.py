@@ -87,6 +87,7 @@ def download(url: str, dest: str | os.PathLike, md5: str, *, timeout: float = 60
                 f"download of {url} has md5 {digest.hexdigest()}, expected {md5}: the server sent "
                 f"a different file; place the official {dest.name} in {dest.parent} by hand"
             )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a data file is for everyone to read
         os.replace(tmp, dest)
     except urllib.error.HTTPError as e:
         raise DataError(
