@@ -39,6 +39,8 @@ def _add_train(sub):
     d.add_argument("--paired-fraction", type=float, default=1.0, metavar="F", help="fraction of pairs kept paired (default 1)")
     d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist) or 'split'")
     d.add_argument("--paired-only", action="store_true", help="drop the unpaired remainder (ablation J.2)")
+    d.add_argument("--download", action="store_true", help="fetch missing official files into --data-dir (md5-checked)")
+    d.add_argument("--no-verify", dest="verify", action="store_false", help="skip the md5 check of re-packed files")
     d.add_argument("--limit", type=int, metavar="N", help="use only N random training rows (quick checks)")
     d.add_argument("--pairs-per-image", type=int, default=1, metavar="N", help="partners per image (1: one-to-one; 20: MMVAE)")
     t = p.add_argument_group("training")
@@ -71,7 +73,7 @@ def _train(args):
     else:
         data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, paired_fraction=args.paired_fraction,
                           unpaired=args.unpaired, paired_only=args.paired_only, pairs_per_image=args.pairs_per_image, seed=args.seed,
-                          limit=args.limit)
+                          limit=args.limit, download=args.download, verify=args.verify)
         training = TrainConfig(epochs=args.epochs or 100, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                device=args.device, checkpoint_every=args.checkpoint_every)
         run = train(out, model=args.model, data=data, training=training, model_options=options, progress=not args.quiet)

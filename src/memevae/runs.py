@@ -46,6 +46,10 @@ class DataConfig:
     """Seeds the pairing, the textured rendering and the partial-observation split."""
     limit: int | None = None
     """Keep only a seeded random ``limit`` training rows (after the scheme), for quick checks."""
+    download: bool = False
+    """Fetch missing official files into ``data_dir`` (md5-verified, never a partial file)."""
+    verify: bool = True
+    """Check the official files' md5s (off: only shapes and dtypes are checked)."""
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -55,7 +59,8 @@ class DataConfig:
 
     def load(self, split: str) -> MultimodalDataset:
         """The train split with the partial-observation scheme applied, or the full test split."""
-        data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed)
+        data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed,
+                          download=self.download, verify=self.verify)
         if split == "train":
             data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
             if self.limit is not None and self.limit < len(data):
