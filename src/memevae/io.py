@@ -9,12 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         with os.fdopen(fd, mode) as handle:
             write(handle)
