@@ -6,8 +6,10 @@ import dataclasses
 
 from .base import ModelConfig, ModelOutput, MultimodalVAE
 from .meme import MEME, MEMEConfig
+from .mmvae import MMVAE, MMVAEConfig
+from .mvae import MVAE, MVAEConfig
 
-MODELS: dict[str, type[MultimodalVAE]] = {"meme": MEME}
+MODELS: dict[str, type[MultimodalVAE]] = {"meme": MEME, "mvae": MVAE, "mmvae": MMVAE}
 
 
 def model_class(name: str) -> type[MultimodalVAE]:
@@ -26,4 +28,5 @@ def build_config(name: str, **fields) -> ModelConfig:
     return config_class(**fields)
 
 
-__all__ = ["MODELS", "ModelConfig", "ModelOutput", "MultimodalVAE", "MEME", "MEMEConfig", "model_class", "build_config"]
+__all__ = ["MODELS", "ModelConfig", "ModelOutput", "MultimodalVAE", "MEME", "MEMEConfig", "MVAE", "MVAEConfig", "MMVAE", "MMVAEConfig",
+           "model_class", "build_config"]

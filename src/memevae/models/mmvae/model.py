@@ -1,0 +1,142 @@
+"""MMVAE: a mixture of experts trained on a stratified importance-weighted bound (Shi et al., NeurIPS 2019)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...distributions import DiagonalGaussian, DiagonalLaplace
+from ...objectives import (dimension_likelihood_weights, mixture_log_prob, mmvae_dreg_bound, mmvae_iwae_bound,
+                           mmvae_log_weights, normalised_weights)
+from ..base import ModelOutput, MultimodalVAE
+from .config import MMVAEConfig
+
+SCALE_FLOOR = 1e-6
+"""``Constants.eta`` of the official code, added to the softmax scale link of the Laplace variant."""
+
+
+class MMVAE(MultimodalVAE):
+    """Multimodal VAE whose joint posterior is the mixture of experts q(z|X) = (1/M) sum_m q(z|x_m).
+
+    A training step draws K samples from each expert (stratified sampling), scores each with
+    log w = log p(z) + sum_n lambda_n log p(x_n|z) - log q(z|X), and maximises the stratified
+    importance-weighted bound with the DReG gradient (``importance_samples``, ``bound``,
+    ``estimator``; see :mod:`memevae.objectives.mmvae`, which follows the official
+    ``m_dreg_looser``). The objective needs every modality of an item, so MMVAE cannot learn from
+    unpaired data (``learns_from_unpaired = False``) and ``forward`` refuses a batch that lacks one.
+
+    Each encoder runs once per step, and each decoder once over all M*K*B latents.
+
+    Example:
+        >>> model = MMVAE(MMVAEConfig(latent_dim=8, importance_samples=3))
+        >>> from memevae.data import Batch
+        >>> batch = Batch({"mnist": torch.rand(2, 1, 28, 28), "textured": torch.rand(2, 3, 32, 32)}, torch.zeros(2, dtype=torch.long))
+        >>> model(batch).loss.shape
+        torch.Size([])
+    """
+
+    config_class = MMVAEConfig
+    learns_from_unpaired = False
+
+    def __init__(self, config: MMVAEConfig):
+        super().__init__(config)
+        self.latent_class = DiagonalGaussian if config.posterior == "gaussian" else DiagonalLaplace
+        if config.learn_prior:
+            self.prior_logits = nn.Parameter(torch.zeros(config.latent_dim))
+        sizes = {name: math.prod(mod.shape) for name, mod in self.modalities.items()}
+        self.likelihood_weights = (dimension_likelihood_weights(sizes) if config.likelihood_scaling == "dimension"
+                                   else {name: 1.0 for name in sizes})
+
+    # -- distributions -----------------------------------------------------------------------
+    def prior(self, like: torch.Tensor):
+        """p(z): location 0; scale 1, or softmax(theta) * L when learnt (official ``pz_params``)."""
+        L = self.config.latent_dim
+        if self.config.learn_prior:
+            scale = F.softmax(self.prior_logits, dim=-1) * L
+        else:
+            scale = like.new_ones(L)
+        return self.latent_class(like.new_zeros(L), scale)
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self.prior(z).log_prob(z)
+
+    def encode(self, modality: str, x: torch.Tensor):
+        """The expert q(z | x_m): the modality's encoder, Gaussian (as MEME's) or Laplace."""
+        mod = self.modality(modality)
+        if self.config.posterior == "gaussian":
+            return mod.encode(x)
+        if tuple(x.shape[1:]) != mod.shape:
+            raise ValueError(f"modality {modality!r} expects inputs of shape (batch, {', '.join(map(str, mod.shape))}), "
+                             f"got {tuple(x.shape)}")
+        loc, raw_scale = mod.encoder(x)
+        return DiagonalLaplace(loc, F.softmax(raw_scale, dim=-1) * raw_scale.shape[-1] + SCALE_FLOOR)
+
+    def log_weights(self, data: dict[str, torch.Tensor], experts: list, z: torch.Tensor, detach_experts: bool):
+        """log w at latents z (..., B, L) and the pieces of it, each (..., B).
+
+        ``experts`` are the posteriors q(z|x_m) in ``modality_names`` order; with
+        ``detach_experts`` their parameters are detached inside the mixture density (DReG).
+        """
+        mixture = [q.detach() if detach_experts else q for q in experts]
+        log_posterior = mixture_log_prob(torch.stack([q.log_prob(z) for q in mixture]))
+        log_prior = self.prior_log_prob(z)
+        log_likelihoods = {}
+        for name in self.modality_names:
+            mod = self.modalities[name]
+            log_likelihoods[name] = mod.log_likelihood(data[name], mod.decode(z))
+        weighted = torch.stack([self.likelihood_weights[name] * value for name, value in log_likelihoods.items()])
+        return mmvae_log_weights(log_prior, weighted, log_posterior), log_prior, log_posterior, log_likelihoods
+
+    # -- objective ---------------------------------------------------------------------------
+    def forward(self, batch) -> ModelOutput:
+        """Negative mean over the batch of the stratified bound (value: the IWAE bound)."""
+        self.check_batch(batch)
+        missing = [name for name in self.modality_names if name not in batch.observed]
+        if missing:
+            raise ValueError(f"MMVAE's objective needs every modality of an item, but this batch lacks {', '.join(missing)}; "
+                             f"train MMVAE on paired data (--paired-fraction 1, or --paired-only)")
+        cfg = self.config
+        data = batch.data
+        experts = [self.encode(name, data[name]) for name in self.modality_names]
+        z = torch.stack([q.rsample((cfg.importance_samples,)) for q in experts])  # (M, K, B, L)
+        dreg = cfg.estimator == "dreg"
+        log_w, log_prior, log_posterior, log_likelihoods = self.log_weights(data, experts, z, detach_experts=dreg)
+        bound = mmvae_dreg_bound(log_w, z, cfg.bound) if dreg else mmvae_iwae_bound(log_w, cfg.bound)
+        loss = -bound.mean()
+        weights = normalised_weights(log_w, cfg.bound)
+        metrics = {
+            "paired/loss": loss.item(),
+            "paired/bound": bound.mean().item(),
+            "paired/log_prior": log_prior.mean().item(),
+            "paired/log_posterior": log_posterior.mean().item(),
+            # effective sample size per expert's K samples (looser) or of all M*K, as a fraction
+            "paired/ess": (1.0 / weights.pow(2).sum(1 if cfg.bound == "looser" else (0, 1))).mean().item()
+                          / (cfg.importance_samples * (1 if cfg.bound == "looser" else len(experts))),
+        }
+        for name, value in log_likelihoods.items():
+            metrics[f"paired/{name}/log_likelihood"] = value.mean().item()
+        return ModelOutput(loss, metrics)
+
+    @torch.no_grad()
+    def joint_log_weights(self, data: dict[str, torch.Tensor], samples: int) -> torch.Tensor:
+        """log p(X, z) - log q(z|X) at ``samples`` draws z from the mixture, (samples, B): the
+        importance weights of a marginal-likelihood estimate, with the likelihoods unweighted
+        (lambda_m = 1, whatever ``likelihood_scaling``). Stratified (samples / M per expert)
+        when M divides ``samples``; otherwise each draw picks its expert uniformly at random.
+        Either way the mean of the weights is unbiased for p(X)."""
+        missing = [name for name in self.modality_names if name not in data]
+        if missing:
+            raise ValueError(f"joint_log_weights needs every modality; missing {', '.join(missing)}")
+        experts = [self.encode(name, data[name]) for name in self.modality_names]
+        M = len(experts)
+        if samples % M == 0:
+            z = torch.cat([q.rsample((samples // M,)) for q in experts])
+        else:
+            draws = torch.stack([q.rsample((samples,)) for q in experts])  # (M, S, B, L)
+            pick = torch.randint(M, draws.shape[1:3], device=draws.device)
+            z = draws.gather(0, pick[None, ..., None].expand(1, *draws.shape[1:]))[0]
+        _, log_prior, log_posterior, log_likelihoods = self.log_weights(data, experts, z, detach_experts=False)
+        return log_prior + sum(log_likelihoods.values()) - log_posterior  # the unweighted joint density

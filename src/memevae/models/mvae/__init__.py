@@ -1,0 +1,4 @@
+from .config import MVAEConfig
+from .model import MVAE
+
+__all__ = ["MVAE", "MVAEConfig"]
