@@ -106,6 +106,47 @@ def _translate(args):
     print(f"wrote {args.out}")
 
 
+def _add_snr(sub):
+    p = sub.add_parser("snr", help="gradient SNR of MEME's stop-gradient vs full estimator (Fig. 10)",
+                       description="Train MEME briefly twice from the same initialisation, once per estimator "
+                                   "(App. B stop-gradient; Eq. 7 full), and measure along training the SNR |mean g| / std g "
+                                   "of each network's gradients over --repeats estimates on one fixed batch (Fig. 10). "
+                                   "Writes OUT/snr.json and OUT/snr.png.")
+    p.add_argument("--out", type=Path, required=True, help="folder for snr.json and snr.png")
+    p.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    p.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
+    p.add_argument("--steps", type=int, default=200, help="training steps per estimator (default 200)")
+    p.add_argument("--every", type=int, default=20, help="measure every this many steps (default 20)")
+    p.add_argument("--repeats", type=int, default=20, help="gradient estimates per measurement (default 20)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and noise")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = p.add_argument_group("model (MEME; both estimators are always compared)")
+    for field, spec in MODEL_OPTIONS.items():
+        if field != "estimator":
+            m.add_argument("--" + field.replace("_", "-"), dest=field, default=None, **spec)
+    p.set_defaults(func=_snr)
+
+
+def _snr(args):
+    from .evaluation import snr
+    from .models import build_config
+    from .modalities import DEFAULT_KINDS
+    from .runs import DataConfig
+
+    snr.check_arguments(args.steps, args.repeats, args.every, args.batch_size, args.lr)  # before the slow part
+    train_data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed).load("train")
+    options = {field: getattr(args, field) for field in MODEL_OPTIONS if field != "estimator" and getattr(args, field, None) is not None}
+    config = build_config("meme", modalities={m: DEFAULT_KINDS[m] for m in train_data.modalities}, **options)
+    result = snr.gradient_snr(config, train_data, steps=args.steps, repeats=args.repeats, every=args.every,
+                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, progress=not args.quiet)
+    paths = snr.write_snr(result, args.out)
+    for estimator, groups in result["summary"].items():
+        print(f"{estimator}: mean SNR " + ", ".join(f"{g} {v:.3g}" for g, v in groups.items()))
+    print(f"wrote {paths['json']} and {paths['png']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -118,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_translate(sub)
+    _add_snr(sub)
     return parser
 
 

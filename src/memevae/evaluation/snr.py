@@ -1,0 +1,357 @@
+"""Gradient signal-to-noise ratio of MEME's two estimators (Fig. 10, App. B of Joy et al., ICLR 2022).
+
+App. B: differentiating Eq. 6 naively (Eq. 7, ``estimator="full"``) passes gradients through the
+importance ratio w = q(t|z) / q(t|s); MEME instead detaches w (``estimator="stop-gradient"``).
+Fig. 10 compares the two by the signal-to-noise ratio of the gradients, measured along training.
+
+What is computed here. Two MEME models are trained from the same initial parameters, on the same
+batches, with the same noise stream, one per estimator. Every ``every`` optimiser steps (and at
+step 0), on one fixed batch B of paired items, R = ``repeats`` independent gradient estimates
+g_1..g_R of the loss (-mean over B of the paired objective) are taken, differing only in the
+Monte-Carlo noise (the samples z, z_1..z_K). For each parameter entry j of a network,
+
+    SNR_j = |mean_r g_rj| / std_r g_rj            (std with R - 1 in the denominator)
+
+(Rainforth et al. 2018's definition, used by Fig. 10). Per network the reported curves are
+
+- ``"mean"`` (plotted, the default ``statistic``): the mean of SNR_j over the network's entries;
+- ``"median"``: the median of SNR_j over entries (robust to a few near-deterministic entries);
+- ``"norm"``: ||mean_r g_r|| / sqrt(sum_j var_r g_rj), the SNR of the gradient vector as a whole.
+
+Entries whose gradient is exactly 0 in every repeat carry neither signal nor noise and are left
+out; an entry with zero variance but a non-zero mean has SNR_j = inf (a deterministic gradient).
+An entry that is pure zero-mean noise still shows SNR_j ~ sqrt(2 / (pi R)) (E|mean| of R Gaussian
+draws over their std): the result records this ``noise_floor`` and the figure draws it.
+
+Networks. Fig. 10 shows the paper's (phi, left) and (varphi, right): in direction s->t the
+recognition model is q_phi(z|s) q_varphi(t|z), i.e. under MEME's weight sharing (App. C) phi is
+s's encoder and varphi is t's decoder (the "classifier" q(t|z)), the two networks the ratio w
+depends on. The curves are reported for all four networks ("encoder:<m>", "decoder:<m>"), so both
+the encoders of each modality and the paper's pair can be read off. With the bi-directional
+objective (the default) every network plays both roles, one per direction.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["gradient_snr", "gradient_snr_at", "plot_snr", "write_snr", "network_groups", "check_arguments", "STATISTICS"]
+
+STATISTICS = ("mean", "median", "norm")
+
+
+def network_groups(model) -> dict[str, list[torch.nn.Parameter]]:
+    """{"encoder:<modality>": params, "decoder:<modality>": params} for each of the model's modalities."""
+    groups = {}
+    for part in ("encoder", "decoder"):
+        for name in model.modality_names:
+            groups[f"{part}:{name}"] = [p for p in getattr(model.modality(name), part).parameters() if p.requires_grad]
+    return groups
+
+
+def _snr_statistics(mean: torch.Tensor, var: torch.Tensor) -> dict:
+    """The three summaries of per-entry |mean| / std (see the module text), as floats."""
+    std = var.clamp_min(0).sqrt()
+    active = (mean != 0) | (std > 0)
+    if not active.any():
+        return {"mean": float("nan"), "median": float("nan"), "norm": float("nan"), "entries": 0}
+    m, s = mean[active].abs(), std[active]
+    ratio = torch.where(s > 0, m / s.clamp_min(torch.finfo(s.dtype).tiny), torch.full_like(m, math.inf))
+    total_sd = s.pow(2).sum().sqrt()
+    norm = (m.pow(2).sum().sqrt() / total_sd).item() if total_sd > 0 else math.inf
+    return {"mean": ratio.mean().item(), "median": ratio.median().item(), "norm": norm, "entries": int(active.sum())}
+
+
+def gradient_snr_at(loss_fn, groups: dict[str, list[torch.Tensor]], repeats: int) -> dict[str, dict]:
+    """SNR of the gradients of ``loss_fn()`` over ``repeats`` independent evaluations.
+
+    ``loss_fn()`` returns a scalar loss whose randomness (if any) is fresh on every call;
+    ``groups`` names lists of parameters. Per entry j: SNR_j = |mean_r g_rj| / std_r g_rj, with
+    mean and variance accumulated in float64 by Welford's method (memory: two copies of the
+    parameters, whatever ``repeats``). Returns {group: {"mean", "median", "norm", "entries"}}
+    (module text); a deterministic loss gives inf.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.ones(3))
+        >>> gradient_snr_at(lambda: (w * torch.randn(3)).sum(), {"w": [w]}, repeats=50)["w"]["mean"] < 1
+        True
+        >>> gradient_snr_at(lambda: (w * 2).sum(), {"w": [w]}, repeats=3)["w"]["mean"]
+        inf
+    """
+    if int(repeats) != repeats or repeats < 2:
+        raise ValueError(f"repeats must be an integer >= 2 (a standard deviation needs two estimates), got {repeats}")
+    params = [p for ps in groups.values() for p in ps]
+    sizes = {name: sum(p.numel() for p in ps) for name, ps in groups.items()}
+    total = sum(sizes.values())
+    mean = torch.zeros(total, dtype=torch.float64)
+    m2 = torch.zeros(total, dtype=torch.float64)
+    for r in range(1, int(repeats) + 1):
+        for p in params:
+            p.grad = None
+        loss_fn().backward()
+        g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double().cpu() for p in params])
+        delta = g - mean
+        mean += delta / r
+        m2 += delta * (g - mean)
+    for p in params:
+        p.grad = None
+    var = m2 / (repeats - 1)
+    out = {}
+    for (name, size), mean_part, var_part in zip(sizes.items(), mean.split(list(sizes.values())), var.split(list(sizes.values()))):
+        out[name] = _snr_statistics(mean_part, var_part)
+    return out
+
+
+def _estimator_model(model, estimator: str, seed: int, train_data):
+    """A fresh MEME for ``estimator``: from a config, a factory, or a copy of a given model."""
+    from ..models import MEME, MEMEConfig
+
+    if isinstance(model, MEMEConfig):
+        torch.manual_seed(seed)
+        net = MEME(dataclasses.replace(model, estimator=estimator))
+        net.initialise(train_data, torch.Generator().manual_seed(seed))
+        return net
+    if isinstance(model, MEME):
+        net = copy.deepcopy(model)
+        net.config = dataclasses.replace(model.config, estimator=estimator)
+        return net
+    if callable(model) and not isinstance(model, torch.nn.Module):
+        torch.manual_seed(seed)
+        net = model(estimator)
+        if not isinstance(net, MEME):
+            raise ValueError(f"the model factory must return a MEME model, got {type(net).__name__}")
+        return net
+    raise ValueError(f"model must be a MEMEConfig, a MEME model or a factory estimator -> MEME, got {type(model).__name__}")
+
+
+def _paired_subset(data):
+    from ..data import MultimodalDataset
+
+    if not isinstance(data, MultimodalDataset):
+        raise ValueError(f"data must be a MultimodalDataset, got {type(data).__name__}")
+    rows = data.patterns().get(tuple(data.modalities))
+    if rows is None or len(rows) < 2:
+        raise ValueError("gradient SNR needs at least two paired (fully observed) training items")
+    return data.subset(rows)
+
+
+def check_arguments(steps, repeats, every, batch_size, learning_rate=5e-4, estimators=("stop-gradient", "full")) -> list[str]:
+    """One-line ValueErrors for bad :func:`gradient_snr` settings; returns the estimators as a list."""
+    from ..objectives import ESTIMATORS
+
+    for name, value, low in (("steps", steps, 0), ("repeats", repeats, 2), ("every", every, 1), ("batch_size", batch_size, 2)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value}"
+                             + (" (a standard deviation needs two estimates)" if name == "repeats" else ""))
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    estimators = [estimators] if isinstance(estimators, str) else list(estimators)
+    bad = [e for e in estimators if e not in ESTIMATORS]
+    if bad or not estimators:
+        raise ValueError(f"unknown estimator(s) {bad or estimators}; choose from {', '.join(ESTIMATORS)}")
+    return estimators
+
+
+def gradient_snr(model, data, *, steps: int = 200, repeats: int = 20, every: int = 20, batch_size: int = 64,
+                 learning_rate: float = 5e-4, estimators=("stop-gradient", "full"), seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Gradient SNR along a short training run, per estimator and network (Fig. 10, App. B).
+
+    For each estimator ("stop-gradient": w detached, App. B; "full": Eq. 7), a MEME model is
+    trained for ``steps`` Adam steps (lr ``learning_rate``) on paired batches of ``batch_size``
+    from ``data``; at steps 0, every, 2 every, ..., steps it takes ``repeats`` gradient estimates
+    on one fixed batch and records, per network, SNR = |mean g| / std g over the repeats,
+    summarised over parameter entries as "mean" (plotted), "median" and "norm" (module text).
+    All estimators start from the same parameters and see the same batches and noise stream.
+
+    Args:
+        model: a :class:`~memevae.models.MEMEConfig` (fresh models, seeded by ``seed``), a MEME
+            model (both runs start from copies of its parameters, e.g. a trained run's model), or
+            a callable ``estimator -> MEME``. Other models: the study is MEME's; a result with
+            ``"skipped"`` is returned.
+        data: the training MultimodalDataset; its paired items are used.
+
+    Returns a dict with ``steps``, ``repeats``, ``every``, ``batch_size``, ``groups`` (network
+    names), ``statistic`` ("mean", what :func:`plot_snr` draws), ``curves[estimator]`` =
+    {"step": [...], "loss": [...], "snr": {group: {"mean": [...], "median": [...], "norm": [...]}}}
+    and ``summary[estimator][group]`` = the curve's "mean" SNR averaged over measurement points.
+
+    Example:
+        >>> from memevae.models import MEMEConfig
+        >>> from memevae.data import load_pairs
+        >>> result = gradient_snr(MEMEConfig(latent_dim=8, pseudo_samples=4), load_pairs("mnist-textured", "train"),
+        ...                       steps=20, every=10, repeats=5, batch_size=16)  # doctest: +SKIP
+        >>> write_snr(result, "snr-out")  # snr.json + snr.png                    # doctest: +SKIP
+    """
+    from ..models import MEME, MEMEConfig
+    from ..training.schedule import epoch_batches
+
+    if not isinstance(model, (MEME, MEMEConfig)) and isinstance(model, torch.nn.Module):
+        return {"skipped": f"the gradient SNR study (Fig. 10) compares MEME's two estimators; {type(model).__name__} has neither",
+                "curves": {}}
+    estimators = check_arguments(steps, repeats, every, batch_size, learning_rate, estimators)
+    paired = _paired_subset(data)
+    measure_rows = torch.randperm(len(paired), generator=torch.Generator().manual_seed(seed))[:batch_size]
+    measure_batch = paired.batch(measure_rows)
+    points = sorted(set(range(0, steps + 1, every)) | {steps})
+
+    curves, config = {}, None
+    with torch.random.fork_rng():
+        for estimator in estimators:
+            net = _estimator_model(model, estimator, seed, paired)
+            config = dataclasses.asdict(net.config)
+            device = next(net.parameters()).device
+            batch = measure_batch.to(device)
+            groups = network_groups(net)
+            optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+            torch.manual_seed(seed)
+            net.train()
+            curve = {"step": [], "loss": [], "snr": {g: {s: [] for s in STATISTICS} for g in groups}}
+            schedule, epoch = [], 0
+            bar = tqdm(total=steps + len(points), desc=f"SNR {estimator}", unit="step", file=sys.stderr,
+                       disable=not progress, leave=False, dynamic_ncols=True)
+            for step in range(steps + 1):
+                if step in points:
+                    buffers = {k: v.clone() for k, v in net.named_buffers()}
+                    stats = gradient_snr_at(lambda: net(batch).loss, groups, repeats)
+                    with torch.no_grad():  # the repeats must not move BatchNorm's running statistics
+                        for k, v in net.named_buffers():
+                            v.copy_(buffers[k])
+                    curve["step"].append(step)
+                    for g, values in stats.items():
+                        for s in STATISTICS:
+                            curve["snr"][g][s].append(values[s])
+                    bar.update(1)
+                if step == steps:
+                    break
+                if not schedule:
+                    epoch += 1
+                    schedule = epoch_batches(paired, batch_size, seed, epoch)
+                output = net(paired.batch(schedule.pop(0)).to(device))
+                if not torch.isfinite(output.loss):
+                    curve["diverged_at"] = step
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                output.loss.backward()
+                optimizer.step()
+                curve["loss"].append(output.loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{output.loss.item():.1f}", refresh=False)
+            bar.close()
+            curves[estimator] = curve
+
+    summary = {e: {g: _finite_mean(c["snr"][g]["mean"]) for g in c["snr"]} for e, c in curves.items()}
+    return {
+        "figure": "Fig. 10 (App. B): gradient SNR, stop-gradient vs full estimator",
+        "dataset": getattr(data, "name", None),
+        "model_config": config,
+        "steps": int(steps), "repeats": int(repeats), "every": int(every), "batch_size": int(batch_size),
+        "learning_rate": learning_rate, "seed": seed,
+        "statistic": "mean",
+        "statistic_definition": "mean over a network's parameter entries j of |mean_r g_rj| / std_r g_rj "
+                                "(R repeats on one fixed batch, std with R-1); 'median' and 'norm' "
+                                "(||mean g|| / sqrt(sum_j var g_j)) are also recorded",
+        "noise_floor": math.sqrt(2.0 / (math.pi * repeats)),
+        "groups": list(next(iter(curves.values()))["snr"]) if curves else [],
+        "curves": curves,
+        "summary": summary,
+    }
+
+
+def _finite_mean(values):
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < len(values) and any(v == math.inf for v in values):
+        return math.inf
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _paper_label(group: str, directions) -> str:
+    """The paper's symbol for a network, for one-directional objectives (phi: enc_s, varphi: dec_t)."""
+    part, name = group.split(":")
+    if len(directions) != 1:
+        return f"{name} {part}"
+    s, t = directions[0]
+    symbol = {("encoder", s): "\u03c6 = q(z|s)", ("decoder", t): "\u03d5 = q(t|z)",
+              ("encoder", t): "\u03c8 = p(z|t)", ("decoder", s): "\u03b8 = p(s|z)"}[(part, name)]
+    return f"{name} {part} ({symbol})"
+
+
+def plot_snr(result: dict, path, statistic: str | None = None, title: str | None = None):
+    """Fig. 10 as a PNG: one panel per network (encoders on top), SNR against training step, one
+    curve per estimator, log scale. Written atomically; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import io
+
+    statistic = statistic or result.get("statistic", "mean")
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {', '.join(STATISTICS)}")
+    curves = result["curves"]
+    if not curves:
+        raise ValueError("the result has no curves to plot")
+    groups = result["groups"]
+    encoders = [g for g in groups if g.startswith("encoder:")]
+    decoders = [g for g in groups if g.startswith("decoder:")]
+    cols = max(len(encoders), len(decoders))
+    directions = []
+    config = result.get("model_config") or {}
+    if config.get("direction", "both") != "both":
+        directions = [tuple(config["direction"].split("->"))]
+    colours = {"stop-gradient": "tab:blue", "full": "tab:orange"}
+    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 6.4), squeeze=False)
+    for row, names in enumerate((encoders, decoders)):
+        for col in range(cols):
+            axis = axes[row, col]
+            if col >= len(names):
+                axis.axis("off")
+                continue
+            group = names[col]
+            for estimator, curve in curves.items():
+                values = [v if math.isfinite(v) else float("nan") for v in curve["snr"][group][statistic]]
+                label = "stop-gradient (App. B)" if estimator == "stop-gradient" else "full (Eq. 7)" if estimator == "full" else estimator
+                axis.plot(curve["step"], values, marker="o", ms=3, color=colours.get(estimator), label=label)
+            if statistic != "norm" and result.get("noise_floor"):
+                axis.axhline(result["noise_floor"], color="grey", ls="--", lw=1, label="noise floor (zero-mean gradient)")
+            axis.set_yscale("log")
+            axis.set_xlabel("training step")
+            axis.set_ylabel(f"gradient SNR ({statistic} over entries)" if statistic != "norm" else "gradient SNR (norm)")
+            axis.set_title(_paper_label(group, directions), fontsize=9)
+            axis.grid(alpha=0.3, which="both")
+            axis.legend(fontsize=8)
+    fig.suptitle(title or (f"Gradient SNR |E g| / std g over {result['repeats']} repeats "
+                           f"(Fig. 10){' on ' + result['dataset'] if result.get('dataset') else ''}; higher is better"),
+                 fontsize=10)
+    fig.tight_layout()
+    io.save_figure(path, fig, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf" / "nan": strict JSON has no infinities
+    return value
+
+
+def write_snr(result: dict, out_dir) -> dict[str, Path]:
+    """Write ``snr.json`` (infinities as the string "inf") and ``snr.png`` into ``out_dir``, atomically."""
+    from .. import io
+
+    out_dir = Path(out_dir)
+    json_path = io.write_json(out_dir / "snr.json", _json_ready(result))
+    png_path = plot_snr(result, out_dir / "snr.png")
+    return {"json": json_path, "png": png_path}
