@@ -147,6 +147,111 @@ def _snr(args):
     print(f"wrote {paths['json']} and {paths['png']}")
 
 
+def _add_classifiers(sub):
+    p = sub.add_parser("classifiers", help="train the digit classifiers that judge generations (coherence)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    t = actions.add_parser("train", help="train one digit classifier per modality on the TRAIN split and save it",
+                           description="Train a small CNN per digit modality of a data set on its train split, report its "
+                                       "test accuracy, and save it with a sha256 of its weights. 'memevae evaluate' loads "
+                                       "them from the default folder <data-dir or ~/.cache/memevae>/classifiers/<dataset>/.")
+    t.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    t.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
+    t.add_argument("--out", type=Path, help="folder to write (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
+    t.add_argument("--modalities", help="comma-separated subset (default: every modality of the data set)")
+    t.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam peak learning rate, one-cycle schedule (default 1e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seeds the data set (textured rendering) and training")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_classifiers_train)
+    p.set_defaults(func=lambda args: p.print_help())
+
+
+def _classifiers_train(args):
+    from .evaluation.classifiers import default_classifier_dir, train_classifiers
+    from .runs import DataConfig
+
+    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed)
+    out = args.out or default_classifier_dir(data.dataset, data.data_dir)
+    modalities = [m.strip() for m in args.modalities.split(",")] if args.modalities else None
+    train_classifiers(data, out, modalities=modalities, epochs=args.epochs, batch_size=args.batch_size,
+                      learning_rate=args.lr, seed=args.seed, progress=not args.quiet)
+    print(f"classifiers written to {out}")
+
+
+def _parse_options(items) -> dict:
+    """--option METRIC.KEY=VALUE (VALUE read as JSON when it parses, else a string) -> {metric: {key: value}}."""
+    import json
+
+    options = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        metric, dot, key = name.partition(".")
+        if not sep or not dot or not metric or not key:
+            raise ValueError(f"--option {item!r}: expected METRIC.KEY=VALUE, e.g. tsne.points=1000")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        options.setdefault(metric, {})[key.replace("-", "_")] = parsed
+    return options
+
+
+def _add_evaluate(sub):
+    from .evaluation.pipeline import DEFAULT_METRICS, METRICS
+
+    listing = "\n".join(f"  {name:<12} {m.description}" for name, m in METRICS.items())
+    p = sub.add_parser("evaluate", help="evaluate a run: coherence, latent accuracy, relatedness, t-SNE, grids, ...",
+                       description="Evaluate a trained run and write RUN/evaluation/metrics.json (figures in "
+                                   "RUN/evaluation/figures/), with each metric's wall time and the paper's MNIST-SVHN "
+                                   "numbers alongside.",
+                       epilog=f"metrics:\n{listing}\n\nexamples:\n  memevae evaluate runs/meme-mnist-textured-f1-seed0\n"
+                              "  memevae evaluate RUN --metrics coherence --classifiers classifiers/\n"
+                              "  memevae evaluate RUN --metrics likelihood --option likelihood.samples=100",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a run directory")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help=f"comma-separated, or 'all' (default {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--classifiers", type=Path, metavar="DIR",
+                   help="folder of judge classifiers (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
+    p.add_argument("--checkpoint", default="last", help="checkpoint name (default last)")
+    p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE",
+                   help="a keyword for one metric, e.g. tsne.points=1000 or latent.train_items=60000 (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the metrics' sampling (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args):
+    from .evaluation import evaluate
+    from .evaluation.pipeline import results_path
+
+    results = evaluate(args.run, metrics=args.metrics, classifiers=args.classifiers, checkpoint=args.checkpoint,
+                       options=_parse_options(args.option), seed=args.seed, progress=not args.quiet)
+    for name, entry in results["metrics"].items():
+        shown = {k: v for k, v in entry["values"].items() if isinstance(v, float) and "/" not in k}
+        print(f"{name} ({entry['wall_time_s']:.1f} s): " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:6]))
+    print(f"{results['dataset_label']} results written to {results_path(args.run)}")
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="tables (paper Tables 3, 4) and plots (Fig. 5, 7) over evaluated runs",
+                       description="Group evaluated runs by (model, dataset, unpaired scheme, paired fraction) and write "
+                                   "OUT/report.md with mean +- std over seeds beside the paper's numbers, plus "
+                                   "coherence-vs-f and latent-accuracy-vs-f plots.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories (evaluated with 'memevae evaluate')")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.md and its figures")
+    p.add_argument("--strict", action="store_true", help="fail on a run without evaluation/metrics.json (default: list it)")
+    p.set_defaults(func=_report)
+
+
+def _report(args):
+    from .evaluation.report import write_report
+
+    path = write_report(args.runs, args.out, strict=args.strict)
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -159,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_translate(sub)
+    _add_classifiers(sub)
+    _add_evaluate(sub)
+    _add_report(sub)
     _add_snr(sub)
     return parser
 

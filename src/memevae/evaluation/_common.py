@@ -1,0 +1,79 @@
+"""Helpers shared by the metrics: eval mode, batched posteriors, seeded latent samples, labels."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+DATASET_LABELS = {"mnist-svhn": "MNIST-SVHN", "mnist-textured": "MNIST-Textured"}
+
+
+def dataset_label(dataset: str) -> str:
+    """The name results are published under: "MNIST-Textured" is never called "MNIST-SVHN"."""
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+@contextlib.contextmanager
+def evaluation_mode(model):
+    """``model.eval()`` and ``torch.no_grad()`` inside; the previous train/eval mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def paired_rows(data) -> torch.Tensor:
+    """Row numbers of the fully observed rows of a MultimodalDataset (all test rows are)."""
+    rows = data.patterns().get(tuple(data.modalities))
+    if rows is None or len(rows) == 0:
+        raise ValueError(f"{data.name} has no fully observed rows; evaluation needs paired test data")
+    return rows
+
+
+def batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def progress_bar(total: int, description: str, progress: bool, unit: str = "batch"):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, disable=not progress, leave=False, dynamic_ncols=True)
+
+
+def posteriors(model, modality: str, images: torch.Tensor, batch_size: int = 500, progress: bool = False,
+               description: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loc, scale) of q(z | x) for every image (uint8 or float), on the CPU, computed in eval mode."""
+    device = model_device(model)
+    locs, scales = [], []
+    n = len(images)
+    bar = progress_bar((n + batch_size - 1) // batch_size, description or f"encode {modality}", progress)
+    with evaluation_mode(model):
+        for part in batches(n, batch_size):
+            q = model.encode(modality, as_float(images[part]).to(device))
+            locs.append(q.loc.float().cpu())
+            scales.append(q.scale.float().cpu())
+            bar.update(1)
+    bar.close()
+    return torch.cat(locs), torch.cat(scales)
+
+
+def sample_latent(q, generator: torch.Generator) -> torch.Tensor:
+    """z = loc + scale * eps with eps from ``generator`` (a CPU generator: reproducible everywhere)."""
+    eps = torch.randn(q.loc.shape, generator=generator, dtype=q.loc.dtype).to(q.loc.device)
+    return q.loc + q.scale * eps

@@ -1,0 +1,320 @@
+"""Digit classifiers that judge generated images (SPEC section 6; paper Sec. 4.1, "Cross
+Coherence": "matching digit predictions ... obtained from a pre-trained classifier").
+
+One small CNN per digit modality (MNIST 1x28x28; SVHN or textured digits 3x32x32), trained on the
+TRAIN split only and saved as a pair of files in one folder:
+
+- ``<modality>.pt``: the state dict (written atomically);
+- ``<modality>.json``: its sha256 (of the ``.pt`` file's bytes), test accuracy, the data config
+  it was trained on, the training settings and the memevae version.
+
+:func:`load_classifier` checks the hash before deserialising the weights and refuses a file whose
+hash differs, or whose recorded training data is the test split: a judge that saw the test images
+would inflate coherence.
+
+Example:
+    >>> from memevae.runs import DataConfig
+    >>> info = train_classifiers(DataConfig(), "classifiers/mnist-textured", epochs=3)  # doctest: +SKIP
+    >>> judges = load_classifiers("classifiers/mnist-textured", ["mnist", "textured"])   # doctest: +SKIP
+    >>> judges["mnist"].predict(images)                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__, io
+
+FORMAT = 1
+ARCHITECTURE = "digit-cnn"
+
+
+class ClassifierError(ValueError):
+    """A judge classifier is missing, altered, or unfit to judge (one line: the problem and the fix)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------------
+
+
+class DigitCNN(nn.Module):
+    """Three conv blocks (32, 64, 128 channels; 3x3 conv, BatchNorm, ReLU, 2x2 max-pool), dropout,
+    a linear layer to 10 logits. About 0.1M parameters; ~10M multiply-adds per 32x32 image."""
+
+    def __init__(self, input_shape: tuple[int, int, int], classes: int = 10):
+        super().__init__()
+        channels, height, width = input_shape
+        layers, c_in = [], channels
+        for c_out in (32, 64, 128):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * (height // 8) * (width // 8), classes))
+        self.input_shape = tuple(input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class DigitClassifier:
+    """A loaded judge: the network in eval mode plus its recorded metadata (``info``)."""
+
+    def __init__(self, net: nn.Module, info: dict):
+        self.net = net.eval()
+        self.info = info
+
+    @property
+    def modality(self) -> str:
+        return self.info["modality"]
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 10) for float images in [0, 1] (B, C, H, W)."""
+        device = next(self.net.parameters()).device
+        return self.net(x.to(device))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x).argmax(-1).cpu()
+
+    def summary(self) -> dict:
+        """What evaluation records about the judge it used."""
+        keys = ("modality", "test_accuracy", "test_items", "train_items", "sha256", "trained_on")
+        return {k: self.info.get(k) for k in keys}
+
+
+# --------------------------------------------------------------------------------------------------
+# Where classifiers live
+# --------------------------------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/memevae`` (default ``~/.cache/memevae``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "memevae"
+
+
+def default_classifier_dir(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """``<data_dir or ~/.cache/memevae>/classifiers/<dataset>/``."""
+    return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / dataset
+
+
+def train_command(dataset: str, data_dir=None, out=None) -> str:
+    """The exact ``memevae classifiers train`` command that writes the classifiers for ``dataset``."""
+    parts = ["memevae", "classifiers", "train", "--dataset", dataset]
+    if data_dir is not None:
+        parts += ["--data-dir", str(data_dir)]
+    if out is not None and Path(out) != default_classifier_dir(dataset, data_dir):
+        parts += ["--out", str(out)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def weights_path(folder, modality: str) -> Path:
+    return Path(folder) / f"{modality}.pt"
+
+
+def info_path(folder, modality: str) -> Path:
+    return Path(folder) / f"{modality}.json"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Save / load
+# --------------------------------------------------------------------------------------------------
+
+
+def save_classifier(net: nn.Module, folder, modality: str, info: dict) -> Path:
+    """Write ``<modality>.pt`` then ``<modality>.json`` (both atomically) with the sha256 of the
+    weights file's bytes. ``info`` needs at least ``trained_on`` (a data-config dict with
+    ``split``); returns the json path."""
+    buffer = _io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
+    data = buffer.getvalue()
+    io.atomic_write(weights_path(folder, modality), lambda f: f.write(data))
+    record = {
+        "format": FORMAT,
+        "modality": modality,
+        "architecture": ARCHITECTURE,
+        "input_shape": list(net.input_shape),
+        "classes": 10,
+        "weights": weights_path(folder, modality).name,
+        "sha256": sha256_bytes(data),
+        "memevae_version": __version__,
+        **info,
+    }
+    return io.write_json(info_path(folder, modality), record)
+
+
+def load_classifier(folder, modality: str, dataset: str | None = None, data_dir=None, device: str = "cpu") -> DigitClassifier:
+    """Load and verify the judge of ``modality`` from ``folder``.
+
+    Refuses (ClassifierError): a missing file (the message gives the command that writes it), a
+    weights file whose sha256 differs from the recorded one, and a classifier whose recorded
+    training data is not the train split.
+    """
+    folder = Path(folder)
+    meta, weights = info_path(folder, modality), weights_path(folder, modality)
+    if not meta.exists() or not weights.exists():
+        missing = meta if not meta.exists() else weights
+        command = train_command(dataset, data_dir, folder) if dataset else "memevae classifiers train --dataset DATASET"
+        raise ClassifierError(f"no {modality} classifier at {missing}; train the judges first: {command}")
+    try:
+        info = json.loads(meta.read_text())
+    except json.JSONDecodeError as error:
+        raise ClassifierError(f"{meta} is not valid JSON ({error}); retrain with: "
+                              f"{train_command(dataset or 'DATASET', data_dir, folder)}") from error
+    if info.get("format") != FORMAT or info.get("architecture") != ARCHITECTURE:
+        raise ClassifierError(f"{meta} has format {info.get('format')!r} / architecture {info.get('architecture')!r}; "
+                              f"this memevae reads format {FORMAT}, {ARCHITECTURE}")
+    split = (info.get("trained_on") or {}).get("split")
+    if split != "train":
+        raise ClassifierError(f"refusing the {modality} classifier in {folder}: it records training on the "
+                              f"{split!r} split; a judge must be trained on the train split only")
+    data = weights.read_bytes()
+    digest = sha256_bytes(data)
+    if digest != info.get("sha256"):
+        raise ClassifierError(f"{weights} does not match its record (sha256 {digest[:12]}..., {meta.name} says "
+                              f"{str(info.get('sha256'))[:12]}...): the weights were altered or replaced; retrain with: "
+                              f"{train_command(dataset or info.get('trained_on', {}).get('dataset', 'DATASET'), data_dir, folder)}")
+    net = DigitCNN(tuple(info["input_shape"]), info.get("classes", 10))
+    net.load_state_dict(torch.load(_io.BytesIO(data), map_location=device, weights_only=True))
+    return DigitClassifier(net.to(device), info)
+
+
+def load_classifiers(folder, modalities, dataset: str | None = None, data_dir=None, device: str = "cpu") -> dict[str, DigitClassifier]:
+    """:func:`load_classifier` for each modality."""
+    return {m: load_classifier(folder, m, dataset=dataset, data_dir=data_dir, device=device) for m in modalities}
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def modality_examples(data, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every distinct example of ``modality`` in a MultimodalDataset (its bank entries that some row
+    uses) with its label: (uint8 or float images, int64 labels)."""
+    index = data.index[modality]
+    seen = index >= 0
+    used, first = np.unique(index[seen].numpy(), return_index=True)
+    labels = data.labels[seen][torch.from_numpy(first)]
+    return data.banks[modality][torch.from_numpy(used)], labels
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def _shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -> torch.Tensor:
+    """Random translation by up to ``pixels`` in each direction (zero padding): cheap augmentation."""
+    padded = F.pad(x, (pixels,) * 4)
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2,), generator=generator).tolist()
+    return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+
+
+@torch.no_grad()
+def accuracy(classify, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of ``images`` (uint8 or float) whose argmax prediction equals ``labels``."""
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        logits = classify(_as_float(images[start:start + batch_size]))
+        correct += (logits.argmax(-1).cpu() == labels[start:start + batch_size]).sum().item()
+    return correct / max(len(labels), 1)
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 3, batch_size: int = 128, learning_rate: float = 1e-3,
+                     seed: int = 0, progress: bool = True, description: str = "classifier") -> DigitCNN:
+    """Fit a :class:`DigitCNN` with Adam on (images, labels); random 2-pixel shifts as augmentation."""
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = DigitCNN(tuple(images.shape[1:]))
+    optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    steps = (len(labels) + batch_size - 1) // batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, total_steps=epochs * steps)
+    net.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(labels), generator=generator)
+        bar = tqdm(range(steps), desc=f"{description} epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        total = 0.0
+        for step in bar:
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            x = _shift(_as_float(images[rows]), generator)
+            loss = F.cross_entropy(net(x), labels[rows])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (step + 1):.3f}", refresh=False)
+        bar.close()
+    return net.eval()
+
+
+def train_classifiers(data_config, out, *, modalities=None, epochs: int = 3, batch_size: int = 128, learning_rate: float = 1e-3,
+                      seed: int = 0, max_items: int | None = None, progress: bool = True, log=print) -> dict[str, dict]:
+    """Train one judge per modality of ``data_config``'s data set on its TRAIN split, measure its
+    accuracy on the test split, and save it in ``out`` (see :func:`save_classifier`).
+
+    ``data_config`` is a :class:`memevae.runs.DataConfig`; only ``dataset``, ``data_dir`` and
+    ``seed`` matter (the partial-observation scheme is ignored: judges see every train image).
+    ``max_items`` caps the training images per modality (for quick tests). Returns the records
+    written, by modality.
+    """
+    from ..data import load_pairs
+
+    dataset, data_dir, data_seed = data_config.dataset, data_config.data_dir, data_config.seed
+    train = load_pairs(dataset, "train", data_dir, seed=data_seed)
+    test = load_pairs(dataset, "test", data_dir, seed=data_seed)
+    modalities = list(modalities or train.modalities)
+    unknown = [m for m in modalities if m not in train.modalities]
+    if unknown:
+        raise ClassifierError(f"{dataset} has no modality {', '.join(unknown)}; it has {', '.join(train.modalities)}")
+    records = {}
+    for modality in modalities:
+        images, labels = modality_examples(train, modality)
+        if max_items is not None and max_items < len(labels):
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:max_items]
+            images, labels = images[keep], labels[keep]
+        start = time.perf_counter()
+        net = train_classifier(images, labels, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                               progress=progress, description=modality)
+        seconds = time.perf_counter() - start
+        test_images, test_labels = modality_examples(test, modality)
+        test_accuracy = accuracy(net, test_images, test_labels)
+        info = {
+            "test_accuracy": test_accuracy,
+            "test_items": len(test_labels),
+            "train_items": len(labels),
+            "trained_on": {"dataset": dataset, "data_dir": data_dir, "split": "train", "seed": data_seed,
+                           "source": "shipped MNIST sample" if data_dir is None else "official files"},
+            "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimiser": "Adam (one-cycle)",
+                         "augmentation": "random shifts of up to 2 pixels", "seed": seed, "seconds": round(seconds, 1)},
+        }
+        save_classifier(net, out, modality, info)
+        records[modality] = json.loads(info_path(out, modality).read_text())
+        if log:
+            log(f"{modality}: test accuracy {test_accuracy:.4f} on {len(test_labels)} test images "
+                f"({len(labels)} train images, {seconds:.0f} s) -> {weights_path(out, modality)}")
+    return records
+
+
+__all__ = ["ClassifierError", "DigitCNN", "DigitClassifier", "default_classifier_dir", "train_command", "save_classifier",
+           "load_classifier", "load_classifiers", "train_classifier", "train_classifiers", "modality_examples", "accuracy"]

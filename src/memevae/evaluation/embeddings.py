@@ -1,0 +1,91 @@
+"""t-SNE of the unimodal latent codes (paper App. H.1 Fig. 19 and App. H.3 Fig. 20).
+
+Posterior means of test items from every modality are embedded together in 2-d, coloured by digit,
+one marker and shade per modality: a joint representation shows each digit's modalities
+overlapping; MVAE's failure (Fig. 19) shows them in separate regions.
+
+Two numbers summarise the picture, computed in the latent space itself (not the 2-d embedding):
+the fraction of each code's k nearest neighbours that show the same digit, and the fraction that
+come from another modality (about (M-1)/M when the modalities are mixed, 0 when they occupy
+separate sub-spaces).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._common import paired_rows, posteriors
+from .plotting import save
+
+MARKERS = ("o", "^", "s", "D", "v", "P")
+
+
+def latent_codes(model, data, *, points: int = 2000, seed: int = 0, progress: bool = False):
+    """Posterior means of ``points // M`` random test pairs for each of the M modalities.
+
+    Returns (codes (N, L) numpy, digit labels (N,), modality index (N,), modality names)."""
+    rows = paired_rows(data)
+    per_modality = max(1, min(len(rows), points // len(data.modalities)))
+    chosen = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:per_modality]]
+    codes, labels, which = [], [], []
+    for k, modality in enumerate(data.modalities):
+        images = data.banks[modality][data.index[modality][chosen]]
+        loc, _ = posteriors(model, modality, images, 500, progress, f"t-SNE: encode {modality}")
+        codes.append(loc.numpy())
+        labels.append(data.labels[chosen].numpy())
+        which.append(np.full(len(chosen), k))
+    return np.concatenate(codes), np.concatenate(labels), np.concatenate(which), tuple(data.modalities)
+
+
+def neighbour_fractions(codes: np.ndarray, labels: np.ndarray, which: np.ndarray, k: int = 10) -> dict[str, float]:
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(codes) - 1)
+    index = NearestNeighbors(n_neighbors=k + 1).fit(codes).kneighbors(codes, return_distance=False)[:, 1:]
+    return {"knn_same_digit": float((labels[index] == labels[:, None]).mean()),
+            "knn_other_modality": float((which[index] != which[:, None]).mean()), "knn_k": float(k)}
+
+
+def tsne(model, data, *, points: int = 2000, perplexity: float = 30.0, seed: int = 0, progress: bool = True,
+         figures_dir=None, title: str = "") -> dict[str, float]:
+    """Embed latent codes with sklearn's TSNE (PCA initialisation); with ``figures_dir`` write
+    ``tsne.png``. Returns the neighbour fractions, the point count and t-SNE's final KL."""
+    from sklearn.manifold import TSNE
+
+    codes, labels, which, names = latent_codes(model, data, points=points, seed=seed, progress=progress)
+    perplexity = min(perplexity, (len(codes) - 1) / 3)
+    if progress:
+        import sys
+
+        print(f"t-SNE of {len(codes)} latent codes ...", file=sys.stderr, flush=True)
+    embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit(codes)
+    if figures_dir is not None:
+        plot_tsne(embedding.embedding_, labels, which, names, f"{figures_dir}/tsne.png", title)
+    return {**neighbour_fractions(codes, labels, which), "points": float(len(codes)), "kl_divergence": float(embedding.kl_divergence_)}
+
+
+def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path, title: str = ""):
+    """Scatter coloured by digit (tab10), one marker per modality, later modalities more transparent
+    (Fig. 19: SVHN faint, MNIST strong)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    alphas = np.linspace(0.8, 0.35, len(names)) if len(names) > 1 else [0.8]
+    for k, name in enumerate(names):
+        mine = which == k
+        ax.scatter(xy[mine, 0], xy[mine, 1], c=[colours(int(y) % 10) for y in labels[mine]], marker=MARKERS[k % len(MARKERS)],
+                   s=10, alpha=alphas[k], linewidths=0)
+    digit_handles = [Line2D([], [], marker="o", linestyle="", color=colours(d), label=str(d)) for d in sorted(set(labels.tolist()))]
+    modality_handles = [Line2D([], [], marker=MARKERS[k % len(MARKERS)], linestyle="", color="grey", alpha=alphas[k], label=name)
+                        for k, name in enumerate(names)]
+    first = ax.legend(handles=digit_handles, title="digit", fontsize=7, title_fontsize=8, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0))
+    ax.add_artist(first)
+    ax.legend(handles=modality_handles, title="modality", fontsize=7, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0.0))
+    ax.set_xlabel("t-SNE dimension 1")
+    ax.set_ylabel("t-SNE dimension 2")
+    ax.set_title((title + "\n" if title else "") + f"t-SNE of posterior means, {len(xy)} test codes (Fig. 19/20)", fontsize=9)
+    return save(fig, path)

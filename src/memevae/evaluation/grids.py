@@ -1,0 +1,42 @@
+"""Cross- and self-generation grids of test examples (paper Fig. 3 and 11-17), built on
+:mod:`memevae.evaluation.figures`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ._common import paired_rows
+from .figures import save_generation_grid, save_translation_grid
+
+
+def one_per_class(data, count: int = 10) -> torch.Tensor:
+    """Row numbers of ``count`` paired test rows: the first of each digit, then the next rows."""
+    rows = paired_rows(data)
+    labels = data.labels[rows]
+    chosen = [int(rows[labels == digit][0]) for digit in sorted(labels.unique().tolist())][:count]
+    for row in rows.tolist():
+        if len(chosen) >= count:
+            break
+        if row not in chosen:
+            chosen.append(row)
+    return torch.tensor(chosen)
+
+
+def generation_grids(model, data, figures_dir, *, count: int = 10, samples: int = 3, seed: int = 0, title: str = "") -> dict[str, float]:
+    """Write ``generation.png`` (every source's inputs, then its decoded means in every modality,
+    z at the posterior mean) and ``translate-<s>-to-<t>.png`` for every direction (``samples``
+    latent samples per input). Returns the number of figures written."""
+    figures_dir = Path(figures_dir)
+    examples = data.batch(one_per_class(data, count)).data
+    torch.manual_seed(seed)
+    written = [save_generation_grid(model, examples, figures_dir / "generation.png",
+                                    title=(title + ": " if title else "") + "cross- and self-generation of test digits "
+                                    "(decoder means at the posterior mean)")]
+    for source in data.modalities:
+        for target in data.modalities:
+            if source != target:
+                written.append(save_translation_grid(model, examples[source], source, target,
+                                                     figures_dir / f"translate-{source}-to-{target}.png", samples=samples))
+    return {"figures": float(len(written)), "examples": float(len(examples[data.modalities[0]]))}

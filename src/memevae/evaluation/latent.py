@@ -1,0 +1,60 @@
+"""Latent accuracy (paper Sec. 4.1 "Latent Accuracy", Fig. 7, Table 4; SPEC section 6).
+
+A linear classifier predicts the digit from the latent code of a single modality: fit on the
+posterior means of training images, accuracy measured on the test images, per modality. As in the
+paper the probe is linear (multinomial logistic regression on standardised codes; standardising
+is an affine map, so the decision boundaries stay linear in z).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._common import posteriors
+from .classifiers import modality_examples
+
+DEFAULT_TRAIN_ITEMS = 10_000
+
+
+def _subset(images, labels, count: int | None, seed: int):
+    if count is None or count >= len(labels):
+        return images, labels
+    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:count]
+    return images[keep], labels[keep]
+
+
+def fit_linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, seed: int = 0):
+    """Multinomial logistic regression (lbfgs, C=1) on standardised codes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    return probe.fit(train_codes, train_labels)
+
+
+def latent_accuracy(model, train, test, *, modalities=None, train_items: int | None = DEFAULT_TRAIN_ITEMS, seed: int = 0,
+                    batch_size: int = 500, progress: bool = True) -> dict[str, float]:
+    """Per modality, the test accuracy of a linear digit classifier on posterior means.
+
+    Args:
+        train, test: MultimodalDatasets. Every distinct training image of a modality is a
+            candidate (whatever rows it sits in: the probe is an evaluation tool, so the
+            partial-observation scheme does not limit it); ``train_items`` of them, drawn at
+            random by ``seed``, are used (None: all). All distinct test images are scored.
+
+    Returns:
+        ``{"<modality>": accuracy, ..., "train_items/<modality>": n, "test_items/<modality>": n}``.
+    """
+    result = {}
+    for modality in modalities or test.modalities:
+        x_train, y_train = _subset(*modality_examples(train, modality), train_items, seed)
+        x_test, y_test = modality_examples(test, modality)
+        z_train, _ = posteriors(model, modality, x_train, batch_size, progress, f"latent: encode {modality} (train)")
+        z_test, _ = posteriors(model, modality, x_test, batch_size, progress, f"latent: encode {modality} (test)")
+        probe = fit_linear_probe(z_train.numpy(), y_train.numpy(), seed)
+        result[modality] = float((probe.predict(z_test.numpy()) == y_test.numpy()).mean())
+        result[f"train_items/{modality}"] = float(len(y_train))
+        result[f"test_items/{modality}"] = float(len(y_test))
+    return result

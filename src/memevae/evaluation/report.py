@@ -1,0 +1,333 @@
+"""Tables and plots over many evaluated runs, in the layout of the paper's Table 3 (coherence per
+scheme x f, both directions), Table 4 (latent accuracy) and Fig. 5 / 7 (the same against f, one-std
+shading), with the paper's MNIST-SVHN numbers beside ours (SPEC section 9).
+
+Runs are grouped by (model, dataset, unpaired scheme, paired fraction f), read from each run's
+``config.json`` and ``evaluation/metrics.json``; a group's cells are mean +- std over its runs
+(seeds), the std with the n - 1 denominator (blank for a single run). At f = 1 every scheme is the
+same fully paired training set, so, as in the paper, the f = 1 column of every scheme row shows
+the fully paired runs.
+
+Example:
+    >>> write_report(["runs/a", "runs/b"], "report/")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import io
+from ..training.rundir import RunError
+from ._common import dataset_label
+from .plotting import save
+from .reference import COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme
+from .pipeline import results_path
+
+FULL = "full"
+"""The scheme name of f = 1 runs (no unpaired remainder)."""
+
+
+@dataclass
+class RunRecord:
+    path: str
+    model: str
+    dataset: str
+    scheme: str
+    fraction: float
+    seed: int
+    modalities: tuple[str, ...]
+    metrics: dict
+    epoch: int = 0
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def group(self) -> tuple:
+        return (self.model, self.dataset, self.scheme, self.fraction)
+
+
+def scheme_of(data: dict) -> str:
+    f = float(data.get("paired_fraction", 1.0))
+    if f == 1.0:
+        return FULL
+    if data.get("paired_only"):
+        return "paired-only"
+    return str(data.get("unpaired"))
+
+
+def read_run(path) -> RunRecord:
+    """One run's identity (config.json) and evaluation results (evaluation/metrics.json)."""
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise RunError(f"{path} is not a memevae run (no config.json)")
+    config = json.loads(config_path.read_text())
+    metrics_file = results_path(path)
+    if not metrics_file.exists():
+        raise RunError(f"{path} has not been evaluated (no {metrics_file}); run: memevae evaluate {path}")
+    results = json.loads(metrics_file.read_text())
+    data = config["data"]
+    values = {name: entry.get("values", {}) for name, entry in results.get("metrics", {}).items()}
+    settings = {"model_options": config.get("model_options", {}), "epochs": config.get("train", {}).get("epochs"),
+                "pairs_per_image": data.get("pairs_per_image", 1), "data_dir": data.get("data_dir")}
+    return RunRecord(str(path), config["model"], data["dataset"], scheme_of(data), float(data.get("paired_fraction", 1.0)),
+                     int(data.get("seed", 0)), tuple(results.get("modalities") or config["model_config"]["modalities"]),
+                     values, int(results.get("epoch", 0)), settings)
+
+
+@dataclass
+class Cell:
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float | None:
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else None
+
+    def __str__(self) -> str:
+        if self.std is None:
+            return f"{self.mean:.3f} (n=1)"
+        return f"{self.mean:.3f} ± {self.std:.3f} (n={self.n})"
+
+
+def summarise(records: list[RunRecord], metric: str, key: str) -> dict[tuple, Cell]:
+    """Group -> Cell of ``records[i].metrics[metric][key]`` over the group's runs (runs lacking the
+    value are skipped)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for record in records:
+        value = record.metrics.get(metric, {}).get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            groups[record.group].append(float(value))
+    return {group: Cell(values) for group, values in groups.items()}
+
+
+def _paper_cell(table: dict, key: str, model: str, scheme: str, f: float, modalities) -> str:
+    paper_key = "->".join("svhn" if part != "mnist" else part for part in key.split("->"))
+    rows = table.get(paper_key)
+    if rows is None:
+        return ""
+    value = _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities), f)
+    if value is None:
+        return "–"
+    return f"{value[0]:.3f}" + (f" ± {value[1]:.3f}" if value[1] is not None else "")
+
+
+def _label(model: str, scheme: str) -> str:
+    return model.upper() + ("" if scheme == FULL else "_" + scheme.upper())
+
+
+def _rows_for(records: list[RunRecord], dataset: str):
+    """(model, scheme) row keys present for a data set: the schemes seen at f < 1, or "full" alone."""
+    keys = []
+    for model in sorted({r.model for r in records if r.dataset == dataset}):
+        schemes = sorted({r.scheme for r in records if r.dataset == dataset and r.model == model and r.scheme != FULL})
+        keys += [(model, s) for s in (schemes or [FULL])]
+    return keys
+
+
+def _fractions(records, dataset) -> list[float]:
+    return sorted({r.fraction for r in records if r.dataset == dataset}, reverse=True)
+
+
+def _cell_for(cells: dict, model, dataset, scheme, f):
+    return cells.get((model, dataset, FULL if f == 1.0 else scheme, f))
+
+
+def table(records: list[RunRecord], dataset: str, metric: str, key: str, paper_table: dict) -> str:
+    """A markdown table, rows (model, scheme) with the paper's row under each, columns f."""
+    cells = summarise(records, metric, key)
+    fractions = _fractions(records, dataset)
+    modalities = next(r.modalities for r in records if r.dataset == dataset)
+    header = "| model | " + " | ".join(f"f = {f:g}" for f in fractions) + " |"
+    lines = [header, "|" + "---|" * (len(fractions) + 1)]
+    for model, scheme in _rows_for(records, dataset):
+        ours = [_cell_for(cells, model, dataset, scheme, f) for f in fractions]
+        if not any(ours):
+            continue
+        lines.append(f"| {_label(model, scheme)} (ours, {dataset_label(dataset)}) | "
+                     + " | ".join(str(c) if c else "–" for c in ours) + " |")
+        paper = [_paper_cell(paper_table, key, model, scheme, f, modalities) for f in fractions]
+        if any(p and p != "–" for p in paper):
+            lines.append(f"| {_label(model, _paper_name(scheme, modalities))} (paper, MNIST-SVHN) | " + " | ".join(paper) + " |")
+    return "\n".join(lines)
+
+
+def _paper_name(scheme: str, modalities) -> str:
+    if scheme in (FULL, "split", "mnist", "paired-only"):
+        return scheme
+    return paper_scheme(scheme, modalities) or scheme
+
+
+def _directions(records, dataset) -> list[str]:
+    keys = []
+    for r in records:
+        if r.dataset == dataset:
+            keys += [k for k in r.metrics.get("coherence", {}) if "->" in k]
+    return list(dict.fromkeys(keys))
+
+
+def _latent_keys(records, dataset) -> list[str]:
+    keys = []
+    for r in records:
+        if r.dataset == dataset:
+            keys += [k for k in r.metrics.get("latent", {}) if "/" not in k]
+    return list(dict.fromkeys(keys))
+
+
+def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: dict, path, ylabel: str, title: str):
+    """One panel per key (direction or modality): mean against f per (model, scheme) with one-std
+    shading, and the paper's MNIST-SVHN values dashed (Fig. 5 / Fig. 7)."""
+    import matplotlib.pyplot as plt
+
+    modalities = next(r.modalities for r in records if r.dataset == dataset)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    row_keys = _rows_for(records, dataset)
+    for ax, key in zip(axes[0], keys):
+        cells = summarise(records, metric, key)
+        for k, (model, scheme) in enumerate(row_keys):
+            points = [(f, _cell_for(cells, model, dataset, scheme, f)) for f in _fractions(records, dataset)]
+            points = sorted((f, c) for f, c in points if c)
+            if not points:
+                continue
+            f = np.array([p[0] for p in points])
+            mean = np.array([p[1].mean for p in points])
+            std = np.array([p[1].std or 0.0 for p in points])
+            colour = colours(k % 10)
+            ax.plot(f, mean, "o-", color=colour, label=f"{_label(model, scheme)} ({dataset_label(dataset)})")
+            ax.fill_between(f, mean - std, mean + std, color=colour, alpha=0.2)
+            paper_key = "->".join("svhn" if part != "mnist" else part for part in key.split("->"))
+            rows = paper_table.get(paper_key, {})
+            ref = [(fr, _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities), fr)) for fr in FRACTIONS]
+            ref = sorted((fr, v[0]) for fr, v in ref if v is not None and (scheme != FULL or fr == 1.0))
+            if ref:
+                ax.plot([r[0] for r in ref], [r[1] for r in ref], "x--", color=colour, alpha=0.7,
+                        label=f"{_label(model, _paper_name(scheme, modalities))} (paper, MNIST-SVHN)")
+        ax.set_xscale("log", base=2)
+        ticks = sorted(set(_fractions(records, dataset)) | set(FRACTIONS))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("fraction of paired training data f")
+        ax.set_ylabel(ylabel)
+        ax.set_title(key.replace("->", " \u2192 "), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}, {dataset_label(dataset)}: mean \u00b1 1 std over seeds", fontsize=10)
+    return save(fig, path)
+
+
+def _settings_note(records: list[RunRecord]) -> list[str]:
+    """Warnings for groups whose runs differ in settings other than the seed."""
+    notes = []
+    by_group = defaultdict(list)
+    for r in records:
+        by_group[r.group].append(r)
+    for group, members in by_group.items():
+        differing = sorted({k for r in members for k in r.settings if any(r.settings[k] != o.settings.get(k) for o in members)})
+        seeds = Counter(r.seed for r in members)
+        if differing:
+            notes.append(f"- {_label(group[0], group[2])} f={group[3]:g} ({dataset_label(group[1])}): runs differ in "
+                         f"{', '.join(differing)}; they are averaged together.")
+        repeated = [s for s, c in seeds.items() if c > 1]
+        if repeated:
+            notes.append(f"- {_label(group[0], group[2])} f={group[3]:g}: seed(s) {repeated} appear more than once.")
+    return notes
+
+
+def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -> str:
+    """The markdown text; figures are written into ``out``."""
+    lines = ["# memevae evaluation report", "",
+             f"{len(records)} evaluated run(s). Cells: mean ± std over runs (seeds) of a group (model, data set, unpaired "
+             "scheme, f); std uses the n − 1 denominator. Rows marked *paper* are Joy et al. (ICLR 2022) on MNIST-SVHN "
+             "(Tables 3 and 4); on MNIST-Textured they are for orientation only, not the same data set. Scheme names: the "
+             "modality kept for the unpaired remainder (SPEC section 4); the paper's SVHN scheme corresponds to our "
+             "non-MNIST modality.", ""]
+    for dataset in sorted({r.dataset for r in records}):
+        label = dataset_label(dataset)
+        suffix = "" if len({r.dataset for r in records}) == 1 else f"-{dataset}"
+        lines += [f"## {label}", ""]
+        directions = _directions(records, dataset)
+        if directions:
+            lines += ["### Cross coherence (Table 3 layout)", ""]
+            for key in directions:
+                lines += [f"**{key.replace('->', ' → ')}**", "", table(records, dataset, "coherence", key, COHERENCE), ""]
+            name = f"coherence-vs-f{suffix}.png"
+            plot_against_f(records, dataset, "coherence", directions, COHERENCE, out / name, "cross coherence",
+                           "Cross coherence against f (Fig. 5)")
+            lines += [f"![coherence against f]({name})", ""]
+        modalities = _latent_keys(records, dataset)
+        if modalities:
+            lines += ["### Latent accuracy (Table 4 layout)", ""]
+            for key in modalities:
+                lines += [f"**{key}**", "", table(records, dataset, "latent", key, LATENT), ""]
+            name = f"latent-accuracy-vs-f{suffix}.png"
+            plot_against_f(records, dataset, "latent", modalities, LATENT, out / name, "linear latent accuracy",
+                           "Latent accuracy against f (Fig. 7)")
+            lines += [f"![latent accuracy against f]({name})", ""]
+        other = _other_measures(records, dataset)
+        if other:
+            lines += ["### Other measures", "", other, ""]
+    notes = _settings_note(records)
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
+    lines += ["## Runs", "", "| run | model | data set | scheme | f | seed | epoch | metrics |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r.dataset, r.model, r.scheme, -r.fraction, r.seed)):
+        lines.append(f"| {r.path} | {r.model} | {dataset_label(r.dataset)} | {r.scheme} | {r.fraction:g} | {r.seed} | {r.epoch} | "
+                     f"{', '.join(sorted(r.metrics))} |")
+    if skipped:
+        lines += ["", "Not included:", "", *[f"- {s}" for s in skipped]]
+    return "\n".join(lines) + "\n"
+
+
+OTHER = (("relatedness", "paired_closer_auc", "relatedness AUC P(d paired < d unpaired)"),
+         ("relatedness", "paired_mean", "mean W2, paired"),
+         ("relatedness", "unpaired_mean", "mean W2, unpaired"),
+         ("tsne", "knn_same_digit", "10-NN same digit"),
+         ("tsne", "knn_other_modality", "10-NN other modality"))
+
+
+def _other_measures(records, dataset) -> str:
+    present = [(m, k, label) for m, k, label in OTHER if any(k in r.metrics.get(m, {}) for r in records if r.dataset == dataset)]
+    if not present:
+        return ""
+    groups = sorted({r.group for r in records if r.dataset == dataset}, key=lambda g: (g[0], g[2], -g[3]))
+    lines = ["| group | " + " | ".join(label for _, _, label in present) + " |", "|" + "---|" * (len(present) + 1)]
+    for group in groups:
+        cells = [summarise([r for r in records if r.group == group], m, k).get(group) for m, k, _ in present]
+        lines.append(f"| {_label(group[0], group[2])} f={group[3]:g} | " + " | ".join(str(c) if c else "–" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(runs, out, strict: bool = False) -> Path:
+    """Read each run's results, write ``out/report.md`` and its figures; returns the report path.
+
+    Runs that are not evaluated are listed at the end of the report (``strict``: an error instead).
+    """
+    out = Path(out)
+    records, skipped = [], []
+    for path in runs:
+        try:
+            records.append(read_run(path))
+        except RunError as error:
+            if strict:
+                raise
+            skipped.append(str(error))
+    if not records:
+        raise RunError("no evaluated runs to report on" + (": " + "; ".join(skipped) if skipped else ""))
+    text = build_report(records, out, skipped)
+    return io.write_text(out / "report.md", text)
+
+
+__all__ = ["write_report", "build_report", "read_run", "summarise", "table", "Cell", "RunRecord", "scheme_of"]
