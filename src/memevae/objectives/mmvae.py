@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import torch
 
 BOUNDS = ("looser", "tighter")
-MMVAE_ESTIMATORS = ("dreg", "iwae")
+MMVAE_OBJECTIVES = ("dreg", "iwae")
 
 
 def dimension_likelihood_weights(sizes: Mapping[str, int]) -> dict[str, float]:
@@ -130,6 +130,14 @@ def mmvae_dreg_bound(log_weights: torch.Tensor, samples: torch.Tensor, bound: st
 
     For ``"looser"`` each quantity is averaged over the M experts. The hook is registered only
     when ``samples`` requires a gradient (so evaluation under ``torch.no_grad`` is unaffected).
+
+    Bias: for one expert (M = 1) this is Tucker et al.'s DReG, whose expectation is the gradient
+    of the bound. For a mixture (M > 1), log w contains log q(z|X) = log (1/M) sum_j q_j(z), which
+    is not the density the samples of stratum m are drawn from (q_m), so the reparameterisation
+    identity behind DReG does not turn the dropped score terms into the w~^2 path terms; the
+    official estimator, reproduced here, then has an expectation that differs from the bound's
+    gradient (measured on a toy problem in ``tests/objectives/test_mmvae_objective.py``). The
+    reparameterised IWAE gradient (:func:`mmvae_iwae_bound`) is the unbiased alternative.
 
     Example:
         >>> z = torch.zeros(1, 3, 1, 2, requires_grad=True)

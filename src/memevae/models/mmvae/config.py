@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...objectives import BOUNDS, MMVAE_ESTIMATORS
+from ...objectives import BOUNDS, MMVAE_OBJECTIVES
 from ..base import ModelConfig
 
 POSTERIORS = ("gaussian", "laplace")
@@ -19,9 +19,11 @@ class MMVAEConfig(ModelConfig):
     importance_samples: int = 30
     """K, the samples drawn from EACH expert q(z|x_m) (stratified sampling; M*K in all). The
     official MNIST-SVHN run uses K = 30 with DReG (README: ``--obj dreg --K 30 --looser``)."""
-    estimator: str = "dreg"
-    """Gradient estimator of the bound: "dreg" (doubly reparameterised, official ``m_dreg*``, used
-    for the paper's results) or "iwae" (the plain reparameterised IWAE gradient, ``m_iwae*``)."""
+    objective: str = "dreg"
+    """How the bound's gradient is estimated, as the official ``--obj``: "dreg" (doubly
+    reparameterised, ``m_dreg*``, used for the paper's results) or "iwae" (the plain
+    reparameterised gradient of the same bound, ``m_iwae*``). Note: with a mixture (M > 1) the
+    official DReG estimator is biased, see :func:`memevae.objectives.mmvae_dreg_bound`."""
     bound: str = "looser"
     """"looser": (1/M) sum_m log (1/K) sum_k w_mk, the average over experts outside the log (the
     stratified bound of Shi et al., Sec. 3; official ``--looser``, used for their runs).
@@ -44,8 +46,8 @@ class MMVAEConfig(ModelConfig):
         super().__post_init__()
         if int(self.importance_samples) != self.importance_samples or self.importance_samples < 1:
             raise ValueError(f"importance_samples (K) must be a positive integer, got {self.importance_samples}")
-        if self.estimator not in MMVAE_ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(MMVAE_ESTIMATORS)}")
+        if self.objective not in MMVAE_OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(MMVAE_OBJECTIVES)}")
         if self.bound not in BOUNDS:
             raise ValueError(f"unknown bound {self.bound!r}; choose one of {', '.join(BOUNDS)}")
         if self.posterior not in POSTERIORS:

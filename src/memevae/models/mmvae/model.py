@@ -24,7 +24,7 @@ class MMVAE(MultimodalVAE):
     A training step draws K samples from each expert (stratified sampling), scores each with
     log w = log p(z) + sum_n lambda_n log p(x_n|z) - log q(z|X), and maximises the stratified
     importance-weighted bound with the DReG gradient (``importance_samples``, ``bound``,
-    ``estimator``; see :mod:`memevae.objectives.mmvae`, which follows the official
+    ``objective``; see :mod:`memevae.objectives.mmvae`, which follows the official
     ``m_dreg_looser``). The objective needs every modality of an item, so MMVAE cannot learn from
     unpaired data (``learns_from_unpaired = False``) and ``forward`` refuses a batch that lacks one.
 
@@ -102,7 +102,7 @@ class MMVAE(MultimodalVAE):
         data = batch.data
         experts = [self.encode(name, data[name]) for name in self.modality_names]
         z = torch.stack([q.rsample((cfg.importance_samples,)) for q in experts])  # (M, K, B, L)
-        dreg = cfg.estimator == "dreg"
+        dreg = cfg.objective == "dreg"
         log_w, log_prior, log_posterior, log_likelihoods = self.log_weights(data, experts, z, detach_experts=dreg)
         bound = mmvae_dreg_bound(log_w, z, cfg.bound) if dreg else mmvae_iwae_bound(log_w, cfg.bound)
         loss = -bound.mean()
