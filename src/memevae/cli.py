@@ -22,6 +22,14 @@ MODEL_OPTIONS = {
     "estimator": dict(choices=["stop-gradient", "full"], help="MEME: importance weight detached (default) or not (Eq. 7)"),
     "direction": dict(help="MEME: 'both' (default) or one direction such as 'mnist->textured'"),
     "pseudo_samples": dict(type=int, metavar="N", help="MEME: pseudo-samples in the mixture prior (default 128)"),
+    "likelihood_scaling": dict(choices=["none", "dimension"], help="MVAE/MMVAE: log-likelihood weights; 'dimension' scales each "
+                               "modality to the largest one's size, 3.92 for MNIST (default: MVAE none, MMVAE dimension)"),
+    "kl_annealing_steps": dict(type=int, metavar="S", help="MVAE: raise the KL weight linearly to 1 over the first S steps (default 0: off)"),
+    "importance_samples": dict(type=int, metavar="K", help="MMVAE: samples drawn from each expert (default 30)"),
+    "objective": dict(choices=["dreg", "iwae"], help="MMVAE: gradient of the bound, DReG (default) or plain IWAE"),
+    "bound": dict(choices=["looser", "tighter"], help="MMVAE: average over experts outside the log (default) or one pooled average"),
+    "posterior": dict(choices=["gaussian", "laplace"], help="MMVAE: latent family of posterior and prior (default gaussian; App. I: laplace)"),
+    "learn_prior": dict(action="store_true", help="MMVAE: learn the prior's scale (the official --learn-prior)"),
 }
 
 
@@ -30,7 +38,7 @@ def _add_train(sub):
                        description="Train a multimodal VAE. With no data options it trains MEME on the real MNIST sample "
                                    "shipped with memevae, paired with textured digits, offline.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="meme", help="meme (default)")
+    p.add_argument("--model", default="meme", help="meme (default), mvae (Wu & Goodman 2018) or mmvae (Shi et al. 2019; paired data only)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     d = p.add_argument_group("data")
