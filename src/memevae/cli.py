@@ -170,6 +170,7 @@ def _add_classifiers(sub):
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3, help="Adam peak learning rate, one-cycle schedule (default 1e-3)")
     t.add_argument("--seed", type=int, default=0, help="seeds the data set (textured rendering) and training")
+    t.add_argument("--max-items", type=int, metavar="N", help="cap the training images per modality (quick checks only)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_classifiers_train)
     p.set_defaults(func=lambda args: p.print_help())
@@ -183,7 +184,7 @@ def _classifiers_train(args):
     out = args.out or default_classifier_dir(data.dataset, data.data_dir)
     modalities = [m.strip() for m in args.modalities.split(",")] if args.modalities else None
     train_classifiers(data, out, modalities=modalities, epochs=args.epochs, batch_size=args.batch_size,
-                      learning_rate=args.lr, seed=args.seed, progress=not args.quiet)
+                      learning_rate=args.lr, seed=args.seed, max_items=args.max_items, progress=not args.quiet)
     print(f"classifiers written to {out}")
 
 

@@ -142,15 +142,29 @@ def _likelihood(ctx: Context, options: dict) -> dict:
 
 
 def _snr(ctx: Context, options: dict) -> dict:
+    """Gradient SNR along a short training run started from this run's parameters (copies; the run
+    is not changed), on its training pairs; ``snr.png`` in the figures folder."""
     fn = _colleague("snr", "gradient_snr", "snr")
     defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress})
-    return fn(ctx.model, ctx.train, **{**defaults, **options})
+    result = fn(ctx.model, ctx.train, **{**defaults, **options})
+    if result.get("curves"):
+        try:
+            plot = _colleague("snr", "plot_snr", "snr")
+        except ValueError:
+            plot = None
+        if plot is not None:
+            plot(result, ctx.figures_dir / "snr.png")
+    return result
 
 
 def _mi(ctx: Context, options: dict) -> dict:
+    """Table 6: trains (or loads ``gp-<modality>.pt`` from the judges' folder) a GP-headed
+    classifier on real training images, then scores cross-generations."""
     fn = _colleague("generative_quality", "mutual_information", "mi")
-    defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress, "train": ctx.train, "train_data": ctx.train,
-                              "figures_dir": ctx.figures_dir})
+    source = ctx.classifier_source
+    folder = None if isinstance(source, dict) else (
+        Path(source) if source is not None else default_classifier_dir(ctx.data_config.dataset, ctx.data_config.data_dir))
+    defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress, "train_data": ctx.train, "classifier_dir": folder})
     return fn(ctx.model, ctx.test, **{**defaults, **options})
 
 

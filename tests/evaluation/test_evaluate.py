@@ -1,0 +1,113 @@
+"""End to end: a tiny trained run on the shipped sample, judges trained by the CLI, `memevae
+evaluate` / `report`. One module-scoped run (about 20 s) serves every test here."""
+
+import json
+import os
+
+import pytest
+
+from memevae.cli import main
+from memevae.evaluation import evaluate
+from memevae.evaluation.pipeline import METRICS, Metric, results_path
+
+FAST = {"latent": {"train_items": 600}, "tsne": {"points": 200}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import memevae
+    from memevae import DataConfig, TrainConfig
+
+    root = tmp_path_factory.mktemp("e2e")
+    run = memevae.train(root / "run", data=DataConfig(), training=TrainConfig(epochs=1, batch_size=64, test_samples=200),
+                        model_options={"latent_dim": 8}, progress=False)
+    judges = root / "judges"
+    assert main(["classifiers", "train", "--out", str(judges), "--epochs", "1", "--max-items", "300", "--quiet"]) == 0
+    return run, judges
+
+
+def test_classifiers_train_writes_weights_and_records(trained):
+    _, judges = trained
+    for modality in ("mnist", "textured"):
+        record = json.loads((judges / f"{modality}.json").read_text())
+        assert record["trained_on"]["split"] == "train" and record["trained_on"]["dataset"] == "mnist-textured"
+        assert record["train_items"] == 300 and record["test_items"] == 500
+        assert 0.0 <= record["test_accuracy"] <= 1.0 and len(record["sha256"]) == 64
+        assert (judges / f"{modality}.pt").exists()
+
+
+def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
+    run, judges = trained
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr("memevae.io.os.replace", lambda src, dst: (replaced.append(str(dst)), real_replace(src, dst))[1])
+    results = evaluate(run, classifiers=judges, options=FAST, progress=False)
+    path = results_path(run.path)
+    assert str(path) in replaced  # written through a temporary file and a rename
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    on_disk = json.loads(path.read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert set(on_disk["metrics"]) == {"coherence", "latent", "relatedness", "tsne", "grids"}
+    for entry in on_disk["metrics"].values():
+        assert entry["wall_time_s"] > 0
+    values = on_disk["metrics"]["coherence"]["values"]
+    assert 0 <= values["mnist->textured"] <= 1 and 0 <= values["textured->mnist"] <= 1 and values["items"] == 500
+    assert on_disk["metrics"]["latent"]["values"]["train_items/mnist"] == 600
+    assert on_disk["dataset_label"] == "MNIST-Textured"
+    assert on_disk["reference"]["dataset"] == "MNIST-SVHN" and "MNIST-Textured" in on_disk["reference"]["note"]
+    assert on_disk["reference"]["coherence"]["mnist->textured"]["mean"] == 0.625
+    assert on_disk["classifiers"]["mnist"]["trained_on"]["split"] == "train"
+    figures = run.path / "evaluation" / "figures"
+    for name in ("relatedness-histogram.png", "relatedness-classes.png", "tsne.png", "generation.png",
+                 "translate-mnist-to-textured.png", "translate-textured-to-mnist.png"):
+        assert (figures / name).stat().st_size > 5_000, name
+    assert "evaluation/figures/tsne.png" in on_disk["metrics"]["tsne"]["figures"]
+
+
+def test_a_failing_metric_keeps_the_finished_ones(trained, monkeypatch):
+    run, judges = trained
+
+    def broken(ctx, options):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(METRICS, "broken", Metric("broken", "always fails", broken))
+    with pytest.raises(RuntimeError, match="boom"):
+        evaluate(run, metrics=["relatedness", "broken"], classifiers=judges, progress=False)
+    saved = json.loads(results_path(run.path).read_text())
+    assert "relatedness" in saved["metrics"]
+
+
+def test_cli_evaluate_merges_and_reports(trained, capsys, tmp_path):
+    run, judges = trained
+    assert main(["evaluate", str(run.path), "--metrics", "coherence", "--classifiers", str(judges), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "coherence" in out and "MNIST-Textured results written to" in out
+    saved = json.loads(results_path(run.path).read_text())
+    assert "coherence" in saved["metrics"] and "relatedness" in saved["metrics"]  # earlier results of this checkpoint kept
+    assert main(["report", str(run.path), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "MEME (ours, MNIST-Textured)" in text and "MEME (paper, MNIST-SVHN) | 0.625 ± 0.007" in text
+
+
+def test_cli_evaluate_without_judges_names_the_command(trained, capsys, tmp_path):
+    run, _ = trained
+    code = main(["evaluate", str(run.path), "--metrics", "coherence", "--classifiers", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "memevae classifiers train --dataset mnist-textured" in err and err.count("\n") == 1
+
+
+def test_cli_evaluate_rejects_unknown_metrics_and_options(trained, capsys):
+    run, _ = trained
+    assert main(["evaluate", str(run.path), "--metrics", "coherence,nonsense"]) == 1
+    assert "unknown metric(s) nonsense" in capsys.readouterr().err
+    assert main(["evaluate", str(run.path), "--metrics", "grids", "--option", "tsne"]) == 1
+    assert "METRIC.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_likelihood_is_wired_in_lazily(trained):
+    run, _ = trained
+    results = evaluate(run, metrics="likelihood", options={"likelihood": {"samples": 4, "max_items": 8}}, progress=False)
+    values = results["metrics"]["likelihood"]["values"]
+    assert values["items"] == 8 and set(values["estimates"]) == {"mnist->textured", "textured->mnist"}
+    assert "per_item" not in values["estimates"]["mnist->textured"]  # long per-item lists stay out of metrics.json

@@ -1,0 +1,100 @@
+"""Report: runs grouped by (model, dataset, scheme, f), mean +- std over seeds, paper numbers beside."""
+
+import json
+
+import numpy as np
+import pytest
+
+from memevae.evaluation.reference import paper_values
+from memevae.evaluation.report import Cell, read_run, summarise, write_report
+from memevae.training.rundir import RunError
+
+
+def fake_run(root, name, *, f=1.0, unpaired=None, seed=0, coherence=(0.5, 0.7), latent=(0.9, 0.6), model="meme",
+             dataset="mnist-textured", evaluated=True):
+    other = "textured" if dataset == "mnist-textured" else "svhn"
+    path = root / name
+    (path / "evaluation").mkdir(parents=True)
+    config = {"model": model, "model_options": {}, "model_config": {"modalities": {"mnist": "mnist-mlp", other: "svhn-conv"}},
+              "data": {"dataset": dataset, "data_dir": None, "paired_fraction": f, "unpaired": unpaired, "paired_only": False,
+                       "pairs_per_image": 1, "seed": seed}, "train": {"epochs": 10}}
+    (path / "config.json").write_text(json.dumps(config))
+    if evaluated:
+        metrics = {"modalities": ["mnist", other], "epoch": 10, "metrics": {
+            "coherence": {"values": {f"mnist->{other}": coherence[0], f"{other}->mnist": coherence[1], "items": 500.0}},
+            "latent": {"values": {"mnist": latent[0], other: latent[1], "train_items/mnist": 100.0}}}}
+        (path / "evaluation" / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    paths = [fake_run(tmp_path, f"full-{s}", seed=s, coherence=(c, 0.8)) for s, c in zip(range(3), (0.5, 0.6, 0.7))]
+    paths += [fake_run(tmp_path, f"split-{s}", f=0.5, unpaired="split", seed=s, coherence=(c, 0.7)) for s, c in ((0, 0.40), (1, 0.44))]
+    paths += [fake_run(tmp_path, "mnist-0", f=0.25, unpaired="mnist", coherence=(0.3, 0.6))]
+    return paths
+
+
+def test_cells_group_seeds_and_compute_mean_and_std(runs):
+    records = [read_run(p) for p in runs]
+    cells = summarise(records, "coherence", "mnist->textured")
+    full = cells["meme", "mnist-textured", "full", 1.0]
+    assert full.n == 3 and full.mean == pytest.approx(0.6) and full.std == pytest.approx(0.1)  # sample std (n - 1)
+    split = cells["meme", "mnist-textured", "split", 0.5]
+    assert split.mean == pytest.approx(0.42) and split.std == pytest.approx(np.std([0.40, 0.44], ddof=1))
+    single = cells["meme", "mnist-textured", "mnist", 0.25]
+    assert single.n == 1 and single.std is None and str(single) == "0.300 (n=1)"
+    assert str(full) == "0.600 ± 0.100 (n=3)"
+
+
+def test_report_tables_figures_and_labels(runs, tmp_path):
+    path = write_report(runs, tmp_path / "report")
+    text = path.read_text()
+    assert "## MNIST-Textured" in text
+    # Table 3 layout: scheme rows, f columns; the f = 1 runs fill the f = 1 column of every scheme row.
+    assert "| model | f = 1 | f = 0.5 | f = 0.25 |" in text
+    assert "| MEME_SPLIT (ours, MNIST-Textured) | 0.600 ± 0.100 (n=3) | 0.420 ± 0.028 (n=2) | – |" in text
+    assert "| MEME_MNIST (ours, MNIST-Textured) | 0.600 ± 0.100 (n=3) | – | 0.300 (n=1) |" in text
+    # paper rows beside ours, labelled as MNIST-SVHN; ours never claim MNIST-SVHN
+    assert "| MEME_SPLIT (paper, MNIST-SVHN) | 0.625 ± 0.007 | 0.625 ± 0.008 | 0.503 ± 0.008 |" in text
+    assert "| MEME_MNIST (paper, MNIST-SVHN) | 0.752 ± 0.004 | 0.715 ± 0.003 | 0.603 ± 0.018 |" in text
+    assert not any("ours, MNIST-SVHN" in line for line in text.splitlines())
+    assert "Latent accuracy (Table 4 layout)" in text and "| MEME_SPLIT (paper, MNIST-SVHN) | 0.908 ± 0.007 | 0.914 ± 0.003" in text
+    for name in ("coherence-vs-f.png", "latent-accuracy-vs-f.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 10_000
+        assert f"]({name})" in text
+
+
+def test_runs_without_results_are_listed_or_refused(runs, tmp_path):
+    missing = fake_run(tmp_path, "pending", evaluated=False)
+    text = write_report([*runs, missing], tmp_path / "r").read_text()
+    assert "Not included" in text and "memevae evaluate" in text
+    with pytest.raises(RunError, match="has not been evaluated"):
+        write_report([*runs, missing], tmp_path / "r2", strict=True)
+    with pytest.raises(RunError, match="no evaluated runs"):
+        write_report([missing], tmp_path / "r3")
+
+
+def test_datasets_are_reported_separately(tmp_path):
+    a = fake_run(tmp_path, "t", dataset="mnist-textured")
+    b = fake_run(tmp_path, "s", dataset="mnist-svhn", coherence=(0.62, 0.75))
+    text = write_report([a, b], tmp_path / "r").read_text()
+    assert "## MNIST-SVHN" in text and "## MNIST-Textured" in text
+    assert "| MEME (ours, MNIST-SVHN) | 0.620 (n=1) |" in text
+    assert (tmp_path / "r" / "coherence-vs-f-mnist-svhn.png").exists()
+
+
+def test_paper_values_map_svhn_onto_the_runs_modality():
+    ref = paper_values("meme", ("mnist", "textured"), "textured", 0.25)
+    assert ref["dataset"] == "MNIST-SVHN"
+    assert ref["coherence"]["mnist->textured"] == {"mean": 0.323, "std": 0.025, "paper_key": "MNIST->SVHN"}
+    assert ref["coherence"]["textured->mnist"]["mean"] == 0.652
+    assert ref["latent"]["mnist"]["mean"] == 0.870
+    assert "textured" not in ref["latent"]  # lost in the paper's text extraction: absent, not guessed
+    full = paper_values("mvae", ("mnist", "svhn"))
+    assert full["coherence"]["mnist->svhn"]["mean"] == 0.123 and full["latent"]["svhn"]["mean"] == 0.131
+    assert paper_values("mmvae", ("mnist", "svhn"), "split", 0.5)["coherence"] == {}
+
+
+def test_cell_formatting():
+    assert str(Cell([0.25, 0.35])) == "0.300 ± 0.071 (n=2)"
