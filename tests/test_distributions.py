@@ -117,3 +117,11 @@ def test_product_density_is_proportional_to_the_product_of_densities():
     z = torch.randn(50, 4, generator=g, dtype=torch.float64) * 3
     gap = q.log_prob(z) - sum(gaussian_log_prob(z, loc, scale) for loc, scale in zip(locs, scales))
     torch.testing.assert_close(gap, gap[:1].expand(50), rtol=0, atol=1e-9)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import memevae.distributions
+
+    assert doctest.testmod(memevae.distributions).failed == 0

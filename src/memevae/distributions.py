@@ -87,7 +87,7 @@ class DiagonalLaplace:
 def gaussian_product(locs, scales) -> DiagonalGaussian:
     """The normalised product of Gaussian experts prod_i N(loc_i, scale_i), itself a Gaussian.
 
-    Precision-weighted (Wu & Goodman 2018, Sec. 2; Hinton 2002): with T_i = scale_i^-2,
+    Precision-weighted (Wu & Goodman 2018; Hinton 2002): with T_i = scale_i^-2,
     scale^2 = 1 / sum_i T_i and loc = scale^2 * sum_i T_i loc_i, per latent dimension. ``locs``
     and ``scales`` are sequences of tensors that broadcast together (so a prior expert may be
     ``torch.zeros(L)``/``torch.ones(L)``).

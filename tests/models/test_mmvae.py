@@ -246,3 +246,11 @@ def test_cli_trains_one_epoch(tmp_path):
     run = load_run(out)
     assert run.config["model"] == "mmvae" and run.model.config.posterior == "laplace" and run.model.config.learn_prior
     assert math.isfinite(run.history[-1]["train/paired/loss"])
+
+
+@pytest.mark.parametrize("name", ["memevae.models.mmvae.model", "memevae.models.mvae.model"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(name)).failed == 0

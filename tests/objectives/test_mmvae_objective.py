@@ -178,3 +178,11 @@ def test_rejects_bad_shapes_and_bound():
         mmvae_iwae_bound(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="samples must be"):
         mmvae_dreg_bound(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5, 1))
+
+
+@pytest.mark.parametrize("name", ["memevae.objectives.mmvae", "memevae.objectives.mvae"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(name)).failed == 0

@@ -1,4 +1,4 @@
-"""The MVAE ELBOs against hand computations (Wu & Goodman 2018, Sec. 2)."""
+"""The MVAE ELBOs against hand computations (Wu & Goodman 2018)."""
 
 import pytest
 import torch

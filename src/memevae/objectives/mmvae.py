@@ -75,7 +75,7 @@ def _check(log_weights: torch.Tensor, bound: str) -> None:
 def mmvae_iwae_bound(log_weights: torch.Tensor, bound: str = "looser") -> torch.Tensor:
     """MMVAE's stratified importance-weighted bound per item, from log w (M, K, B) -> (B,).
 
-    ``"looser"`` (Shi et al. 2019, Sec. 3, the stratified IWAE for a mixture of experts; official
+    ``"looser"`` (Shi et al. 2019: the stratified IWAE bound of their mixture of experts; official
     ``m_iwae_looser``/``m_dreg_looser``, used for the paper's runs):
         L = (1/M) sum_m log (1/K) sum_k w_mk.
     ``"tighter"`` (official ``m_iwae``/``m_dreg``): one importance-weighted average over all M*K

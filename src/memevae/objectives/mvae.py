@@ -16,7 +16,7 @@ import torch
 
 def mvae_elbo(log_likelihoods: Mapping[str, torch.Tensor], kl: torch.Tensor,
               likelihood_weights: Mapping[str, float] | None = None, kl_weight: float = 1.0) -> torch.Tensor:
-    """The (weighted) ELBO of one observed subset S, Wu & Goodman (2018), Sec. 2:
+    """The (weighted) ELBO of one observed subset S, Wu & Goodman (2018), the ELBO with weights lambda, beta:
 
     ELBO(X_S) = sum_{m in S} lambda_m log p(x_m | z) - beta KL(q(z|X_S) || p(z)),  z ~ q(z|X_S),
 
@@ -45,7 +45,7 @@ def mvae_elbo(log_likelihoods: Mapping[str, torch.Tensor], kl: torch.Tensor,
 
 
 def mvae_subsampled_bound(elbos: Sequence[torch.Tensor]) -> torch.Tensor:
-    """MVAE's sub-sampled training objective, Wu & Goodman (2018), Sec. 2 ("sub-sampled training"):
+    """MVAE's sub-sampled training objective, Wu & Goodman (2018), "sub-sampled training":
 
     for items with the modalities S observed (|S| > 1),
         L(X_S) = ELBO(X_S) + sum_{m in S} ELBO(x_m)

@@ -26,7 +26,7 @@ class MMVAEConfig(ModelConfig):
     official DReG estimator is biased, see :func:`memevae.objectives.mmvae_dreg_bound`."""
     bound: str = "looser"
     """"looser": (1/M) sum_m log (1/K) sum_k w_mk, the average over experts outside the log (the
-    stratified bound of Shi et al., Sec. 3; official ``--looser``, used for their runs).
+    stratified bound of Shi et al. 2019; official ``--looser``, used for their runs).
     "tighter": log (1/(MK)) sum_{m,k} w_mk over all samples (official default without --looser)."""
     posterior: str = "gaussian"
     """Latent family of the posterior experts and the prior. "gaussian" (default): as in MEME's

@@ -19,7 +19,7 @@ class MVAEConfig(ModelConfig):
     """
 
     likelihood_scaling: str = "none"
-    """The weights lambda_m of log p(x_m|z) in every ELBO (Wu & Goodman, Sec. 2). "none": all 1,
+    """The weights lambda_m of log p(x_m|z) in every ELBO (Wu & Goodman 2018, their ELBO weights). "none": all 1,
     the ELBO itself (default: the official code's weights, e.g. 10 for MNIST labels, balance a
     low-dimensional label against an image and have no setting for two images). "dimension":
     lambda_m = max_n D_n / D_m with D_m the number of values of an example of m, i.e. each

@@ -17,7 +17,7 @@ class MVAE(MultimodalVAE):
     experts q(z|X_S) ∝ p(z) prod_{m in S} q(z|x_m), with the prior expert p(z) = N(0, I) (closed
     form: precision-weighted, :func:`~memevae.distributions.gaussian_product`).
 
-    Training (Wu & Goodman, Sec. 2, "sub-sampled training"; official ``mnist/train.py``): on an
+    Training (Wu & Goodman 2018, "sub-sampled training"; official ``mnist/train.py``): on an
     item with every modality in S observed, the joint ELBO of S plus the ELBO of each single
     modality of S; on an item with one modality, that modality's ELBO alone. So every partial-
     observation scheme trains it. Each ELBO reconstructs only the modalities it conditions on.
