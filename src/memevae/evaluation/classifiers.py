@@ -268,21 +268,28 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, epochs: int 
     return net.eval()
 
 
-def train_classifiers(data_config, out, *, modalities=None, epochs: int = 3, batch_size: int = 128, learning_rate: float = 1e-3,
+def auto_epochs(items: int, images_seen: int = 90_000, most: int = 30) -> int:
+    """Epochs to see about ``images_seen`` training images: 3 on the full data sets (~30k images per
+    modality), 30 on the shipped sample (3,000)."""
+    return int(min(most, max(3, round(images_seen / max(items, 1)))))
+
+
+def train_classifiers(data_config, out, *, modalities=None, epochs: int | None = None, batch_size: int = 128, learning_rate: float = 1e-3,
                       seed: int = 0, max_items: int | None = None, progress: bool = True, log=print) -> dict[str, dict]:
     """Train one judge per modality of ``data_config``'s data set on its TRAIN split, measure its
     accuracy on the test split, and save it in ``out`` (see :func:`save_classifier`).
 
     ``data_config`` is a :class:`memevae.runs.DataConfig`; only ``dataset``, ``data_dir`` and
     ``seed`` matter (the partial-observation scheme is ignored: judges see every train image).
-    ``max_items`` caps the training images per modality (for quick tests). Returns the records
-    written, by modality.
+    ``max_items`` caps the training images per modality (for quick tests). ``epochs`` None: see
+    :func:`auto_epochs`. Returns the records written, by modality.
     """
     from ..data import load_pairs
 
     dataset, data_dir, data_seed = data_config.dataset, data_config.data_dir, data_config.seed
-    train = load_pairs(dataset, "train", data_dir, seed=data_seed)
-    test = load_pairs(dataset, "test", data_dir, seed=data_seed)
+    verify = getattr(data_config, "verify", True)
+    train = load_pairs(dataset, "train", data_dir, seed=data_seed, verify=verify)
+    test = load_pairs(dataset, "test", data_dir, seed=data_seed, verify=verify)
     modalities = list(modalities or train.modalities)
     unknown = [m for m in modalities if m not in train.modalities]
     if unknown:
@@ -294,7 +301,8 @@ def train_classifiers(data_config, out, *, modalities=None, epochs: int = 3, bat
             keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:max_items]
             images, labels = images[keep], labels[keep]
         start = time.perf_counter()
-        net = train_classifier(images, labels, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        epochs_used = epochs if epochs is not None else auto_epochs(len(labels))
+        net = train_classifier(images, labels, epochs=epochs_used, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                                progress=progress, description=modality)
         seconds = time.perf_counter() - start
         test_images, test_labels = modality_examples(test, modality)
@@ -305,14 +313,14 @@ def train_classifiers(data_config, out, *, modalities=None, epochs: int = 3, bat
             "train_items": len(labels),
             "trained_on": {"dataset": dataset, "data_dir": data_dir, "split": "train", "seed": data_seed,
                            "source": "shipped MNIST sample" if data_dir is None else "official files"},
-            "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimiser": "Adam (one-cycle)",
+            "training": {"epochs": epochs_used, "batch_size": batch_size, "learning_rate": learning_rate, "optimiser": "Adam (one-cycle)",
                          "augmentation": "random shifts of up to 2 pixels", "seed": seed, "seconds": round(seconds, 1)},
         }
         save_classifier(net, out, modality, info)
         records[modality] = json.loads(info_path(out, modality).read_text())
         if log:
             log(f"{modality}: test accuracy {test_accuracy:.4f} on {len(test_labels)} test images "
-                f"({len(labels)} train images, {seconds:.0f} s) -> {weights_path(out, modality)}")
+                f"({len(labels)} train images, {epochs_used} epochs, {seconds:.0f} s) -> {weights_path(out, modality)}")
     return records
 
 

@@ -65,7 +65,7 @@ def save_image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str):
 
 
 @torch.no_grad()
-def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path, samples: int = 3):
+def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path, samples: int = 3, title: str = ""):
     """Inputs of ``source`` in the top row, then ``samples`` rows of generated ``target`` images,
     one latent sample per row (Fig. 3 style)."""
     was_training = model.training
@@ -75,4 +75,5 @@ def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path
     for k in range(samples):
         rows.append((f"\u2192 {target} #{k + 1}", to_display(model.translate(x.to(device), source, target, sample=True))))
     model.train(was_training)
-    return save_image_rows(rows, path, f"{source} \u2192 {target}: decoder means of {samples} latent samples per input")
+    return save_image_rows(rows, path, (title + "\n" if title else "")
+                           + f"{source} \u2192 {target}: decoder means of {samples} latent samples per input")

@@ -30,13 +30,15 @@ def generation_grids(model, data, figures_dir, *, count: int = 10, samples: int 
     latent samples per input). Returns the number of figures written."""
     figures_dir = Path(figures_dir)
     examples = data.batch(one_per_class(data, count)).data
-    torch.manual_seed(seed)
-    written = [save_generation_grid(model, examples, figures_dir / "generation.png",
-                                    title=(title + ": " if title else "") + "cross- and self-generation of test digits "
-                                    "(decoder means at the posterior mean)")]
-    for source in data.modalities:
-        for target in data.modalities:
-            if source != target:
-                written.append(save_translation_grid(model, examples[source], source, target,
-                                                     figures_dir / f"translate-{source}-to-{target}.png", samples=samples))
+    with torch.random.fork_rng(devices=[]):  # seeded samples without touching the caller's RNG stream
+        torch.manual_seed(seed)
+        written = [save_generation_grid(model, examples, figures_dir / "generation.png",
+                                        title=(title + "\n" if title else "") + "cross- and self-generation of test digits "
+                                        "(decoder means at the posterior mean)")]
+        for source in data.modalities:
+            for target in data.modalities:
+                if source != target:
+                    written.append(save_translation_grid(model, examples[source], source, target,
+                                                         figures_dir / f"translate-{source}-to-{target}.png", samples=samples,
+                                                         title=title))
     return {"figures": float(len(written)), "examples": float(len(examples[data.modalities[0]]))}

@@ -60,7 +60,7 @@ class Context:
         from ..data import load_pairs
 
         c = self.data_config
-        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed)
+        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=getattr(c, "verify", True))
 
     @cached_property
     def classifiers(self) -> dict:
