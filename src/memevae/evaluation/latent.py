@@ -30,8 +30,11 @@ def fit_linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, seed: in
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from threadpoolctl import threadpool_limits
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    return probe.fit(train_codes, train_labels)
+    with threadpool_limits(limits=1):  # small matrices: threads only add contention
+        return probe.fit(train_codes, train_labels)
 
 
 def latent_accuracy(model, train, test, *, modalities=None, train_items: int | None = DEFAULT_TRAIN_ITEMS, seed: int = 0,
