@@ -60,7 +60,21 @@ def toy_meme(direction="both", dims=(3, 2), latent=2, noise=1.0, seed=0):
         name: Modality(name, "toy", (dim,), LinearEncoder(dim, latent), nn.Linear(latent, dim), GaussianLikelihood(noise), 1e-3)
         for name, dim in zip(("mnist", "textured"), dims)
     })
+    model.pseudo_samples = nn.ParameterDict({name: nn.Parameter(torch.randn(3, dim)) for name, dim in zip(("mnist", "textured"), dims)})
     return model
+
+
+def true_marginal(model, name, x, noise=1.0):
+    """log p(x) = log (1/N) sum_i N(x; W mu_i + b, W diag(sigma_i^2) W^T + noise^2 I), mu_i, sigma_i
+    = enc_other(u_i): Eq. 4's model of one modality under the pseudo-sample mixture prior."""
+    (other,) = [m for m in model.modality_names if m != name]
+    prior = model.modality(other).encode(model.pseudo_samples[other])
+    dec = model.modality(name).decoder
+    W, b = dec.weight, dec.bias
+    means = prior.loc @ W.T + b  # (N, D)
+    covs = W @ torch.diag_embed(prior.scale ** 2) @ W.T + noise ** 2 * torch.eye(W.shape[0])
+    per_component = D.MultivariateNormal(means, covs).log_prob(x[name].unsqueeze(-2))  # (B, N)
+    return torch.logsumexp(per_component, -1) - math.log(len(means))
 
 
 def true_conditional(model, source, target, x, noise=1.0):
@@ -115,6 +129,26 @@ def test_converges_to_the_closed_form_conditional(source, target):
     est = torch.tensor(out["estimates"][f"{source}->{target}"]["per_item"])
     assert (est - truth).abs().max() < 0.2
     assert abs((est - truth).mean()) < 0.01
+
+
+def test_meme_joint_is_conditional_plus_pseudo_sample_marginal():
+    model = toy_meme()
+    x = model_data(model, "mnist", "textured")
+    with torch.no_grad():
+        truth_marginal = true_marginal(model, "textured", x)
+        truth_joint = true_conditional(model, "mnist", "textured", x) + truth_marginal
+    out = marginal_log_likelihood(model, x, samples=20000, chunk_size=5000, batch_size=32,
+                                  direction="mnist->textured", progress=False)
+    entry = out["estimates"]["mnist->textured"]
+    assert entry["marginal_target"]["quantity"] == "log p(textured)"
+    assert entry["joint"]["quantity"].startswith("log p(mnist, textured)")
+    marginal = torch.tensor(entry["marginal_target"]["per_item"])
+    joint = torch.tensor(entry["joint"]["per_item"])
+    assert torch.allclose(joint, torch.tensor(entry["per_item"]) + marginal)
+    assert abs((marginal - truth_marginal).mean()) < 0.02 and (marginal - truth_marginal).abs().max() < 0.3
+    assert abs((joint - truth_joint).mean()) < 0.03
+    without = marginal_log_likelihood(model, x, samples=3, joint=False, progress=False)
+    assert "joint" not in without["estimates"]["mnist->textured"]
 
 
 def test_estimate_tightens_with_more_samples():

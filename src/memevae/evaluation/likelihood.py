@@ -24,6 +24,19 @@ every model in both test directions; a one-directional model evaluated in the ot
 likelihood dec_t, conditional prior enc_s and proposal enc_t. :func:`marginal_log_likelihood`
 computes both directions for every MEME model and marks which are flipped.
 
+MEME also defines a density for t alone: Eq. 4's generative model for t-only data, p(t) =
+\\int p(t|z) p_lambda_s(z) dz with the mixture prior p_lambda_s(z) = (1/N) sum_i p(z | u_i) over s's
+pseudo-samples u_i (encoded by enc_s). So, with ``joint=True`` (default), each direction also gets
+
+    log p(t) ~= logsumexp_k [log p(t|z_k) + log p_lambda_s(z_k) - log q(z_k|t)] - log K,  z_k ~ q(z|t),
+    log p(s, t) ~= log p(s | t) + log p(t),
+
+a joint log-likelihood comparable with the baselines' (SPEC section 6 asks for log p(s, t)). The
+two directions factorise the joint differently, so their two estimates of log p(s, t) need not
+agree; how far apart they are is itself a measure of the model's (in)consistency. With fully
+paired training (f = 1) the pseudo-samples are never trained (Eq. 4 is unused) and stay at the
+real examples they were initialised with, so p_lambda_s is a fixed mixture of N posteriors.
+
 Models whose class is not MEME (MVAE, MMVAE: one joint posterior, an unconditional prior) get the
 standard joint estimate with their joint posterior as proposal,
 
@@ -45,6 +58,8 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
+from ..distributions import gaussian_mixture_log_prob
+
 __all__ = ["marginal_log_likelihood", "importance_log_likelihood"]
 
 
@@ -60,9 +75,9 @@ def importance_log_likelihood(log_weights, samples: int, chunk_size: int = 100) 
     log-weight (the single-sample ELBO averaged over the same samples).
 
     Example:
-        >>> est, elbo = importance_log_likelihood(lambda k: torch.zeros(k, 3), samples=10, chunk_size=4)
-        >>> est.tolist(), elbo.tolist()
-        ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+        >>> est, elbo = importance_log_likelihood(lambda k: torch.full((k, 3), -2.0), samples=10, chunk_size=4)
+        >>> [round(v, 6) for v in est.tolist()], elbo.tolist()
+        ([-2.0, -2.0, -2.0], [-2.0, -2.0, -2.0])
     """
     if int(samples) != samples or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples}")
@@ -141,8 +156,18 @@ def _summary(estimates: torch.Tensor, elbo: torch.Tensor) -> dict:
     }
 
 
-def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None, batch_size: int = 16,
-                            chunk_size: int = 100, max_items: int | None = None, seed: int = 0,
+def _with_joint(conditional: dict, marginal: dict, quantity: str) -> dict:
+    """Add log p(t) and log p(s, t) = log p(s|t) + log p(t) (per item) to a direction's summary."""
+    joint = torch.tensor(conditional["per_item"], dtype=torch.float64) + torch.tensor(marginal["per_item"], dtype=torch.float64)
+    n = len(joint)
+    std = joint.std().item() if n > 1 else 0.0
+    return {**conditional, "marginal_target": marginal,
+            "joint": {"quantity": quantity, "mean": joint.mean().item(), "std": std, "stderr": std / math.sqrt(n),
+                      "per_item": joint.tolist()}}
+
+
+def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None, joint: bool = True,
+                            batch_size: int = 16, chunk_size: int = 100, max_items: int | None = None, seed: int = 0,
                             progress: bool = True) -> dict:
     """Importance-weighted marginal log-likelihood per test pair (Table 2; see the module text).
 
@@ -153,8 +178,10 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
 
     with p(s|z) = dec_s, p(z|t) = enc_t, q(z|s) = enc_s (the constant log p(t) is dropped, as in
     Eq. 6). A direction other than the one a model was trained in is marked ``"flipped"``
-    (App. C, Table 2). For other models: the joint estimate of log p(s, t) with the model's joint
-    posterior as proposal (module text), or ``{"skipped": reason}`` when the model lacks the methods.
+    (App. C, Table 2). With ``joint`` (MEME only), also log p(t) under Eq. 4's pseudo-sample
+    mixture prior and log p(s, t) = log p(s|t) + log p(t) (module text). For other models: the
+    joint estimate of log p(s, t) with the model's joint posterior as proposal (module text), or
+    ``{"skipped": reason}`` when the model lacks the methods.
 
     Args:
         model: a :class:`~memevae.models.MultimodalVAE` (or a :class:`~memevae.runs.Run`).
@@ -167,7 +194,9 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
 
     Returns a dict: ``model``, ``samples``, ``items``, ``trained_direction`` (MEME) and
     ``estimates``: {name: {"quantity", "flipped", "mean", "std", "stderr", "mean_log_weight"
-    (the ELBO, K = 1, averaged over the same samples), "per_item"}} in nats per item.
+    (the ELBO, K = 1, averaged over the same samples), "per_item"}} in nats per item; for MEME
+    with ``joint`` each direction also has "marginal_target" (log p(t), same fields) and "joint"
+    (log p(s, t): "quantity", "mean", "std", "stderr", "per_item").
 
     Example:
         >>> from memevae.models import MEME, MEMEConfig
@@ -212,22 +241,35 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
 
     was_training = model.training
     model.eval()
-    results = {key: ([], []) for key in jobs}
+    # the jobs, each an importance-sampling estimate per item: the conditionals (or the joint),
+    # then for MEME with ``joint`` the marginal log p(t) of each direction's target
+    tasks = dict(jobs)
+    marginals = {}
+    if isinstance(model, MEME) and joint:
+        for key, (s, t) in jobs.items():
+            marginals[key] = f"marginal:{t}"
+            tasks[f"marginal:{t}"] = ("marginal", t)
+    results = {key: ([], []) for key in tasks}
     batches = list(torch.arange(n).split(batch_size))
-    bar = tqdm(total=len(batches) * len(jobs), desc=f"log-likelihood (K={samples})", unit="batch",
+    bar = tqdm(total=len(batches) * len(tasks), desc=f"log-likelihood (K={samples})", unit="batch",
                file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
+            priors = {}
+            if marginals:  # p_lambda_m(z): the mixture of enc_m at m's pseudo-samples (Eq. 4)
+                priors = {m: model.modality(m).encode(model.pseudo_samples[m]) for m in model.modality_names}
             for rows in batches:
                 x = {m: t[rows].to(device) for m, t in tensors.items()}
                 if isinstance(model, MEME):
                     posteriors = {m: model.modality(m).encode(x[m]) for m in model.modality_names}
-                for key, job in jobs.items():
-                    if isinstance(model, MEME):
-                        fn = _meme_log_weights(model, x, posteriors, *job)
-                    else:
+                for key, job in tasks.items():
+                    if not isinstance(model, MEME):
                         fn = _joint_log_weights(model, x)
+                    elif job[0] == "marginal":
+                        fn = _meme_marginal_log_weights(model, x, posteriors, priors, job[1])
+                    else:
+                        fn = _meme_log_weights(model, x, posteriors, *job)
                     est, elbo = importance_log_likelihood(fn, samples, chunk_size)
                     results[key][0].append(est.cpu())
                     results[key][1].append(elbo.cpu())
@@ -236,7 +278,15 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
         bar.close()
         model.train(was_training)
 
-    estimates = {key: {**describe[key], **_summary(torch.cat(ests), torch.cat(elbos))} for key, (ests, elbos) in results.items()}
+    summaries = {key: _summary(torch.cat(ests), torch.cat(elbos)) for key, (ests, elbos) in results.items()}
+    estimates = {}
+    for key in jobs:
+        entry = {**describe[key], **summaries[key]}
+        if key in marginals:
+            s, t = jobs[key]
+            marginal = {"quantity": f"log p({t})", **summaries[marginals[key]]}
+            entry = _with_joint(entry, marginal, f"log p({s}, {t}) = log p({s} | {t}) + log p({t})")
+        estimates[key] = entry
     return {**base, "estimates": estimates}
 
 
@@ -248,6 +298,19 @@ def _meme_log_weights(model, x, posteriors, source: str, target: str):
     def log_weights(k):
         z = proposal.rsample((k,))
         return mod.log_likelihood(x[source], mod.decode(z)) + prior.log_prob(z) - proposal.log_prob(z)
+
+    return log_weights
+
+
+def _meme_marginal_log_weights(model, x, posteriors, priors, name: str):
+    """log p(x|z) + log p_lambda_other(z) - log q(z|x) at k samples z ~ q(z|x) (Eq. 4's model of x alone)."""
+    (other,) = [m for m in model.modality_names if m != name]
+    proposal, prior, mod = posteriors[name], priors[other], model.modality(name)
+
+    def log_weights(k):
+        z = proposal.rsample((k,))
+        log_prior = gaussian_mixture_log_prob(z, prior.loc, prior.scale)
+        return mod.log_likelihood(x[name], mod.decode(z)) + log_prior - proposal.log_prob(z)
 
     return log_weights
 

@@ -12,7 +12,7 @@ Monte-Carlo noise (the samples z, z_1..z_K). For each parameter entry j of a net
 
     SNR_j = |mean_r g_rj| / std_r g_rj            (std with R - 1 in the denominator)
 
-(Rainforth et al. 2018's definition, used by Fig. 10). Per network the reported curves are
+(the definition of Rainforth et al. 2018; the paper gives no formula). Per network the curves are
 
 - ``"mean"`` (plotted, the default ``statistic``): the mean of SNR_j over the network's entries;
 - ``"median"``: the median of SNR_j over entries (robust to a few near-deterministic entries);
