@@ -304,6 +304,12 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
                 results["classifiers"] = previous["classifiers"]
     if judges:
         results["classifiers"] = _plain(_classifier_summary(judges))
+        for modality, info in results["classifiers"].items():
+            if "test_accuracy" in info:
+                trained_on = info.get("trained_on") or {}
+                log(f"judge {modality}: test accuracy {info['test_accuracy']:.4f}, trained on the {trained_on.get('split')} "
+                    f"split of {trained_on.get('dataset')} ({trained_on.get('source', trained_on.get('data_dir'))}), "
+                    f"sha256 {str(info.get('sha256'))[:12]}")
     results["reference"] = reference
 
     for name in names:
