@@ -18,7 +18,7 @@ def small_model(**options):
     return MVAE(MVAEConfig(**options))
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
     """Tiny networks gain nothing from a second thread, and on a shared machine OpenMP's spin-waits
     make them many times slower; the previous setting is restored afterwards."""
@@ -187,7 +187,7 @@ def test_any_latent_size_and_both_architectures(tiny_batch):
             assert model.encode("textured", tiny_batch().data["textured"]).loc.shape == (4, latent_dim)
 
 
-def test_trains_on_the_shipped_sample_with_every_observation_pattern(one_thread):
+def test_trains_on_the_shipped_sample_with_every_observation_pattern():
     """A few dozen Adam steps on paired, MNIST-only and textured-only batches of the real sample:
     the loss of each kind of batch falls."""
     from memevae.data import load_pairs
