@@ -1,5 +1,6 @@
 """End to end: a tiny trained run on the shipped sample, judges trained by the CLI, `memevae
-evaluate` / `report`. One module-scoped run (about 20 s) serves every test here."""
+evaluate` / `report`. One module-scoped run serves every test here: one epoch on 640 sample pairs
+(``DataConfig(limit=640)``; evaluation still uses all 500 sample test pairs), a few seconds."""
 
 import json
 import os
@@ -19,7 +20,7 @@ def trained(tmp_path_factory):
     from memevae import DataConfig, TrainConfig
 
     root = tmp_path_factory.mktemp("e2e")
-    run = memevae.train(root / "run", data=DataConfig(), training=TrainConfig(epochs=1, batch_size=64, test_samples=200),
+    run = memevae.train(root / "run", data=DataConfig(limit=640), training=TrainConfig(epochs=1, batch_size=64, test_samples=200),
                         model_options={"latent_dim": 8}, progress=False)
     judges = root / "judges"
     assert main(["classifiers", "train", "--out", str(judges), "--epochs", "1", "--max-items", "300", "--quiet"]) == 0
