@@ -32,6 +32,7 @@ def measure(args) -> dict:
 
     from memevae.data import load_pairs
     from memevae.runs import build_model
+    from memevae.training.trainer import TrainConfig, make_optimizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -41,7 +42,7 @@ def measure(args) -> dict:
         options["classifier_samples"] = args.classifier_samples
     model = build_model("meme" if args.model == "release-style" else args.model, data.modalities, options)
     model.initialise(data, torch.Generator().manual_seed(0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    optimizer = make_optimizer(model.parameters(), TrainConfig())
     paired = data.patterns()[tuple(data.modalities)][: args.batch_size]
     modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
     full = data.batch(paired)

@@ -51,6 +51,16 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from error
 
 
+def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with the paper's settings. The fused kernel (one pass per parameter tensor instead of
+    about ten) computes the same update; it is used whenever this torch build offers it."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=config.learning_rate, betas=config.betas, fused=True)
+    except (RuntimeError, TypeError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(parameters, lr=config.learning_rate, betas=config.betas)
+
+
 class Callback:
     """Hooks the trainer calls; override what you need."""
 
@@ -76,7 +86,7 @@ class Trainer:
         self.train_data = train_data
         self.test_data = test_data
         self.callbacks = list(callbacks)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
+        self.optimizer = make_optimizer(model.parameters(), config)
         self.epoch = 0
         self.history: list[dict] = []
 
