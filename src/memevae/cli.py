@@ -233,13 +233,13 @@ def _add_evaluate(sub):
 
 def _evaluate(args):
     from .evaluation import evaluate
-    from .evaluation.pipeline import results_path
+    from .evaluation.pipeline import headline, results_path
 
     results = evaluate(args.run, metrics=args.metrics, classifiers=args.classifiers, checkpoint=args.checkpoint,
                        options=_parse_options(args.option), seed=args.seed, progress=not args.quiet)
     for name, entry in results["metrics"].items():
-        shown = {k: v for k, v in entry["values"].items() if isinstance(v, float) and "/" not in k}
-        print(f"{name} ({entry['wall_time_s']:.1f} s): " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:6]))
+        shown = headline(name, entry["values"])
+        print(f"{name} ({entry['wall_time_s']:.1f} s): " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8]))
     print(f"{results['dataset_label']} results written to {results_path(args.run)}")
 
 

@@ -158,8 +158,9 @@ def _snr(ctx: Context, options: dict) -> dict:
 
 
 def _mi(ctx: Context, options: dict) -> dict:
-    """Table 6: trains (or loads ``gp-<modality>.pt`` from the judges' folder) a GP-headed
-    classifier on real training images, then scores cross-generations."""
+    """Table 6: loads ``gp-<modality>.pt`` from the judges' folder, or trains a GP-headed classifier
+    on real training images (generative_quality saves it there for next time), then scores
+    generations."""
     fn = _colleague("generative_quality", "mutual_information", "mi")
     source = ctx.classifier_source
     folder = None if isinstance(source, dict) else (
@@ -336,11 +337,32 @@ def _figure_stamps(folder: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in folder.glob("*.png")} if folder.exists() else {}
 
 
+_NESTED_HEADLINES = {"likelihood": ("estimates/", "/mean"), "mi": ("generated/", "/mi"), "snr": ("summary/", "")}
+_BOOKKEEPING = ("items", "batch_size", "knn_k", "points", "figures", "examples", "samples", "seed", "learning_rate")
+
+
+def _flatten(values, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def headline(name: str, values: dict) -> dict[str, float]:
+    """The few numbers worth printing for a metric's result (nested results flattened)."""
+    if name in _NESTED_HEADLINES:
+        start, end = _NESTED_HEADLINES[name]
+        return {k[len(start):len(k) - len(end)]: v for k, v in _flatten(values).items()
+                if k.startswith(start) and k.endswith(end) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: v for k, v in values.items() if isinstance(v, float) and "/" not in k and k not in _BOOKKEEPING}
+
+
 def _headline(name: str, values: dict) -> str:
-    shown = {k: v for k, v in values.items() if isinstance(v, float) and "/" not in k and k not in ("items", "batch_size")}
-    if not shown or name in ("grids",):
-        return ""
-    return ": " + ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:6])
+    shown = headline(name, values)
+    return (": " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])) if shown else ""
 
 
-__all__ = ["evaluate", "METRICS", "DEFAULT_METRICS", "parse_metrics", "resolve_classifiers", "results_path", "Metric"]
+__all__ = ["evaluate", "METRICS", "DEFAULT_METRICS", "parse_metrics", "resolve_classifiers", "results_path", "Metric", "headline"]
