@@ -166,7 +166,7 @@ def _add_classifiers(sub):
     t.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
     t.add_argument("--out", type=Path, help="folder to write (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
     t.add_argument("--modalities", help="comma-separated subset (default: every modality of the data set)")
-    t.add_argument("--epochs", type=int, help="epochs (default: about 90k images seen; 3 on full MNIST, 30 on the sample)")
+    t.add_argument("--epochs", type=int, help="epochs (default: about 150k images seen; 5 on full MNIST, 30 on the sample)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3, help="Adam peak learning rate, one-cycle schedule (default 1e-3)")
     t.add_argument("--seed", type=int, default=0, help="seeds the data set (textured rendering) and training")

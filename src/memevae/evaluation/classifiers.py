@@ -268,9 +268,13 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, epochs: int 
     return net.eval()
 
 
-def auto_epochs(items: int, images_seen: int = 90_000, most: int = 30) -> int:
-    """Epochs to see about ``images_seen`` training images: 3 on the full data sets (~30k images per
-    modality), 30 on the shipped sample (3,000)."""
+def auto_epochs(items: int, images_seen: int = 150_000, most: int = 30) -> int:
+    """Epochs to see about ``images_seen`` training images, between 3 and ``most``: 5 on the full
+    data sets (~30k images per modality), 30 on the shipped sample (3,000).
+
+    Measured (``memevae classifiers train``, test split): full MNIST-Textured, 5 epochs: MNIST
+    99.10%, textured 98.34% (3 epochs: 99.02%, 97.88%); the shipped sample, 30 epochs: MNIST
+    98.2%, textured 97.4% (500 test images each)."""
     return int(min(most, max(3, round(images_seen / max(items, 1)))))
 
 
