@@ -10,6 +10,16 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture
+def one_thread():
+    """Run torch on one thread: tiny networks gain nothing from a second one, and on a busy
+    machine OpenMP's spin-waits make them many times slower. The setting is restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def shared_mnist():
     path = SHARED_DATA / "mnist"
     if not (path / "train-images-idx3-ubyte.gz").exists():

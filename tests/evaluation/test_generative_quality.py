@@ -8,13 +8,7 @@ import torch
 from memevae.evaluation.generative_quality import bald_mutual_information, modality_examples
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_agreeing_samples_have_zero_mi():

@@ -14,13 +14,7 @@ from memevae.modalities import Modality
 from memevae.models import MEME, MEMEConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class GaussianLikelihood:

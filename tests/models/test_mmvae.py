@@ -22,14 +22,7 @@ def small_model(**options):
     return MMVAE(MMVAEConfig(**options))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on a shared machine OpenMP's spin-waits
-    make them many times slower; the previous setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_refuses_unpaired_data_and_has_the_official_defaults(tiny_batch):
