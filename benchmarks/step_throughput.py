@@ -42,6 +42,8 @@ def measure(args) -> dict:
         options["classifier_samples"] = args.classifier_samples
     model = build_model("meme" if args.model == "release-style" else args.model, data.modalities, options)
     model.initialise(data, torch.Generator().manual_seed(0))
+    if args.model == "release-style":  # the release keeps torch's default (contiguous) weight layout
+        model.to(memory_format=torch.contiguous_format)
     optimizer = make_optimizer(model.parameters(), TrainConfig())
     paired = data.patterns()[tuple(data.modalities)][: args.batch_size]
     modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)

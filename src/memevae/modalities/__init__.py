@@ -76,7 +76,9 @@ def _mnist_mlp(name, latent_dim, architecture, hidden_dims=None):
 def _svhn_conv(name, latent_dim, architecture, hidden_dims=None):
     shape = (3, 32, 32)
     encoder = ConvEncoder(shape, latent_dim, style=architecture)
-    decoder = ConvDecoder(shape, latent_dim)
+    # Channels-last weights let oneDNN run the transposed convolutions (forward and backward)
+    # directly: the same maths, about 20% faster on a CPU (benchmarks/step_throughput.py).
+    decoder = ConvDecoder(shape, latent_dim).to(memory_format=torch.channels_last)
     return Modality(name, "svhn-conv", shape, encoder, decoder, LaplaceLikelihood(event_dims=3), min_scale=1e-4)
 
 
