@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, io
 from .data import DATASETS, MultimodalDataset, apply_scheme, load_pairs
 from .distributions import DiagonalGaussian
 from .modalities import DEFAULT_KINDS
@@ -167,8 +167,6 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
     trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks)
     if resume:
         trainer.load_state_dict(state)
-        from . import io
-
         io.write_json(run_dir.config_path, config)
     trainer.fit()
     return Run(run_dir.path, config, trainer.model, trainer.history)
