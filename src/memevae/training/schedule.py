@@ -17,9 +17,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def epoch_batches(dataset, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    """The row indices of each batch of ``epoch``, deterministic in (seed, epoch).
-
-    """
+    """The row indices of each batch of ``epoch``, deterministic in (seed, epoch); each batch
+    holds rows of one observation pattern, and a trailing batch of one row is folded into the
+    batch before it (a batch of one breaks BatchNorm)."""
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2, got {batch_size}")
     generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
@@ -27,7 +27,7 @@ def epoch_batches(dataset, batch_size: int, seed: int, epoch: int) -> list[torch
     for group_order, (_, rows) in enumerate(sorted(dataset.patterns().items())):
         shuffled = rows[torch.randperm(len(rows), generator=generator)]
         chunks = list(shuffled.split(batch_size))
-        if len(chunks) > 1 and len(chunks[-1]) < 2:  # a batch of one breaks BatchNorm; fold it in
+        if len(chunks) > 1 and len(chunks[-1]) < 2:
             tail = chunks.pop()
             chunks[-1] = torch.cat([chunks[-1], tail])
         for i, chunk in enumerate(chunks):
