@@ -32,8 +32,11 @@ def measure(args) -> dict:
 
     from memevae.data import load_pairs
     from memevae.runs import build_model
+    from memevae.training.allocator import keep_freed_memory
     from memevae.training.trainer import TrainConfig, make_optimizer
 
+    if args.allocator == "keep-freed":  # what the trainer does on a CPU (memevae.training.allocator)
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_pairs("mnist-textured", "train")
@@ -116,6 +119,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--allocator", choices=["keep-freed", "system"], default="keep-freed",
+                        help="keep-freed: glibc malloc keeps freed memory, as the trainer sets it on a CPU; "
+                             "system: malloc's defaults (memory returned to the OS on every free)")
     args = parser.parse_args()
     if args.case != "all":
         print(json.dumps(measure(args)))

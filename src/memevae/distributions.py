@@ -133,7 +133,6 @@ def gaussian_mixture_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.T
 
 def laplace_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: float, event_dims: int) -> torch.Tensor:
     """log Laplace(x; loc, scale) summed over the last ``event_dims`` dimensions (fixed scalar scale)."""
-    per_element_const = -math.log(2.0 * scale)
-    log_density = -(x - loc).abs() / scale
-    summed = log_density.sum(dim=tuple(range(-event_dims, 0)))
-    return summed + per_element_const * math.prod(x.shape[-event_dims:])
+    # Sum |x - loc| first and scale the sum: two full-size passes fewer than scaling each element.
+    absolute_error = (x - loc).abs().sum(dim=tuple(range(-event_dims, 0)))
+    return absolute_error / -scale - math.log(2.0 * scale) * math.prod(x.shape[-event_dims:])

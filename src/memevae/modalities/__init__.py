@@ -29,8 +29,11 @@ class Modality(nn.Module):
     MEME's weight sharing, App. C), decoder p(x|z) and the likelihood that scores decodings."""
 
     def __init__(self, name: str, kind: str, shape: tuple[int, ...], encoder: nn.Module, decoder: nn.Module,
-                 likelihood: LaplaceLikelihood, min_scale: float):
+                 likelihood: LaplaceLikelihood, min_scale: float, memory_format: torch.memory_format = torch.contiguous_format):
         super().__init__()
+        # The memory order the networks compute in; data are brought into it once, on the way in,
+        # so that every gradient reaching the networks arrives in it too (no hidden reorders).
+        self.memory_format = memory_format
         self.name = name
         self.kind = kind
         self.shape = tuple(shape)
@@ -54,7 +57,7 @@ class Modality(nn.Module):
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x | z) for data x (B, *shape) and decodings (*S, B, *shape) -> (*S, B)."""
-        return self.likelihood.log_prob(x, decoded)
+        return self.likelihood.log_prob(x.contiguous(memory_format=self.memory_format), decoded)
 
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         """The likelihood's mean, i.e. what a generation shows."""
@@ -75,11 +78,12 @@ def _mnist_mlp(name, latent_dim, architecture, hidden_dims=None):
 
 def _svhn_conv(name, latent_dim, architecture, hidden_dims=None):
     shape = (3, 32, 32)
+    # Channels-last memory lets oneDNN run the convolutions (forward and backward) without
+    # reorders: the same maths, faster on a CPU (benchmarks/step_throughput.py, README "Speed").
     encoder = ConvEncoder(shape, latent_dim, style=architecture)
-    # Channels-last weights let oneDNN run the transposed convolutions (forward and backward)
-    # directly: the same maths, about 20% faster on a CPU (benchmarks/step_throughput.py).
     decoder = ConvDecoder(shape, latent_dim).to(memory_format=torch.channels_last)
-    return Modality(name, "svhn-conv", shape, encoder, decoder, LaplaceLikelihood(event_dims=3), min_scale=1e-4)
+    return Modality(name, "svhn-conv", shape, encoder, decoder, LaplaceLikelihood(event_dims=3), min_scale=1e-4,
+                    memory_format=torch.channels_last)
 
 
 MODALITY_KINDS = {"mnist-mlp": _mnist_mlp, "svhn-conv": _svhn_conv}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .allocator import keep_freed_memory
 from .schedule import epoch_batches
 
 
@@ -83,6 +84,8 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.train_data = train_data
         self.test_data = test_data
         self.callbacks = list(callbacks)
