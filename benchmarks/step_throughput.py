@@ -1,19 +1,26 @@
 """Training-step throughput and peak memory of memevae's models on 2 CPU threads.
 
-Measures one optimiser step (forward, backward, Adam) on a batch of real images from the shipped
-MNIST sample paired with textured digits (3x32x32, the SVHN networks), for:
+Measures optimiser steps (forward, backward, Adam) on real images from the shipped MNIST sample
+paired with textured digits (3x32x32, the SVHN networks), for:
   - the paired step (MEME: bi-directional, K classifier samples), in pairs/s;
   - the unpaired step (MEME: one modality with the mixture prior), in items/s;
-  - with ``--model release-style``: MEME's paired step computed in the sequence of network passes
-    the authors' release uses (encoder run again for the classifier samples, the posterior sample
-    decoded twice, validated ``torch.distributions`` objects), on the same networks and batch, so
-    that the speed-up of memevae's step is measured on the same machine at the same moment;
+  - with ``--model release-style``: MEME's paired step as the authors' release computes it: its
+    sequence of network passes (encoder run again for the classifier samples, the posterior sample
+    decoded twice, validated ``torch.distributions`` objects), plain torch layers in torch's
+    default memory order, and torch's default CPU settings; the same networks, batch and machine,
+    so that the speed-up of memevae's step is measured at the same moment;
 and prints the process's peak resident memory. Each case runs in its own process so that the
 peak RSS belongs to that case alone.
 
+Steps are timed as training runs them: ``--warmup`` steps on successive batches of an epoch first
+(the decoders start to saturate, which is when subnormal floats appear), then the median of
+``--steps`` more. memevae's models use the trainer's CPU settings (memevae.training.cpu) unless
+``--cpu-settings torch-defaults``.
+
     python benchmarks/step_throughput.py                 # MEME, batch 128, K=10, latent 64, 2 threads
+    python benchmarks/step_throughput.py --model release-style
     python benchmarks/step_throughput.py --model mvae
-    python benchmarks/step_throughput.py --architecture paper --steps 30
+    python benchmarks/step_throughput.py --cpu-settings torch-defaults
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ def measure(args) -> dict:
 
     from memevae.data import load_pairs
     from memevae.runs import build_model
-    from memevae.training.allocator import keep_freed_memory
+    from memevae.training.cpu import flush_subnormals, keep_freed_memory
+    from memevae.training.schedule import epoch_batches
     from memevae.training.trainer import TrainConfig, make_optimizer
 
-    if args.allocator == "keep-freed":  # what the trainer does on a CPU (memevae.training.allocator)
-        keep_freed_memory()
     torch.set_num_threads(args.threads)
+    if args.cpu_settings == "trainer":
+        keep_freed_memory()
+        flush_subnormals()
     torch.manual_seed(0)
     data = load_pairs("mnist-textured", "train")
     options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
@@ -45,30 +54,54 @@ def measure(args) -> dict:
         options["classifier_samples"] = args.classifier_samples
     model = build_model("meme" if args.model == "release-style" else args.model, data.modalities, options)
     model.initialise(data, torch.Generator().manual_seed(0))
-    if args.model == "release-style":  # the release keeps torch's default (contiguous) weight layout
+    if args.model == "release-style":
+        plain_torch_layers(model)
         model.to(memory_format=torch.contiguous_format)
     optimizer = make_optimizer(model.parameters(), TrainConfig())
-    paired = data.patterns()[tuple(data.modalities)][: args.batch_size]
     modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
-    full = data.batch(paired)
-    batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
+    batches = [rows for epoch in (1, 2, 3) for rows in epoch_batches(data, args.batch_size, 0, epoch)
+               if len(rows) == args.batch_size][: args.warmup + args.steps]
+    if len(batches) < args.warmup + args.steps:
+        raise SystemExit(f"the sample has only {len(batches)} full batches; lower --warmup or --steps")
 
-    def step():
+    def step(rows):
+        full = data.batch(rows)
+        batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
         loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
-        step()
     times = []
-    for _ in range(args.steps):
+    for i, rows in enumerate(batches):
         started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+        step(rows)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - started)
     median = statistics.median(times)
     return {"model": args.model, "case": args.case, "batch": args.batch_size, "step_s": median,
             "items_per_s": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def plain_torch_layers(module) -> None:
+    """Replace memevae's fast layers in ``module`` by the plain torch layers they stand for
+    (sharing the parameters): what the release runs."""
+    from torch import nn
+
+    from memevae.modalities.networks import LatentProjection, TransposedConv2d, WholeInputConv2d
+
+    activations = {None: nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+    for name, child in module.named_children():
+        if isinstance(child, (TransposedConv2d, LatentProjection)):
+            plain = nn.ConvTranspose2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding)
+            plain.weight, plain.bias = child.weight, child.bias
+            setattr(module, name, nn.Sequential(plain, activations[child.activation]()))
+        elif isinstance(child, WholeInputConv2d):
+            plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size)
+            plain.weight, plain.bias = child.weight, child.bias
+            setattr(module, name, plain)
+        else:
+            plain_torch_layers(child)
 
 
 def release_style_loss(model, batch, samples: int):
@@ -117,18 +150,21 @@ def main():
     parser.add_argument("--latent-dim", type=int, default=64)
     parser.add_argument("--architecture", default="release")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--allocator", choices=["keep-freed", "system"], default="keep-freed",
-                        help="keep-freed: glibc malloc keeps freed memory, as the trainer sets it on a CPU; "
-                             "system: malloc's defaults (memory returned to the OS on every free)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (their median is reported)")
+    parser.add_argument("--warmup", type=int, default=30, help="training steps before the timed ones")
+    parser.add_argument("--cpu-settings", choices=["trainer", "torch-defaults"], default=None,
+                        help="trainer: memevae's trainer settings (malloc keeps freed memory, subnormals flushed; "
+                             "the default for memevae's models); torch-defaults: neither (the release-style default)")
     args = parser.parse_args()
+    if args.cpu_settings is None:
+        args.cpu_settings = "torch-defaults" if args.model == "release-style" else "trainer"
     if args.case != "all":
         print(json.dumps(measure(args)))
         return
     cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
     print(f"{args.model}, batch {args.batch_size}, latent {args.latent_dim}, {args.architecture} networks, "
-          f"{args.threads} threads" + (f", K={args.classifier_samples}" if args.model == "meme" else ""))
+          f"{args.threads} threads" + (f", K={args.classifier_samples}" if args.model in ("meme", "release-style") else "")
+          + f", {args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
     for case in cases:
         command = [sys.executable, __file__, *sys.argv[1:], "--case", case]
         result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
