@@ -11,8 +11,9 @@ to serve blocks of up to 32 MB (the most glibc allows) from its heap and not to 
 (``M_MMAP_THRESHOLD``, a high ``M_TRIM_THRESHOLD``) lets the next step reuse the same pages. This
 is what the jemalloc and tcmalloc preloads of PyTorch's CPU tuning guides do, without preloading
 anything. It changes no computed value; peak memory can grow a little, because a heap fragments
-(MEME's step: 899 MB instead of 863 MB; MMVAE's: 1.8 GB instead of 1.6 GB). Serving every block
-from the heap (``M_MMAP_MAX = 0``) was as fast for MEME but grew MMVAE's peak to 2.6 GB.
+(MEME's step: 888-899 MB instead of 863 MB; MMVAE's: 1.8 GB, where an earlier, shorter benchmark
+with malloc's defaults saw 1.6 GB). Serving every block from the heap (``M_MMAP_MAX = 0``) was as
+fast for MEME but grew MMVAE's peak to 2.6 GB.
 
 **Flush subnormals** (:func:`flush_subnormals`). Images have saturated pixels, so decoders learn
 sigmoid inputs below -87, whose outputs and gradients are subnormal floats (|x| < 1.2e-38). x86
