@@ -88,11 +88,11 @@ def plain_torch_layers(module) -> None:
     (sharing the parameters): what the release runs."""
     from torch import nn
 
-    from memevae.modalities.networks import LatentProjection, TransposedConv2d, WholeInputConv2d
+    from memevae.modalities.networks import TransposedConv2d, WholeInputConv2d
 
     activations = {None: nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
     for name, child in module.named_children():
-        if isinstance(child, (TransposedConv2d, LatentProjection)):
+        if isinstance(child, TransposedConv2d):  # LatentProjection is one too
             plain = nn.ConvTranspose2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding)
             plain.weight, plain.bias = child.weight, child.bias
             setattr(module, name, nn.Sequential(plain, activations[child.activation]()))

@@ -62,3 +62,9 @@ def test_flush_subnormals_reaches_every_thread_of_the_pool():
 def test_unknown_subnormals_setting_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown subnormals setting 'zero'; choose one of flush, keep"):
         TrainConfig(subnormals="zero")
+
+
+def test_docstring_examples():
+    """Run in a fresh process: both settings are process-wide."""
+    script = "import doctest, memevae.training.cpu as cpu; print(doctest.testmod(cpu).failed)"
+    assert subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()[-1] == "0"

@@ -31,8 +31,8 @@ class Modality(nn.Module):
     def __init__(self, name: str, kind: str, shape: tuple[int, ...], encoder: nn.Module, decoder: nn.Module,
                  likelihood: LaplaceLikelihood, min_scale: float, memory_format: torch.memory_format = torch.contiguous_format):
         super().__init__()
-        # The memory order the networks compute in; data are brought into it once, on the way in,
-        # so that every gradient reaching the networks arrives in it too (no hidden reorders).
+        # The memory order the decoder computes in. The data it is scored against are brought into
+        # it, so the gradients reaching the decoder arrive in it too (no hidden reorders).
         self.memory_format = memory_format
         self.name = name
         self.kind = kind

@@ -111,6 +111,10 @@ _SUB_PIXEL_TAPS = torch.tensor([[3, 1, 4], [4, 2, 0]])
 ACTIVATIONS = {None: None, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
+def _activate(out: torch.Tensor, activation: str | None) -> torch.Tensor:
+    return ACTIVATIONS[activation](out) if activation else out
+
+
 def _fuses_activation(x: torch.Tensor) -> bool:
     """Whether oneDNN can apply the activation inside the convolution (a CPU float32 tensor)."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
@@ -120,8 +124,7 @@ def _convolution(x, weight, bias, padding, activation):
     """``activation(conv2d(x, weight, bias, padding=padding))``, fused into one oneDNN pass on a CPU."""
     if _fuses_activation(x):
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, (1, 1), (1, 1), 1, activation or "none", [], "")
-    out = F.conv2d(x, weight, bias, padding=padding)
-    return ACTIVATIONS[activation](out) if activation else out
+    return _activate(F.conv2d(x, weight, bias, padding=padding), activation)
 
 
 def _transposed_convolution(x, weight, bias, stride, padding, activation):
@@ -129,8 +132,7 @@ def _transposed_convolution(x, weight, bias, stride, padding, activation):
     if _fuses_activation(x):
         return torch.ops.mkldnn._convolution_transpose_pointwise(
             x, weight, bias, padding, (0, 0), stride, (1, 1), 1, activation or "none", [], "")
-    out = F.conv_transpose2d(x, weight, bias, stride, padding)
-    return ACTIVATIONS[activation](out) if activation else out
+    return _activate(F.conv_transpose2d(x, weight, bias, stride, padding), activation)
 
 
 def _sub_pixel_transposed_convolution(x, weight, bias, activation):
@@ -205,11 +207,6 @@ def _channel_sums(grad: torch.Tensor) -> torch.Tensor:
     return grad.sum((0, 2, 3))
 
 
-def _check_activation(activation):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(map(str, ACTIVATIONS))}")
-
-
 class TransposedConv2d(nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` (no groups, dilation or output padding) followed by
     ``activation`` ("relu", "sigmoid" or None), computed by :class:`_TransposedConvolution`; the
@@ -218,7 +215,8 @@ class TransposedConv2d(nn.ConvTranspose2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
                  activation: str | None = None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding)
-        _check_activation(activation)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(map(str, ACTIVATIONS))}")
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +226,7 @@ class TransposedConv2d(nn.ConvTranspose2d):
         return super().extra_repr() + f", activation={self.activation}"
 
 
-class LatentProjection(nn.ConvTranspose2d):
+class LatentProjection(TransposedConv2d):
     """A 4x4 transposed convolution (stride 1, no padding) applied to a 1x1 input, then
     ``activation``, computed as the matrix product it is: out[n, c, h, w] = sum_l z[n, l] W[l, c, h, w] + b[c].
 
@@ -239,22 +237,15 @@ class LatentProjection(nn.ConvTranspose2d):
     """
 
     def __init__(self, latent_dim: int, out_channels: int, kernel_size: int = 4, activation: str | None = None):
-        super().__init__(latent_dim, out_channels, kernel_size, 1, 0)
-        _check_activation(activation)
-        self.activation = activation
+        super().__init__(latent_dim, out_channels, kernel_size, 1, 0, activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n, latent_dim = z.shape[0], self.in_channels
         size = self.kernel_size[0]
         # (L, C, k, k) -> (L, k, k, C) so the product's rows are NHWC images (a view for channels-last weights).
         weight = self.weight.permute(0, 2, 3, 1).reshape(latent_dim, -1)
-        out = torch.addmm(self.bias.repeat(size * size), z.reshape(n, latent_dim), weight)
-        if self.activation:
-            out = ACTIVATIONS[self.activation](out)
+        out = _activate(torch.addmm(self.bias.repeat(size * size), z.reshape(n, latent_dim), weight), self.activation)
         return out.reshape(n, size, size, self.out_channels).permute(0, 3, 1, 2)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", activation={self.activation}"
 
 
 class WholeInputConv2d(nn.Conv2d):
