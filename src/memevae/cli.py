@@ -33,6 +33,14 @@ MODEL_OPTIONS = {
 }
 
 
+def _add_rendering(group):
+    from .data.textured import DEFAULT_RENDERING, RENDERINGS
+
+    group.add_argument("--rendering", choices=list(RENDERINGS), default=DEFAULT_RENDERING,
+                       help="mnist-textured: how textured digits are drawn: 'bright' strokes over a darkened photo "
+                            "(default) or the hard 'inverted' strokes of memevae 0.1")
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train a model and write a run directory",
                        description="Train a multimodal VAE. With no data options it trains MEME on the real MNIST sample "
@@ -43,6 +51,7 @@ def _add_train(sub):
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    _add_rendering(d)
     d.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
     d.add_argument("--paired-fraction", type=float, default=1.0, metavar="F", help="fraction of pairs kept paired (default 1)")
     d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist) or 'split'")
@@ -82,7 +91,7 @@ def _train(args):
         training = TrainConfig(epochs=args.epochs) if args.epochs else None
         run = train(out, resume=True, training=training, progress=not args.quiet)
     else:
-        data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, paired_fraction=args.paired_fraction,
+        data = DataConfig(dataset=args.dataset, rendering=args.rendering, data_dir=args.data_dir, paired_fraction=args.paired_fraction,
                           unpaired=args.unpaired, paired_only=args.paired_only, pairs_per_image=args.pairs_per_image, seed=args.seed,
                           limit=args.limit, download=args.download, verify=args.verify)
         training = TrainConfig(epochs=args.epochs or 100, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
@@ -164,10 +173,11 @@ def _add_classifiers(sub):
     t = actions.add_parser("train", help="train one digit classifier per modality on the TRAIN split and save it",
                            description="Train a small CNN per digit modality of a data set on its train split, report its "
                                        "test accuracy, and save it with a sha256 of its weights. 'memevae evaluate' loads "
-                                       "them from the default folder <data-dir or ~/.cache/memevae>/classifiers/<dataset>/.")
+                                       "them from the default folder <data-dir or ~/.cache/memevae>/classifiers/<dataset>[/<rendering>]/.")
     t.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    _add_rendering(t)
     t.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
-    t.add_argument("--out", type=Path, help="folder to write (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
+    t.add_argument("--out", type=Path, help="folder to write (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>[/<rendering>]/)")
     t.add_argument("--modalities", help="comma-separated subset (default: every modality of the data set)")
     t.add_argument("--epochs", type=int, help="epochs (default: about 150k images seen; 5 on full MNIST, 30 on the sample)")
     t.add_argument("--batch-size", type=int, default=128)
@@ -183,8 +193,8 @@ def _classifiers_train(args):
     from .evaluation.classifiers import default_classifier_dir, train_classifiers
     from .runs import DataConfig
 
-    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed)
-    out = args.out or default_classifier_dir(data.dataset, data.data_dir)
+    data = DataConfig(dataset=args.dataset, rendering=args.rendering, data_dir=args.data_dir, seed=args.seed)
+    out = args.out or default_classifier_dir(data.variant, data.data_dir)
     modalities = [m.strip() for m in args.modalities.split(",")] if args.modalities else None
     train_classifiers(data, out, modalities=modalities, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.lr, seed=args.seed, max_items=args.max_items, progress=not args.quiet)

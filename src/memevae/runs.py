@@ -18,6 +18,8 @@ import torch
 
 from . import __version__, io
 from .data import DATASETS, MultimodalDataset, apply_scheme, load_pairs
+from .data.pairs import LEGACY_RENDERING, data_variant, recorded_variant
+from .data.textured import DEFAULT_RENDERING, check_rendering
 from .distributions import DiagonalGaussian
 from .modalities import DEFAULT_KINDS
 from .models import MultimodalVAE, build_config, model_class
@@ -28,10 +30,13 @@ from .training.trainer import Trainer, TrainConfig
 
 @dataclass
 class DataConfig:
-    """Which data a run trains on (SPEC sections 4-5)."""
+    """Which data a run trains on (paper Sec. 4; the data sets and schemes are in ``docs/data.md``)."""
 
     dataset: str = "mnist-textured"
-    """"mnist-textured" (offline stand-in for SVHN, SPEC 5) or "mnist-svhn"."""
+    """"mnist-textured" (the offline stand-in for SVHN) or "mnist-svhn"."""
+    rendering: str = DEFAULT_RENDERING
+    """How textured digits are drawn (mnist-textured only): "bright" (default) or the hard
+    "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
     data_dir: str | None = None
     """Folder with the official files; None: the real MNIST sample shipped in the package."""
     paired_fraction: float = 1.0
@@ -54,13 +59,27 @@ class DataConfig:
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        check_rendering(self.rendering)
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "DataConfig":
+        """The DataConfig a run's ``config.json`` recorded; runs written before renderings had
+        names (memevae 0.1) used the "inverted" one."""
+        return cls(**{"rendering": LEGACY_RENDERING, **record})
+
+    @property
+    def variant(self) -> str:
+        """The data a result was measured on, with the rendering's version where it matters:
+        "mnist-textured/bright-v1", "mnist-svhn". Runs and reports record it so that results of
+        different renderings are never mixed."""
+        return data_variant(self.dataset, self.rendering)
 
     def load(self, split: str) -> MultimodalDataset:
         """The train split with the partial-observation scheme applied, or the full test split."""
         data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed,
-                          download=self.download, verify=self.verify)
+                          download=self.download, verify=self.verify, rendering=self.rendering)
         if split == "train":
             data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
             if self.limit is not None and self.limit < len(data):
@@ -85,7 +104,7 @@ class Run:
 
     @property
     def data_config(self) -> DataConfig:
-        return DataConfig(**self.config["data"])
+        return recorded_data(self.config, self.path)
 
     @property
     def device(self) -> torch.device:
@@ -105,6 +124,16 @@ class Run:
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, model={self.config['model']!r}, epochs={len(self.history)})"
+
+
+def recorded_data(config: dict, path) -> DataConfig:
+    """The data config of the run in ``path``; refused when this memevae would render its data
+    differently than the run saw it (another rendering version)."""
+    data = DataConfig.from_record(config["data"])
+    if recorded_variant(config) != data.variant:
+        raise RunError(f"{path} was trained on {recorded_variant(config)}, but this memevae renders {data.variant}; "
+                       f"use the memevae version recorded in its config.json ({config.get('memevae_version')}) for this run")
+    return data
 
 
 def build_model(name: str, modalities: tuple[str, ...], options: dict) -> MultimodalVAE:
@@ -133,7 +162,7 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
         state = run_dir.load_checkpoint("last")
         if training is not None and training.epochs != config["train"]["epochs"]:
             config["train"]["epochs"] = training.epochs
-        data_config = DataConfig(**config["data"])
+        data_config = recorded_data(config, run_dir.path)
         train_config = TrainConfig(**config["train"])
         name, options = config["model"], config["model_options"]
     else:
@@ -156,6 +185,7 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
             "model_options": options,
             "model_config": dataclasses.asdict(network.config),
             "data": dataclasses.asdict(data_config),
+            "data_variant": data_config.variant,
             "train": dataclasses.asdict(train_config),
             "train_summary": train_data.summary(),
         }
@@ -183,4 +213,4 @@ def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "c
     return Run(run_dir.path, config, network, state["history"])
 
 
-__all__ = ["DataConfig", "TrainConfig", "Run", "RunError", "train", "load_run", "build_model"]
+__all__ = ["DataConfig", "TrainConfig", "Run", "RunError", "train", "load_run", "build_model", "recorded_data"]

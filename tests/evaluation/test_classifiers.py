@@ -8,7 +8,8 @@ import torch
 from memevae.evaluation.classifiers import (ClassifierError, DigitCNN, default_classifier_dir, info_path, load_classifier,
                                             load_classifiers, modality_examples, save_classifier, train_command, weights_path)
 
-TRAIN_INFO = {"test_accuracy": 0.5, "trained_on": {"dataset": "mnist-textured", "data_dir": None, "split": "train", "seed": 0}}
+TRAIN_INFO = {"test_accuracy": 0.5, "trained_on": {"dataset": "mnist-textured", "variant": "mnist-textured/bright-v1",
+                                                   "data_dir": None, "split": "train", "seed": 0}}
 
 
 def _saved(tmp_path, modality="mnist", shape=(1, 28, 28), info=TRAIN_INFO, seed=0):
@@ -51,6 +52,19 @@ def test_a_classifier_trained_on_test_data_is_refused(tmp_path):
     _saved(tmp_path, info=info)  # hash is right; the recorded data is not
     with pytest.raises(ClassifierError, match="'test' split"):
         load_classifier(tmp_path, "mnist")
+
+
+def test_a_judge_of_another_rendering_is_refused(tmp_path):
+    _saved(tmp_path)
+    assert load_classifier(tmp_path, "mnist", dataset="mnist-textured", rendering="bright")
+    with pytest.raises(ClassifierError, match="trained on mnist-textured/bright-v1, not on mnist-textured/inverted-v1; "
+                                              "train judges for it: memevae classifiers train --dataset mnist-textured --rendering inverted"):
+        load_classifier(tmp_path, "mnist", dataset="mnist-textured", rendering="inverted")
+    legacy = {**TRAIN_INFO, "trained_on": {k: v for k, v in TRAIN_INFO["trained_on"].items() if k != "variant"}}
+    _saved(tmp_path, info=legacy)  # judges of memevae 0.1 recorded no variant: they saw the inverted rendering
+    assert load_classifier(tmp_path, "mnist", dataset="mnist-textured", rendering="inverted")
+    with pytest.raises(ClassifierError, match="inverted-v1, not on mnist-textured/bright-v1"):
+        load_classifier(tmp_path, "mnist", dataset="mnist-textured")
 
 
 def test_a_missing_classifier_names_the_command(tmp_path):

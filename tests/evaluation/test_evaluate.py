@@ -54,7 +54,7 @@ def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
     values = on_disk["metrics"]["coherence"]["values"]
     assert 0 <= values["mnist->textured"] <= 1 and 0 <= values["textured->mnist"] <= 1 and values["items"] == 500
     assert on_disk["metrics"]["latent"]["values"]["train_items/mnist"] == 600
-    assert on_disk["dataset_label"] == "MNIST-Textured"
+    assert on_disk["dataset_label"] == "MNIST-Textured (bright-v1)" and on_disk["data_variant"] == "mnist-textured/bright-v1"
     assert on_disk["reference"]["dataset"] == "MNIST-SVHN" and "MNIST-Textured" in on_disk["reference"]["note"]
     assert on_disk["reference"]["coherence"]["mnist->textured"]["mean"] == 0.625
     assert on_disk["classifiers"]["mnist"]["trained_on"]["split"] == "train"
@@ -82,12 +82,12 @@ def test_cli_evaluate_merges_and_reports(trained, capsys, tmp_path):
     run, judges = trained
     assert main(["evaluate", str(run.path), "--metrics", "coherence", "--classifiers", str(judges), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "coherence" in out and "MNIST-Textured results written to" in out
+    assert "coherence" in out and "MNIST-Textured (bright-v1) results written to" in out
     saved = json.loads(results_path(run.path).read_text())
     assert "coherence" in saved["metrics"] and "relatedness" in saved["metrics"]  # earlier results of this checkpoint kept
     assert main(["report", str(run.path), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "MEME (ours, MNIST-Textured)" in text and "MEME (paper, MNIST-SVHN) | 0.625 ± 0.007" in text
+    assert "MEME (ours, MNIST-Textured (bright-v1))" in text and "MEME (paper, MNIST-SVHN) | 0.625 ± 0.007" in text
 
 
 def test_cli_evaluate_without_judges_names_the_command(trained, capsys, tmp_path):

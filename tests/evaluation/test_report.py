@@ -11,13 +11,13 @@ from memevae.training.rundir import RunError
 
 
 def fake_run(root, name, *, f=1.0, unpaired=None, seed=0, coherence=(0.5, 0.7), latent=(0.9, 0.6), model="meme",
-             dataset="mnist-textured", evaluated=True):
+             dataset="mnist-textured", rendering="bright", evaluated=True):
     other = "textured" if dataset == "mnist-textured" else "svhn"
     path = root / name
     (path / "evaluation").mkdir(parents=True)
     config = {"model": model, "model_options": {}, "model_config": {"modalities": {"mnist": "mnist-mlp", other: "svhn-conv"}},
               "data": {"dataset": dataset, "data_dir": None, "paired_fraction": f, "unpaired": unpaired, "paired_only": False,
-                       "pairs_per_image": 1, "seed": seed}, "train": {"epochs": 10}}
+                       "pairs_per_image": 1, "seed": seed, **({"rendering": rendering} if rendering else {})}, "train": {"epochs": 10}}
     (path / "config.json").write_text(json.dumps(config))
     if evaluated:
         metrics = {"modalities": ["mnist", other], "epoch": 10, "metrics": {
@@ -38,23 +38,33 @@ def runs(tmp_path):
 def test_cells_group_seeds_and_compute_mean_and_std(runs):
     records = [read_run(p) for p in runs]
     cells = summarise(records, "coherence", "mnist->textured")
-    full = cells["meme", "mnist-textured", "full", 1.0]
+    full = cells["meme", "mnist-textured/bright-v1", "full", 1.0]
     assert full.n == 3 and full.mean == pytest.approx(0.6) and full.std == pytest.approx(0.1)  # sample std (n - 1)
-    split = cells["meme", "mnist-textured", "split", 0.5]
+    split = cells["meme", "mnist-textured/bright-v1", "split", 0.5]
     assert split.mean == pytest.approx(0.42) and split.std == pytest.approx(np.std([0.40, 0.44], ddof=1))
-    single = cells["meme", "mnist-textured", "mnist", 0.25]
+    single = cells["meme", "mnist-textured/bright-v1", "mnist", 0.25]
     assert single.n == 1 and single.std is None and str(single) == "0.300 (n=1)"
     assert str(full) == "0.600 ± 0.100 (n=3)"
+
+
+def test_renderings_are_reported_apart(runs, tmp_path):
+    legacy = fake_run(tmp_path, "legacy", rendering=None, coherence=(0.11, 0.3))  # memevae 0.1: no rendering recorded
+    inverted = fake_run(tmp_path, "inverted", rendering="inverted", coherence=(0.13, 0.3))
+    cells = summarise([read_run(p) for p in runs + [legacy, inverted]], "coherence", "mnist->textured")
+    assert cells["meme", "mnist-textured/bright-v1", "full", 1.0].n == 3
+    assert cells["meme", "mnist-textured/inverted-v1", "full", 1.0].values == [0.11, 0.13]
+    text = write_report(runs + [legacy], tmp_path / "report").read_text()
+    assert "## MNIST-Textured (bright-v1)" in text and "## MNIST-Textured (inverted-v1)" in text
 
 
 def test_report_tables_figures_and_labels(runs, tmp_path):
     path = write_report(runs, tmp_path / "report")
     text = path.read_text()
-    assert "## MNIST-Textured" in text
+    assert "## MNIST-Textured (bright-v1)" in text
     # Table 3 layout: scheme rows, f columns; the f = 1 runs fill the f = 1 column of every scheme row.
     assert "| model | f = 1 | f = 0.5 | f = 0.25 |" in text
-    assert "| MEME_SPLIT (ours, MNIST-Textured) | 0.600 ± 0.100 (n=3) | 0.420 ± 0.028 (n=2) | – |" in text
-    assert "| MEME_MNIST (ours, MNIST-Textured) | 0.600 ± 0.100 (n=3) | – | 0.300 (n=1) |" in text
+    assert "| MEME_SPLIT (ours, MNIST-Textured (bright-v1)) | 0.600 ± 0.100 (n=3) | 0.420 ± 0.028 (n=2) | – |" in text
+    assert "| MEME_MNIST (ours, MNIST-Textured (bright-v1)) | 0.600 ± 0.100 (n=3) | – | 0.300 (n=1) |" in text
     # paper rows beside ours, labelled as MNIST-SVHN; ours never claim MNIST-SVHN
     assert "| MEME_SPLIT (paper, MNIST-SVHN) | 0.625 ± 0.007 | 0.625 ± 0.008 | 0.503 ± 0.008 |" in text
     assert "| MEME_MNIST (paper, MNIST-SVHN) | 0.752 ± 0.004 | 0.715 ± 0.003 | 0.603 ± 0.018 |" in text

@@ -1,4 +1,4 @@
-"""Paired data sets (SPEC section 5): MNIST-SVHN and MNIST-Textured, as MultimodalDatasets."""
+"""Paired data sets: MNIST-SVHN (paper Sec. 4) and MNIST-Textured (its offline stand-in), as MultimodalDatasets."""
 
 from __future__ import annotations
 
@@ -12,15 +12,34 @@ from .dataset import MultimodalDataset
 from .errors import DataError
 from .mnist import read_mnist, read_mnist_sample
 from .svhn import read_svhn
-from .textured import render_textured
+from .textured import DEFAULT_RENDERING, check_rendering, render_textured, rendering_tag
 
 DATASETS = ("mnist-svhn", "mnist-textured")
+LEGACY_RENDERING = "inverted"
+"""The rendering of runs that recorded none (memevae 0.1 had only this one)."""
 _STREAMS = {"halves": 1, "render": 2, "pairs": 3}
 
 
 def stream(seed: int, purpose: str) -> np.random.Generator:
     """The random stream of one purpose ("halves", "render", "pairs"), independent of the others."""
     return np.random.default_rng([seed, _STREAMS[purpose]])
+
+
+def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING) -> str:
+    """The name results are filed under: the data set, with the textured rendering's name and
+    version where it matters, so results of different renderings are never mixed.
+
+    >>> data_variant("mnist-textured"), data_variant("mnist-svhn")
+    ('mnist-textured/bright-v1', 'mnist-svhn')
+    """
+    return f"{dataset}/{rendering_tag(rendering)}" if dataset == "mnist-textured" else dataset
+
+
+def recorded_variant(config: dict) -> str:
+    """The data variant a run's ``config.json`` records (derived for runs written before it was
+    recorded: those used :data:`LEGACY_RENDERING`)."""
+    data = config["data"]
+    return config.get("data_variant") or data_variant(data["dataset"], data.get("rendering", LEGACY_RENDERING))
 
 
 def match_by_class(
@@ -69,6 +88,7 @@ def load_pairs(
     seed: int = 0,
     download: bool = False,
     verify: bool = True,
+    rendering: str = DEFAULT_RENDERING,
 ) -> MultimodalDataset:
     """Load a paired data set: every row holds one example of each modality, of the same class.
 
@@ -77,7 +97,8 @@ def load_pairs(
     - ``"mnist-textured"``: MNIST from ``data_dir`` (or, with ``data_dir=None``, the shipped
       sample); modalities ("mnist", "textured"). The split is divided by seed into two disjoint
       class-balanced halves: plain digits come from one, textured digits are rendered from the
-      other, so a textured partner is always a different image of the same class (SPEC section 5).
+      other, so a textured partner is always a different image of the same class. ``rendering``
+      chooses how textured digits are drawn (:mod:`memevae.data.textured`).
 
     Pairs match by class (see :func:`match_by_class`; ``pairs_per_image`` > 1 is MMVAE's
     protocol), test pairs only from the test files. Everything is deterministic given ``seed``.
@@ -96,6 +117,7 @@ def load_pairs(
         raise DataError(f"pairs_per_image must be an integer >= 1, got {pairs_per_image!r}")
     if not _is_int(seed) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
+    check_rendering(rendering)
     if data_dir is None and dataset == "mnist-svhn":
         raise DataError(
             "mnist-svhn needs the real files train_32x32.mat / test_32x32.mat (SVHN) and MNIST: pass "
@@ -115,7 +137,7 @@ def load_pairs(
         idx_m, idx_o = match_by_class(classes, labels, stream(seed, "pairs"), pairs_per_image)
     else:
         plain, textured = split_halves(classes, stream(seed, "halves"))
-        images, labels = render_textured(digits[textured], stream(seed, "render")), classes[textured]
+        images, labels = render_textured(digits[textured], stream(seed, "render"), rendering=rendering), classes[textured]
         other = "textured"
         idx_m, idx_o = match_by_class(classes[plain], labels, stream(seed, "pairs"), pairs_per_image)
         idx_m = plain[idx_m]

@@ -9,9 +9,12 @@ import torch
 DATASET_LABELS = {"mnist-svhn": "MNIST-SVHN", "mnist-textured": "MNIST-Textured"}
 
 
-def dataset_label(dataset: str) -> str:
-    """The name results are published under: "MNIST-Textured" is never called "MNIST-SVHN"."""
-    return DATASET_LABELS.get(dataset, dataset)
+def dataset_label(variant: str) -> str:
+    """The name results are published under: "MNIST-Textured" is never called "MNIST-SVHN", and a
+    data variant's rendering is named ("mnist-textured/bright-v1" -> "MNIST-Textured (bright-v1)")."""
+    dataset, _, rendering = variant.partition("/")
+    label = DATASET_LABELS.get(dataset, dataset)
+    return f"{label} ({rendering})" if rendering else label
 
 
 @contextlib.contextmanager

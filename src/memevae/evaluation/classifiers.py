@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__, io
+from ..data.pairs import LEGACY_RENDERING, data_variant
+from ..data.textured import DEFAULT_RENDERING
 
 FORMAT = 1
 ARCHITECTURE = "digit-cnn"
@@ -106,19 +108,28 @@ def cache_root() -> Path:
     return Path(base) / "memevae"
 
 
-def default_classifier_dir(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """``<data_dir or ~/.cache/memevae>/classifiers/<dataset>/``."""
-    return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / dataset
+def default_classifier_dir(variant: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """``<data_dir or ~/.cache/memevae>/classifiers/<variant>/``, e.g. ``.../mnist-textured/bright-v1``
+    (a data variant, see :func:`memevae.data.pairs.data_variant`, or a bare data set name)."""
+    return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / variant
 
 
-def train_command(dataset: str, data_dir=None, out=None) -> str:
+def train_command(dataset: str, data_dir=None, out=None, rendering: str = DEFAULT_RENDERING) -> str:
     """The exact ``memevae classifiers train`` command that writes the classifiers for ``dataset``."""
     parts = ["memevae", "classifiers", "train", "--dataset", dataset]
+    if dataset == "mnist-textured" and rendering != DEFAULT_RENDERING:
+        parts += ["--rendering", rendering]
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
-    if out is not None and Path(out) != default_classifier_dir(dataset, data_dir):
+    if out is not None and Path(out) != default_classifier_dir(data_variant(dataset, rendering), data_dir):
         parts += ["--out", str(out)]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def judged_variant(info: dict) -> str:
+    """The data variant a judge was trained on (judges of memevae 0.1 recorded none: the legacy rendering)."""
+    trained_on = info.get("trained_on") or {}
+    return trained_on.get("variant") or data_variant(trained_on.get("dataset", "?"), LEGACY_RENDERING)
 
 
 def weights_path(folder, modality: str) -> Path:
@@ -160,24 +171,25 @@ def save_classifier(net: nn.Module, folder, modality: str, info: dict) -> Path:
     return io.write_json(info_path(folder, modality), record)
 
 
-def load_classifier(folder, modality: str, dataset: str | None = None, data_dir=None, device: str = "cpu") -> DigitClassifier:
+def load_classifier(folder, modality: str, dataset: str | None = None, data_dir=None, device: str = "cpu",
+                    rendering: str = DEFAULT_RENDERING) -> DigitClassifier:
     """Load and verify the judge of ``modality`` from ``folder``.
 
     Refuses (ClassifierError): a missing file (the message gives the command that writes it), a
-    weights file whose sha256 differs from the recorded one, and a classifier whose recorded
-    training data is not the train split.
+    weights file whose sha256 differs from the recorded one, a classifier whose recorded
+    training data is not the train split, and, when ``dataset`` is given, one trained on another
+    data variant (e.g. another textured rendering) than ``data_variant(dataset, rendering)``.
     """
     folder = Path(folder)
     meta, weights = info_path(folder, modality), weights_path(folder, modality)
+    command = train_command(dataset, data_dir, folder, rendering) if dataset else "memevae classifiers train --dataset DATASET"
     if not meta.exists() or not weights.exists():
         missing = meta if not meta.exists() else weights
-        command = train_command(dataset, data_dir, folder) if dataset else "memevae classifiers train --dataset DATASET"
         raise ClassifierError(f"no {modality} classifier at {missing}; train the judges first: {command}")
     try:
         info = json.loads(meta.read_text())
     except json.JSONDecodeError as error:
-        raise ClassifierError(f"{meta} is not valid JSON ({error}); retrain with: "
-                              f"{train_command(dataset or 'DATASET', data_dir, folder)}") from error
+        raise ClassifierError(f"{meta} is not valid JSON ({error}); retrain with: {command}") from error
     if info.get("format") != FORMAT or info.get("architecture") != ARCHITECTURE:
         raise ClassifierError(f"{meta} has format {info.get('format')!r} / architecture {info.get('architecture')!r}; "
                               f"this memevae reads format {FORMAT}, {ARCHITECTURE}")
@@ -190,15 +202,20 @@ def load_classifier(folder, modality: str, dataset: str | None = None, data_dir=
     if digest != info.get("sha256"):
         raise ClassifierError(f"{weights} does not match its record (sha256 {digest[:12]}..., {meta.name} says "
                               f"{str(info.get('sha256'))[:12]}...): the weights were altered or replaced; retrain with: "
-                              f"{train_command(dataset or info.get('trained_on', {}).get('dataset', 'DATASET'), data_dir, folder)}")
+                              f"{command}")
+    if dataset is not None and judged_variant(info) != data_variant(dataset, rendering):
+        raise ClassifierError(f"the {modality} classifier in {folder} was trained on {judged_variant(info)}, not on "
+                              f"{data_variant(dataset, rendering)}; train judges for it: {command}")
     net = DigitCNN(tuple(info["input_shape"]), info.get("classes", 10))
     net.load_state_dict(torch.load(_io.BytesIO(data), map_location=device, weights_only=True))
     return DigitClassifier(net.to(device), info)
 
 
-def load_classifiers(folder, modalities, dataset: str | None = None, data_dir=None, device: str = "cpu") -> dict[str, DigitClassifier]:
+def load_classifiers(folder, modalities, dataset: str | None = None, data_dir=None, device: str = "cpu",
+                     rendering: str = DEFAULT_RENDERING) -> dict[str, DigitClassifier]:
     """:func:`load_classifier` for each modality."""
-    return {m: load_classifier(folder, m, dataset=dataset, data_dir=data_dir, device=device) for m in modalities}
+    return {m: load_classifier(folder, m, dataset=dataset, data_dir=data_dir, device=device, rendering=rendering)
+            for m in modalities}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,17 +300,17 @@ def train_classifiers(data_config, out, *, modalities=None, epochs: int | None =
     """Train one judge per modality of ``data_config``'s data set on its TRAIN split, measure its
     accuracy on the test split, and save it in ``out`` (see :func:`save_classifier`).
 
-    ``data_config`` is a :class:`memevae.runs.DataConfig`; only ``dataset``, ``data_dir`` and
-    ``seed`` matter (the partial-observation scheme is ignored: judges see every train image).
+    ``data_config`` is a :class:`memevae.runs.DataConfig`; only ``dataset``, ``rendering``,
+    ``data_dir``, ``seed`` and ``verify`` matter (the partial-observation scheme is ignored: judges see every train image).
     ``max_items`` caps the training images per modality (for quick tests). ``epochs`` None: see
     :func:`auto_epochs`. Returns the records written, by modality.
     """
     from ..data import load_pairs
 
     dataset, data_dir, data_seed = data_config.dataset, data_config.data_dir, data_config.seed
-    verify = getattr(data_config, "verify", True)
-    train = load_pairs(dataset, "train", data_dir, seed=data_seed, verify=verify)
-    test = load_pairs(dataset, "test", data_dir, seed=data_seed, verify=verify)
+    verify, rendering = data_config.verify, data_config.rendering
+    train = load_pairs(dataset, "train", data_dir, seed=data_seed, verify=verify, rendering=rendering)
+    test = load_pairs(dataset, "test", data_dir, seed=data_seed, verify=verify, rendering=rendering)
     modalities = list(modalities or train.modalities)
     unknown = [m for m in modalities if m not in train.modalities]
     if unknown:
@@ -315,7 +332,8 @@ def train_classifiers(data_config, out, *, modalities=None, epochs: int | None =
             "test_accuracy": test_accuracy,
             "test_items": len(test_labels),
             "train_items": len(labels),
-            "trained_on": {"dataset": dataset, "data_dir": data_dir, "split": "train", "seed": data_seed,
+            "trained_on": {"dataset": dataset, "variant": data_variant(dataset, rendering), "data_dir": data_dir,
+                           "split": "train", "seed": data_seed,
                            "source": "shipped MNIST sample" if data_dir is None else "official files"},
             "training": {"epochs": epochs_used, "batch_size": batch_size, "learning_rate": learning_rate, "optimiser": "Adam (one-cycle)",
                          "augmentation": "random shifts of up to 2 pixels", "seed": seed, "seconds": round(seconds, 1)},

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .. import __version__, io
+from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .classifiers import ClassifierError, default_classifier_dir, load_classifiers
 from .reference import paper_values
@@ -60,7 +61,7 @@ class Context:
         from ..data import load_pairs
 
         c = self.data_config
-        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=getattr(c, "verify", True))
+        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
 
     @cached_property
     def classifiers(self) -> dict:
@@ -72,7 +73,7 @@ class Context:
         data = config["data"]
         f = data.get("paired_fraction", 1.0)
         scheme = "" if f == 1 else (" paired only" if data.get("paired_only") else f" unpaired={data.get('unpaired')}")
-        return f"{config['model'].upper()} on {dataset_label(data['dataset'])}, f={f:g}{scheme}, seed {data.get('seed', 0)}"
+        return f"{config['model'].upper()} on {dataset_label(recorded_variant(config))}, f={f:g}{scheme}, seed {data.get('seed', 0)}"
 
 
 @dataclass
@@ -164,7 +165,7 @@ def _mi(ctx: Context, options: dict) -> dict:
     fn = _colleague("generative_quality", "mutual_information", "mi")
     source = ctx.classifier_source
     folder = None if isinstance(source, dict) else (
-        Path(source) if source is not None else default_classifier_dir(ctx.data_config.dataset, ctx.data_config.data_dir))
+        Path(source) if source is not None else default_classifier_dir(ctx.data_config.variant, ctx.data_config.data_dir))
     defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress, "train_data": ctx.train, "classifier_dir": folder})
     return fn(ctx.model, ctx.test, **{**defaults, **options})
 
@@ -207,8 +208,9 @@ def resolve_classifiers(source, data_config, modalities) -> dict:
         if missing:
             raise ClassifierError(f"classifiers given for {', '.join(source)} but not {', '.join(missing)}")
         return source
-    folder = Path(source) if source is not None else default_classifier_dir(data_config.dataset, data_config.data_dir)
-    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir)
+    folder = Path(source) if source is not None else default_classifier_dir(data_config.variant, data_config.data_dir)
+    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+                            rendering=data_config.rendering)
 
 
 def _plain(value):
@@ -281,7 +283,8 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
         "run": str(run.path),
         "model": config["model"],
         "dataset": data["dataset"],
-        "dataset_label": dataset_label(data["dataset"]),
+        "data_variant": recorded_variant(config),
+        "dataset_label": dataset_label(recorded_variant(config)),
         "modalities": list(run.model.modality_names),
         "data": data,
         **identity,

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import io
 from ..training.rundir import RunError
+from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .plotting import save
 from .reference import COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme
@@ -75,7 +76,7 @@ def read_run(path) -> RunRecord:
     values = {name: entry.get("values", {}) for name, entry in results.get("metrics", {}).items()}
     settings = {"model_options": config.get("model_options", {}), "epochs": config.get("train", {}).get("epochs"),
                 "pairs_per_image": data.get("pairs_per_image", 1), "data_dir": data.get("data_dir")}
-    return RunRecord(str(path), config["model"], data["dataset"], scheme_of(data), float(data.get("paired_fraction", 1.0)),
+    return RunRecord(str(path), config["model"], recorded_variant(config), scheme_of(data), float(data.get("paired_fraction", 1.0)),
                      int(data.get("seed", 0)), tuple(results.get("modalities") or config["model_config"]["modalities"]),
                      values, int(results.get("epoch", 0)), settings)
 
@@ -251,12 +252,13 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
     lines = ["# memevae evaluation report", "",
              f"{len(records)} evaluated run(s). Cells: mean ± std over runs (seeds) of a group (model, data set, unpaired "
              "scheme, f); std uses the n − 1 denominator. Rows marked *paper* are Joy et al. (ICLR 2022) on MNIST-SVHN "
-             "(Tables 3 and 4); on MNIST-Textured they are for orientation only, not the same data set. Scheme names: the "
-             "modality kept for the unpaired remainder (SPEC section 4); the paper's SVHN scheme corresponds to our "
+             "(Tables 3 and 4); on MNIST-Textured they are for orientation only, not the same data set, and runs on "
+             "different textured renderings are reported apart. Scheme names: the "
+             "modality kept for the unpaired remainder (paper Sec. 4.1); the paper's SVHN scheme corresponds to our "
              "non-MNIST modality.", ""]
     for dataset in sorted({r.dataset for r in records}):
         label = dataset_label(dataset)
-        suffix = "" if len({r.dataset for r in records}) == 1 else f"-{dataset}"
+        suffix = "" if len({r.dataset for r in records}) == 1 else "-" + dataset.replace("/", "-")
         lines += [f"## {label}", ""]
         directions = _directions(records, dataset)
         if directions:
