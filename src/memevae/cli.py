@@ -70,6 +70,10 @@ def _add_train(sub):
     t.add_argument("--subnormals", choices=["flush", "keep"], default="flush",
                    help="on the CPU, treat subnormal floats (< 1.2e-38) as zero, which keeps steps fast (default), "
                         "or keep them (IEEE-exact, up to 3x slower once decoders saturate)")
+    t.add_argument("--coherence-items", type=int, default=500, metavar="N",
+                   help="test pairs for the per-epoch cross coherence (default 500; 0: off)")
+    t.add_argument("--judges", type=Path, metavar="DIR",
+                   help="judge classifiers for the per-epoch coherence (default: those shipped for the data)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("model")
     for field, spec in MODEL_OPTIONS.items():
@@ -95,7 +99,8 @@ def _train(args):
                           unpaired=args.unpaired, paired_only=args.paired_only, pairs_per_image=args.pairs_per_image, seed=args.seed,
                           limit=args.limit, download=args.download, verify=args.verify)
         training = TrainConfig(epochs=args.epochs or 100, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                               device=args.device, checkpoint_every=args.checkpoint_every, subnormals=args.subnormals)
+                               device=args.device, checkpoint_every=args.checkpoint_every, subnormals=args.subnormals,
+                               coherence_items=args.coherence_items, judges=args.judges)
         run = train(out, model=args.model, data=data, training=training, model_options=options, progress=not args.quiet)
     print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from .data import DATASETS, MultimodalDataset, apply_scheme, load_pairs
 from .data.pairs import LEGACY_RENDERING, data_variant, recorded_variant
 from .data.textured import DEFAULT_RENDERING, check_rendering
 from .distributions import DiagonalGaussian
+from .evaluation.classifiers import load_classifiers, shipped_judges_dir, train_command
+from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves
 from .modalities import DEFAULT_KINDS
 from .models import MultimodalVAE, build_config, model_class
-from .training.callbacks import Checkpointer, GenerationGrid, MetricsLog, ProgressBar
+from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
 from .training.trainer import Trainer, TrainConfig
 
@@ -136,6 +139,21 @@ def recorded_data(config: dict, path) -> DataConfig:
     return data
 
 
+def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modalities) -> dict:
+    """The judges of the per-epoch coherence: ``train_config.judges``, else those shipped for the
+    data variant; {} when it is off or no judges exist (said in one line)."""
+    if not train_config.coherence_items:
+        return {}
+    folder = train_config.judges or shipped_judges_dir(data_config.variant)
+    if folder is None:
+        print(f"note: no judges ship for {data_config.variant}, so the per-epoch coherence is off; train them with "
+              f"'{train_command(data_config.dataset, data_config.data_dir, rendering=data_config.rendering)}' "
+              f"and pass --judges DIR", file=sys.stderr)
+        return {}
+    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+                            rendering=data_config.rendering)
+
+
 def build_model(name: str, modalities: tuple[str, ...], options: dict) -> MultimodalVAE:
     fields = {"modalities": {m: DEFAULT_KINDS[m] for m in modalities}, **options}
     return model_class(name)(build_config(name, **fields))
@@ -171,6 +189,7 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
         model_class(name)  # fail early on an unknown model name
         config = None
     train_data, test_data = data_config.load("train"), data_config.load("test")
+    judges = _monitor_judges(train_config, data_config, test_data.modalities)
     torch.manual_seed(train_config.seed)
     network = build_model(name, train_data.modalities, options)
     partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
@@ -188,10 +207,15 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
             "data_variant": data_config.variant,
             "train": dataclasses.asdict(train_config),
             "train_summary": train_data.summary(),
+            "monitor_judges": {m: judge.summary() for m, judge in judges.items()},
         }
         run_dir.create(config)
+    title = f"{name.upper()}, {run_dir.path.name}"
     callbacks = [Checkpointer(run_dir, config, train_config.checkpoint_every), MetricsLog(run_dir),
-                 GenerationGrid(run_dir, _fixed_examples(test_data))]
+                 GenerationGrid(run_dir.figures, _fixed_examples(test_data), title=title),
+                 LearningCurves(run_dir.figures, title=title)]
+    if judges:  # first: the callbacks after it write the record it completes
+        callbacks.insert(0, CoherenceMonitor(test_data, judges, items=train_config.coherence_items, seed=train_config.seed))
     if progress:
         callbacks.append(ProgressBar())
     trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks)

@@ -160,3 +160,18 @@ def test_mmvae_style_refusal_of_unpaired_data(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="cannot learn from unpaired data.*--paired-only"):
         train(tmp_path / "x", data=DataConfig(paired_fraction=0.5, unpaired="split", **DATA),
               training=TrainConfig(epochs=1), model_options=OPTIONS, progress=False)
+
+
+def test_runs_record_their_data_variant_and_old_runs_read_as_inverted(two_epochs, tmp_path):
+    config = json.loads((two_epochs.path / "config.json").read_text())
+    assert config["data_variant"] == "mnist-textured/bright-v1" and config["data"]["rendering"] == "bright"
+    legacy = {**config, "data": {k: v for k, v in config["data"].items() if k != "rendering"}}
+    legacy.pop("data_variant")
+    from memevae.data.pairs import recorded_variant
+    from memevae.runs import recorded_data
+
+    assert recorded_variant(legacy) == "mnist-textured/inverted-v1"  # memevae 0.1 rendered only this way
+    assert recorded_data(legacy, "old").rendering == "inverted"
+    future = {**config, "data_variant": "mnist-textured/bright-v2"}
+    with pytest.raises(RunError, match="was trained on mnist-textured/bright-v2, but this memevae renders mnist-textured/bright-v1"):
+        recorded_data(future, "new-run")

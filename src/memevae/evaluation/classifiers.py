@@ -102,6 +102,17 @@ class DigitClassifier:
 # --------------------------------------------------------------------------------------------------
 
 
+SHIPPED_JUDGES = Path(__file__).parent / "judges"
+"""Judges that ship with memevae, one folder per data variant (built by ``scripts/build_judges.py``
+on the full MNIST train split): they give every run of that variant a per-epoch coherence."""
+
+
+def shipped_judges_dir(variant: str) -> Path | None:
+    """The folder of the judges shipped for ``variant`` (e.g. "mnist-textured/bright-v1"), or None."""
+    folder = SHIPPED_JUDGES / variant
+    return folder if folder.is_dir() else None
+
+
 def cache_root() -> Path:
     """``$XDG_CACHE_HOME/memevae`` (default ``~/.cache/memevae``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -346,5 +357,5 @@ def train_classifiers(data_config, out, *, modalities=None, epochs: int | None =
     return records
 
 
-__all__ = ["ClassifierError", "DigitCNN", "DigitClassifier", "default_classifier_dir", "train_command", "save_classifier",
+__all__ = ["ClassifierError", "DigitCNN", "DigitClassifier", "default_classifier_dir", "shipped_judges_dir", "train_command", "save_classifier",
            "load_classifier", "load_classifiers", "train_classifier", "train_classifiers", "modality_examples", "accuracy"]

@@ -1,4 +1,5 @@
-"""Callbacks: progress, metrics log, checkpoints, generation grids."""
+"""Callbacks: progress, metrics log, checkpoints. (Those that measure or draw, such as the per-epoch
+coherence and the figures, live in :mod:`memevae.evaluation.monitor`.)"""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ class ProgressBar(Callback):
         self.bar.close()
         losses = [f"{key.removeprefix('train/')} {value:.1f}" for key, value in record.items() if key.startswith("train/") and key.endswith("/loss")]
         test = record.get("test/paired/loss")
+        coherence = [f"{key.removeprefix('coherence/')} {value:.3f}" for key, value in record.items() if key.startswith("coherence/")]
         line = (f"epoch {record['epoch']}/{trainer.config.epochs}: " + ", ".join(losses)
                 + (f", test {test:.1f}" if test is not None else "")
+                + (f"; coherence {', '.join(coherence)}" if coherence else "")
                 + f" ({record['time/epoch_s']:.1f} s, {record['time/items_per_s']:.0f} items/s)")
         if not self.disable:
             print(line, file=self.stream, flush=True)
@@ -67,20 +70,3 @@ class MetricsLog(Callback):
 
     def on_epoch_end(self, trainer, record):
         self.run_dir.write_metrics(trainer.history)
-
-
-class GenerationGrid(Callback):
-    """Saves a cross- and self-generation grid of fixed test examples after each epoch."""
-
-    def __init__(self, run_dir: RunDir, examples: dict, every: int = 1):
-        self.run_dir = run_dir
-        self.examples = examples
-        self.every = every
-
-    def on_epoch_end(self, trainer, record):
-        if record["epoch"] % self.every and record["epoch"] != trainer.config.epochs:
-            return
-        from ..evaluation.figures import save_generation_grid
-
-        save_generation_grid(trainer.model, self.examples, self.run_dir.figures / f"generation-epoch-{record['epoch']:04d}.png",
-                             title=f"epoch {record['epoch']}")

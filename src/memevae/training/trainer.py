@@ -36,6 +36,12 @@ class TrainConfig:
     """"auto" picks CUDA when present, else CPU; or any torch device string."""
     test_samples: int = 2000
     """Test pairs on which the per-epoch test loss is computed (0: all)."""
+    coherence_items: int = 500
+    """Test pairs on which the per-epoch cross coherence is measured (0: not measured); see
+    :mod:`memevae.evaluation.monitor`."""
+    judges: str | None = None
+    """Folder of the judge classifiers for the per-epoch coherence; None: the judges that ship with
+    memevae for the run's data variant (when there are none, the coherence is not measured)."""
     checkpoint_every: int = 0
     """Besides ``last.pt`` (every epoch), keep a checkpoint every this many epochs (0: none)."""
     subnormals: str = "flush"
@@ -47,6 +53,10 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.subnormals not in SUBNORMALS:
             raise ValueError(f"unknown subnormals setting {self.subnormals!r}; choose one of {', '.join(SUBNORMALS)}")
+        if self.judges is not None:
+            self.judges = str(self.judges)
+        if self.coherence_items < 0 or self.test_samples < 0:
+            raise ValueError(f"need coherence_items >= 0 and test_samples >= 0; got {self.coherence_items}, {self.test_samples}")
         if self.epochs < 1 or self.batch_size < 2 or self.learning_rate <= 0:
             raise ValueError(f"need epochs >= 1, batch_size >= 2, learning_rate > 0; got {self.epochs}, "
                              f"{self.batch_size}, {self.learning_rate}")

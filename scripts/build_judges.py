@@ -1,0 +1,41 @@
+"""Build the judges that ship with memevae: src/memevae/evaluation/judges/<variant>/.
+
+The per-epoch coherence of a run (``memevae train``) and the README's first run need judge
+classifiers without a training step of their own. This script trains them exactly as
+``memevae classifiers train`` does (one DigitCNN per modality, the TRAIN split only, sha256 of
+the weights recorded beside them) on the full official MNIST train split, textured digits in
+memevae's default rendering, data seed 0:
+
+    python scripts/build_judges.py --mnist-dir DIR_WITH_THE_FOUR_MNIST_FILES
+
+The files are md5-verified against the official ones when read; the judges record that, not the
+data folder's path on the building machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from memevae import io
+from memevae.evaluation.classifiers import SHIPPED_JUDGES, info_path, train_classifiers
+from memevae.runs import DataConfig
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist-dir", required=True, help="folder with the official MNIST files")
+    parser.add_argument("--seed", type=int, default=0, help="classifier training seed (default 0)")
+    args = parser.parse_args(argv)
+    data = DataConfig(data_dir=args.mnist_dir)
+    out = SHIPPED_JUDGES / data.variant
+    records = train_classifiers(data, out, seed=args.seed)
+    for modality, record in records.items():
+        record["trained_on"]["data_dir"] = None
+        record["trained_on"]["source"] = "the official MNIST train files (md5-verified)"
+        io.write_json(info_path(out, modality), record)
+    print(f"judges written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""What a run shows while it trains: per-epoch cross coherence, learning curves, generation grids.
+
+These are trainer callbacks (:class:`memevae.training.trainer.Callback`) that :func:`memevae.train`
+adds to every run:
+
+- :class:`CoherenceMonitor` measures cross coherence in every direction (paper Sec. 4.1, "Cross
+  Coherence") after each epoch on a fixed set of test pairs, with judge classifiers trained on the
+  train split only, and adds ``coherence/<source>-><target>`` to the epoch's record, so it lands in
+  ``metrics.jsonl`` and the checkpoint's history beside the losses.
+- :class:`LearningCurves` redraws ``figures/curves.png`` (losses and coherence against epochs)
+  after each epoch; :func:`plot_curves` draws the same figure for several runs side by side
+  (``memevae curves RUN...``).
+- :class:`GenerationGrid` saves cross- and self-generations of ten fixed test digits.
+
+The per-epoch coherence uses the first ``items`` test pairs (500 by default; test pairs are
+shuffled by the data seed, so about 50 per class) and a fixed latent-noise seed, so two epochs or
+two runs are compared on the same items and noise. It is a monitor: ``memevae evaluate`` measures
+coherence on every test pair.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..training.trainer import Callback
+from .coherence import cross_coherence
+
+CHANCE = 0.1
+"""Coherence of a model whose generations carry no class information (ten balanced classes)."""
+
+
+def coherence_keys(record: dict) -> list[str]:
+    """The per-epoch coherence entries of a metrics record, e.g. ``["coherence/mnist->textured", ...]``."""
+    return sorted(key for key in record if key.startswith("coherence/"))
+
+
+class CoherenceMonitor(Callback):
+    """Cross coherence after every ``every`` epochs (and the last) on the first ``items`` paired
+    rows of ``test_data``; adds ``coherence/<s>-><t>`` and ``time/coherence_s`` to the record.
+
+    Must come before the callbacks that write the record (checkpoints, metrics log, figures).
+
+    Example (two fake judges that read a digit's class from nothing: chance, whatever the model):
+        >>> import torch
+        >>> from memevae.data import load_pairs
+        >>> from memevae.models import MEME, MEMEConfig
+        >>> from memevae.training.trainer import Trainer, TrainConfig
+        >>> test = load_pairs("mnist-textured", "test")
+        >>> judges = {m: (lambda x: torch.zeros(len(x), 10)) for m in test.modalities}  # always "0"
+        >>> model = MEME(MEMEConfig(latent_dim=8, pseudo_samples=4))
+        >>> trainer = Trainer(model, test.subset(torch.arange(64)), TrainConfig(epochs=1, batch_size=32, test_samples=64),
+        ...                   callbacks=[CoherenceMonitor(test, judges, items=200)])
+        >>> record = trainer.fit()[-1]
+        >>> round(record["coherence/mnist->textured"], 2), round(record["coherence/textured->mnist"], 2)
+        (0.1, 0.1)
+    """
+
+    def __init__(self, test_data, judges: dict, items: int = 500, seed: int = 0, every: int = 1):
+        rows = test_data.patterns().get(tuple(test_data.modalities))
+        if rows is None or len(rows) == 0:
+            raise ValueError("the per-epoch coherence needs paired test rows")
+        self.data = test_data.subset(rows[:items])
+        self.judges = judges
+        self.seed = seed
+        self.every = every
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] % self.every and record["epoch"] != trainer.config.epochs:
+            return
+        started = time.perf_counter()
+        values = cross_coherence(trainer.model, self.data, self.judges, seed=self.seed, progress=False)
+        record.update({f"coherence/{key}": value for key, value in values.items() if key != "items"})
+        record["time/coherence_s"] = time.perf_counter() - started
+
+
+class GenerationGrid(Callback):
+    """Saves a cross- and self-generation grid of fixed test examples after each ``every`` epochs
+    (and the last) as ``figures/generation-epoch-NNNN.png``."""
+
+    def __init__(self, figures, examples: dict, every: int = 1, title: str = ""):
+        self.figures = figures
+        self.examples = examples
+        self.every = every
+        self.title = title
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] % self.every and record["epoch"] != trainer.config.epochs:
+            return
+        from .figures import save_generation_grid
+
+        heading = f"{self.title + ', ' if self.title else ''}epoch {record['epoch']}"
+        coherence = ", ".join(f"{key.removeprefix('coherence/')} {record[key]:.2f}" for key in coherence_keys(record))
+        save_generation_grid(trainer.model, self.examples, self.figures / f"generation-epoch-{record['epoch']:04d}.png",
+                             title=heading + (f" (coherence {coherence})" if coherence else ""))
+
+
+class LearningCurves(Callback):
+    """Redraws ``figures/curves.png`` from the trainer's history after every epoch."""
+
+    def __init__(self, figures, title: str = ""):
+        self.figures = figures
+        self.title = title
+
+    def on_epoch_end(self, trainer, record):
+        plot_curves({self.title or "run": trainer.history}, self.figures / "curves.png")
+
+
+def _loss_keys(history: list[dict]) -> list[str]:
+    keys = {key for record in history for key in record if key.endswith("/loss") and key.split("/")[0] in ("train", "test")}
+    return sorted(keys, key=lambda k: (k.startswith("test"), k))
+
+
+def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
+    """Losses (left) and per-epoch coherence (right, chance dashed) against epochs, one colour
+    per run; a run's train losses per kind of batch are solid, its test loss dotted. Returns the path.
+
+    >>> history = [{"epoch": e, "train/paired/loss": 100 / e, "coherence/a->b": 0.1 * e} for e in (1, 2, 3)]
+    >>> plot_curves({"demo": history}, "curves.png").name  # doctest: +SKIP
+    'curves.png'
+    """
+    from .plotting import plt, save
+
+    fig, (losses, coherence) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", "-.", ":"]
+    any_coherence = False
+    for n, (label, history) in enumerate(histories.items()):
+        colour = colours[n % len(colours)]
+        epochs = [record["epoch"] for record in history]
+        for key in _loss_keys(history):
+            points = [(record["epoch"], record[key]) for record in history if key in record]
+            style = ":" if key.startswith("test") else "-"
+            losses.plot(*zip(*points), style, color=colour, alpha=1.0 if "paired" in key else 0.6,
+                        label=f"{label}: {key.removesuffix('/loss')}")
+        keys = sorted({key for record in history for key in coherence_keys(record)})
+        for k, key in enumerate(keys):
+            points = [(record["epoch"], record[key]) for record in history if key in record]
+            coherence.plot(*zip(*points), styles[k % len(styles)], marker="o", markersize=3, color=colour,
+                           label=f"{label}: {key.removeprefix('coherence/')}")
+            any_coherence = True
+        if epochs:
+            losses.set_xlim(0.5, max(max(epochs), 1) + 0.5)
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("loss (negative objective per item)")
+    losses.set_yscale("symlog", linthresh=100)
+    losses.set_title("losses", fontsize=10)
+    losses.legend(fontsize=6, loc="upper right")
+    coherence.axhline(CHANCE, color="grey", linestyle="--", linewidth=0.8, label="chance")
+    coherence.set_ylim(0, 1)
+    coherence.set_xlabel("epoch")
+    coherence.set_ylabel("cross coherence")
+    coherence.set_title("cross coherence (fixed test pairs)" if any_coherence else "cross coherence: no judges", fontsize=10)
+    coherence.legend(fontsize=6, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def load_history(path) -> list[dict]:
+    """A run's per-epoch records from its ``metrics.jsonl``."""
+    from ..training.rundir import RunDir
+
+    return RunDir(path).read_metrics()
+
+
+__all__ = ["CoherenceMonitor", "GenerationGrid", "LearningCurves", "plot_curves", "coherence_keys", "load_history", "CHANCE"]

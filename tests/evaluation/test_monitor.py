@@ -1,0 +1,101 @@
+"""What a run shows while it trains: per-epoch coherence, curves, grids; the shipped judges."""
+
+import json
+
+import pytest
+import torch
+
+from memevae import DataConfig, TrainConfig, load_run, train
+from memevae.data import load_pairs
+from memevae.evaluation.classifiers import ClassifierError, accuracy, load_classifiers, modality_examples, shipped_judges_dir
+from memevae.evaluation.monitor import CoherenceMonitor, plot_curves
+from memevae.models import MEME, MEMEConfig
+from memevae.training.trainer import Trainer
+from memevae.training.rundir import RunDir
+
+OPTIONS = {"latent_dim": 8, "pseudo_samples": 8, "classifier_samples": 2}
+
+
+class Constant:
+    """A fake judge that always answers ``digit``."""
+
+    def __init__(self, digit):
+        self.digit = digit
+
+    def __call__(self, x):
+        logits = torch.zeros(len(x), 10)
+        logits[:, self.digit] = 1
+        return logits
+
+
+def test_monitor_measures_the_first_items_test_pairs(one_thread):
+    test = load_pairs("mnist-textured", "test")
+    judges = {"mnist": Constant(3), "textured": Constant(7)}
+    model = MEME(MEMEConfig(latent_dim=8, pseudo_samples=4))
+    trainer = Trainer(model, test.subset(torch.arange(32)), TrainConfig(epochs=1, batch_size=32, test_samples=32),
+                      callbacks=[CoherenceMonitor(test, judges, items=300)])
+    record = trainer.fit()[-1]
+    labels = test.labels[test.patterns()[("mnist", "textured")][:300]]
+    # a judge that always says 7 is right exactly on the items labelled 7: the monitor judges the first 300 pairs
+    assert record["coherence/mnist->textured"] == pytest.approx((labels == 7).float().mean().item())
+    assert record["coherence/textured->mnist"] == pytest.approx((labels == 3).float().mean().item())
+    assert record["time/coherence_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory):
+    path = tmp_path_factory.mktemp("monitor") / "run"
+    torch.set_num_threads(1)
+    try:
+        train(path, data=DataConfig(limit=128), training=TrainConfig(epochs=2, batch_size=64, test_samples=64, coherence_items=200),
+              model_options=OPTIONS, progress=False)
+    finally:
+        torch.set_num_threads(2)
+    return path
+
+
+def test_runs_log_and_plot_coherence_with_the_shipped_judges(monitored):
+    records = RunDir(monitored).read_metrics()
+    assert [sorted(k for k in r if k.startswith("coherence/")) for r in records] == \
+        [["coherence/mnist->textured", "coherence/textured->mnist"]] * 2
+    assert load_run(monitored).history[-1]["coherence/mnist->textured"] == records[-1]["coherence/mnist->textured"]
+    config = json.loads((monitored / "config.json").read_text())
+    shipped = shipped_judges_dir("mnist-textured/bright-v1")
+    assert config["data_variant"] == "mnist-textured/bright-v1" and config["data"]["rendering"] == "bright"
+    assert config["monitor_judges"]["textured"]["sha256"] == json.loads((shipped / "textured.json").read_text())["sha256"]
+    assert (monitored / "figures" / "curves.png").stat().st_size > 10_000
+    assert (monitored / "figures" / "generation-epoch-0002.png").exists()
+
+
+def test_coherence_off_and_judges_of_another_rendering_refused(tmp_path, capsys):
+    training = dict(epochs=1, batch_size=64, test_samples=64)
+    run = train(tmp_path / "off", data=DataConfig(limit=64), training=TrainConfig(coherence_items=0, **training),
+                model_options=OPTIONS, progress=False)
+    assert not any(k.startswith("coherence/") for k in run.history[-1])
+    train(tmp_path / "inverted", data=DataConfig(limit=64, rendering="inverted"), training=TrainConfig(**training),
+          model_options=OPTIONS, progress=False)
+    assert "no judges ship for mnist-textured/inverted-v1, so the per-epoch coherence is off" in capsys.readouterr().err
+    shipped = str(shipped_judges_dir("mnist-textured/bright-v1"))
+    with pytest.raises(ClassifierError, match="trained on mnist-textured/bright-v1, not on mnist-textured/inverted-v1"):
+        train(tmp_path / "refused", data=DataConfig(limit=64, rendering="inverted"), training=TrainConfig(judges=shipped, **training),
+              model_options=OPTIONS, progress=False)
+    assert not (tmp_path / "refused").exists()  # refused before the run directory is written
+
+
+def test_plot_curves_of_several_runs(tmp_path):
+    history = [{"epoch": e, "train/paired/loss": 900 / e, "test/paired/loss": 950 / e, "coherence/a->b": 0.1 * e} for e in (1, 2, 3)]
+    path = plot_curves({"one": history, "two": history[:2]}, tmp_path / "curves.png", title="two runs")
+    assert path.stat().st_size > 10_000
+
+
+def test_the_shipped_judges_pass_the_rendering_acceptance():
+    """The revised stand-in's acceptance: the textured judge reads at least 9 of the 10 per-class
+    median test images correctly and real test images at >= 95% (here on the shipped sample's test
+    pairs; on full MNIST in test_realdata)."""
+    judges = load_classifiers(shipped_judges_dir("mnist-textured/bright-v1"), ["mnist", "textured"], dataset="mnist-textured")
+    test = load_pairs("mnist-textured", "test")
+    for modality, judge in judges.items():
+        images, labels = modality_examples(test, modality)
+        assert accuracy(judge, images, labels) >= 0.95, modality
+        medians = torch.stack([images[labels == c].float().median(0).values for c in range(10)]) / 255
+        assert (judge.predict(medians) == torch.arange(10)).sum() >= 9, modality
