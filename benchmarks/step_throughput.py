@@ -21,6 +21,7 @@ Steps are timed as training runs them: ``--warmup`` steps on successive batches 
     python benchmarks/step_throughput.py --model release-style
     python benchmarks/step_throughput.py --model mvae
     python benchmarks/step_throughput.py --cpu-settings torch-defaults
+    python benchmarks/step_throughput.py --precision bf16
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def measure(args) -> dict:
     from memevae.runs import build_model
     from memevae.training.cpu import flush_subnormals, keep_freed_memory
     from memevae.training.schedule import epoch_batches
-    from memevae.training.trainer import TrainConfig, make_optimizer
+    from memevae.training.trainer import TrainConfig, autocast, make_optimizer
 
     torch.set_num_threads(args.threads)
     if args.cpu_settings == "trainer":
@@ -67,7 +68,8 @@ def measure(args) -> dict:
     def step(rows):
         full = data.batch(rows)
         batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
-        loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
+        with autocast("cpu", args.precision):
+            loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -79,7 +81,7 @@ def measure(args) -> dict:
         if i >= args.warmup:
             times.append(time.perf_counter() - started)
     median = statistics.median(times)
-    return {"model": args.model, "case": args.case, "batch": args.batch_size, "step_s": median,
+    return {"model": args.model, "case": args.case, "precision": args.precision, "batch": args.batch_size, "step_s": median,
             "items_per_s": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -150,6 +152,8 @@ def main():
     parser.add_argument("--latent-dim", type=int, default=64)
     parser.add_argument("--architecture", default="release")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                        help="bf16: the trainer's mixed precision (autocast to bfloat16), as --precision bf16 trains")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (their median is reported)")
     parser.add_argument("--warmup", type=int, default=30, help="training steps before the timed ones")
     parser.add_argument("--cpu-settings", choices=["trainer", "torch-defaults"], default=None,
@@ -164,7 +168,7 @@ def main():
     cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
     print(f"{args.model}, batch {args.batch_size}, latent {args.latent_dim}, {args.architecture} networks, "
           f"{args.threads} threads" + (f", K={args.classifier_samples}" if args.model in ("meme", "release-style") else "")
-          + f", {args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
+          + f", {args.precision}, {args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
     for case in cases:
         command = [sys.executable, __file__, *sys.argv[1:], "--case", case]
         result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])

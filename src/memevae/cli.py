@@ -70,6 +70,9 @@ def _add_train(sub):
     t.add_argument("--subnormals", choices=["flush", "keep"], default="flush",
                    help="on the CPU, treat subnormal floats (< 1.2e-38) as zero, which keeps steps fast (default), "
                         "or keep them (IEEE-exact, up to 3x slower once decoders saturate)")
+    t.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                   help="float32 (default) or bf16: mixed precision (autocast to bfloat16; changes the arithmetic; fast on "
+                        "CPUs with AVX-512 BF16 or AMX and on GPUs)")
     t.add_argument("--coherence-items", type=int, default=500, metavar="N",
                    help="test pairs for the per-epoch cross coherence (default 500; 0: off)")
     t.add_argument("--judges", type=Path, metavar="DIR",
@@ -100,7 +103,7 @@ def _train(args):
                           limit=args.limit, download=args.download, verify=args.verify)
         training = TrainConfig(epochs=args.epochs or 100, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                                device=args.device, checkpoint_every=args.checkpoint_every, subnormals=args.subnormals,
-                               coherence_items=args.coherence_items, judges=args.judges)
+                               precision=args.precision, coherence_items=args.coherence_items, judges=args.judges)
         run = train(out, model=args.model, data=data, training=training, model_options=options, progress=not args.quiet)
     print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")
 

@@ -48,12 +48,14 @@ class Modality(nn.Module):
             raise ValueError(f"modality {self.name!r} expects inputs of shape (batch, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
         loc, raw_scale = self.encoder(x)
-        return DiagonalGaussian(loc, F.softplus(raw_scale).clamp(min=self.min_scale))
+        # .float(): under mixed precision (``--precision bf16``) the networks compute in bfloat16,
+        # the densities and the objective in float32 (a no-op otherwise)
+        return DiagonalGaussian(loc.float(), F.softplus(raw_scale.float()).clamp(min=self.min_scale))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latents z of shape (*S, B, L) -> (*S, B, *shape), in one network pass."""
         flat = z.reshape(-1, z.shape[-1])
-        return self.decoder(flat).reshape(*z.shape[:-1], *self.shape)
+        return self.decoder(flat).float().reshape(*z.shape[:-1], *self.shape)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x | z) for data x (B, *shape) and decodings (*S, B, *shape) -> (*S, B)."""

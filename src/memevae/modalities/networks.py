@@ -111,6 +111,14 @@ _SUB_PIXEL_TAPS = torch.tensor([[3, 1, 4], [4, 2, 0]])
 ACTIVATIONS = {None: None, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
+def autocasting(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` (mixed precision, ``--precision bf16``)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def _activate(out: torch.Tensor, activation: str | None) -> torch.Tensor:
     return ACTIVATIONS[activation](out) if activation else out
 
@@ -220,6 +228,8 @@ class TransposedConv2d(nn.ConvTranspose2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocasting(x.device.type):  # mixed precision: torch's layer, which autocast runs in its lower precision
+            return _activate(F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding), self.activation)
         return _TransposedConvolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.activation)
 
     def extra_repr(self) -> str:
