@@ -106,6 +106,12 @@ def _train(args):
                                precision=args.precision, coherence_items=args.coherence_items, judges=args.judges)
         run = train(out, model=args.model, data=data, training=training, model_options=options, progress=not args.quiet)
     print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")
+    last = run.history[-1] if run.history else {}
+    coherence = {key.removeprefix("coherence/"): value for key, value in last.items() if key.startswith("coherence/")}
+    if coherence:
+        print(f"cross coherence after epoch {last['epoch']} ({run.config['train']['coherence_items']} test pairs; chance 0.10): "
+              + ", ".join(f"{key} {value:.3f}" for key, value in coherence.items()))
+    print(f"figures: {run.path / 'figures' / 'curves.png'}, {run.path / 'figures' / f'generation-epoch-{len(run.history):04d}.png'}")
 
 
 def _add_translate(sub):
@@ -264,6 +270,26 @@ def _evaluate(args):
     print(f"{results['dataset_label']} results written to {results_path(args.run)}")
 
 
+def _add_curves(sub):
+    p = sub.add_parser("curves", help="plot losses and per-epoch coherence of one or more runs side by side",
+                       description="Draw the learning curves of runs (from each RUN/metrics.jsonl): losses on the left, "
+                                   "the per-epoch cross coherence on the right with chance dashed; one colour per run.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--title", default="", help="figure title")
+    p.set_defaults(func=_curves)
+
+
+def _curves(args):
+    from .evaluation.monitor import load_history, plot_curves
+
+    histories = {}
+    for run in args.runs:
+        label = run.name if run.name not in histories else str(run)
+        histories[label] = load_history(run)
+    print(f"wrote {plot_curves(histories, args.out, title=args.title)}")
+
+
 def _add_report(sub):
     p = sub.add_parser("report", help="tables (paper Tables 3, 4) and plots (Fig. 5, 7) over evaluated runs",
                        description="Group evaluated runs by (model, dataset, unpaired scheme, paired fraction) and write "
@@ -297,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classifiers(sub)
     _add_evaluate(sub)
     _add_report(sub)
+    _add_curves(sub)
     _add_snr(sub)
     return parser
 

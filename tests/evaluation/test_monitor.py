@@ -99,3 +99,17 @@ def test_the_shipped_judges_pass_the_rendering_acceptance():
         assert accuracy(judge, images, labels) >= 0.95, modality
         medians = torch.stack([images[labels == c].float().median(0).values for c in range(10)]) / 255
         assert (judge.predict(medians) == torch.arange(10)).sum() >= 9, modality
+
+
+def test_cli_curves_and_train_summary(monitored, tmp_path, capsys):
+    from memevae.cli import main
+
+    assert main(["curves", str(monitored), str(monitored), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    assert main(["curves", str(tmp_path), "--out", str(tmp_path / "d.png")]) == 1
+    assert "has no metrics.jsonl" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "cli"), "--epochs", "1", "--limit", "64", "--batch-size", "64",
+                 "--latent-dim", "8", "--pseudo-samples", "8", "--classifier-samples", "2", "--coherence-items", "100", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "cross coherence after epoch 1 (100 test pairs; chance 0.10): mnist->textured 0." in out
+    assert f"figures: {tmp_path / 'cli' / 'figures' / 'curves.png'}" in out

@@ -160,9 +160,12 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
 
 def load_history(path) -> list[dict]:
     """A run's per-epoch records from its ``metrics.jsonl``."""
-    from ..training.rundir import RunDir
+    from ..training.rundir import RunDir, RunError
 
-    return RunDir(path).read_metrics()
+    run = RunDir(path)
+    if not run.metrics_path.exists():
+        raise RunError(f"{path} has no metrics.jsonl: not a memevae run, or one that has not finished an epoch")
+    return run.read_metrics()
 
 
 __all__ = ["CoherenceMonitor", "GenerationGrid", "LearningCurves", "plot_curves", "coherence_keys", "load_history", "CHANCE"]
