@@ -56,3 +56,22 @@ def test_download_official_files_from_a_local_mirror(tmp_path, http_dir):
     assert sorted(p.name for p in data_dir.iterdir()) == sorted(paths) == sorted(e.name for e in mnist_table("test"))
     images, _ = read_mnist(data_dir, "test")
     assert images.shape == (10000, 28, 28)
+
+
+def test_bright_rendering_acceptance_on_full_mnist_and_the_inverted_one_fails_it():
+    """The stand-in's acceptance on the full test split: the shipped textured judge reads at least 9
+    of the 10 class-median images and real images at >= 95%. The inverted rendering's medians show
+    no digit: the same judge reads at most a few of them (measured: 2 of 10)."""
+    import torch
+
+    from memevae.evaluation.classifiers import accuracy, load_classifier, modality_examples, shipped_judges_dir
+
+    judge = load_classifier(shipped_judges_dir("mnist-textured/bright-v1"), "textured", dataset="mnist-textured")
+    read = {}
+    for rendering in ("bright", "inverted"):
+        images, labels = modality_examples(load_pairs("mnist-textured", "test", MNIST_DIR, rendering=rendering), "textured")
+        medians = torch.stack([images[labels == c].float().median(0).values for c in range(10)]) / 255
+        read[rendering] = (judge.predict(medians) == torch.arange(10)).sum().item()
+        if rendering == "bright":
+            assert accuracy(judge, images, labels) >= 0.95
+    assert read["bright"] >= 9 and read["inverted"] <= 4
