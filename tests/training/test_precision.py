@@ -62,13 +62,23 @@ def test_bf16_networks_in_bfloat16_objective_in_float32(model_and_batch, one_thr
     assert hidden.dtype == torch.bfloat16  # the networks are not
 
 
-def test_transposed_convolution_under_autocast_is_torchs_layer(one_thread):
-    layer = TransposedConv2d(8, 4, 4, 2, 1, activation="relu")
-    x = torch.randn(2, 8, 5, 5)
+@pytest.mark.parametrize("out_channels", [4, 32])  # the sub-pixel form (few channels) and the transposed convolution
+def test_transposed_convolution_under_autocast_runs_in_bfloat16(one_thread, out_channels):
+    torch.manual_seed(0)
+    layer = TransposedConv2d(16, out_channels, 4, 2, 1, activation="relu")
+    x = torch.randn(3, 16, 6, 6, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ours = layer(x)
-        reference = torch.relu(torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, 2, 1))
-    assert ours.dtype == torch.bfloat16 and torch.equal(ours, reference)
+    reference = torch.relu(torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, 2, 1))
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), reference, atol=0.05, rtol=0.02)  # bfloat16 inputs: 8-bit mantissas
+    ours.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    grad_ours = layer.weight.grad.clone()
+    layer.weight.grad = None
+    reference.sum().backward()
+    cosine = torch.nn.functional.cosine_similarity(grad_ours.flatten(), layer.weight.grad.flatten(), dim=0)
+    assert cosine > 0.999
 
 
 def test_precision_is_checked():

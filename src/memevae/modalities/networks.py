@@ -111,12 +111,16 @@ _SUB_PIXEL_TAPS = torch.tensor([[3, 1, 4], [4, 2, 0]])
 ACTIVATIONS = {None: None, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
-def autocasting(device_type: str) -> bool:
-    """Whether ``torch.autocast`` is on for ``device_type`` (mixed precision, ``--precision bf16``)."""
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The lower precision ``torch.autocast`` computes in on ``device_type`` (``--precision bf16``),
+    or None when autocast is off."""
     try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no device type
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+        enabled, dtype = torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError):  # torch < 2.4 names them per device
+        cpu = device_type == "cpu"
+        enabled = torch.is_autocast_cpu_enabled() if cpu else torch.is_autocast_enabled()
+        dtype = torch.get_autocast_cpu_dtype() if cpu else torch.get_autocast_gpu_dtype()
+    return dtype if enabled else None
 
 
 def _activate(out: torch.Tensor, activation: str | None) -> torch.Tensor:
@@ -124,8 +128,8 @@ def _activate(out: torch.Tensor, activation: str | None) -> torch.Tensor:
 
 
 def _fuses_activation(x: torch.Tensor) -> bool:
-    """Whether oneDNN can apply the activation inside the convolution (a CPU float32 tensor)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    """Whether oneDNN can apply the activation inside the convolution (a CPU float32 or bfloat16 tensor)."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
 
 
 def _convolution(x, weight, bias, padding, activation):
@@ -228,9 +232,14 @@ class TransposedConv2d(nn.ConvTranspose2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if autocasting(x.device.type):  # mixed precision: torch's layer, which autocast runs in its lower precision
-            return _activate(F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding), self.activation)
-        return _TransposedConvolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.activation)
+        dtype = autocast_dtype(x.device.type)
+        if dtype is None:
+            return _TransposedConvolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.activation)
+        # mixed precision: the same layer with inputs and parameters cast as autocast casts a
+        # convolution's (the casts are differentiable, so gradients reach the float32 parameters)
+        with torch.autocast(x.device.type, enabled=False):
+            return _TransposedConvolution.apply(x.to(dtype), self.weight.to(dtype), self.bias.to(dtype), self.stride,
+                                                self.padding, self.activation)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", activation={self.activation}"
