@@ -12,12 +12,11 @@ after each run) it draws the curves of all runs side by side into ``--out``:
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import torch
 
-from memevae import DataConfig, TrainConfig, train
+from memevae import DataConfig, TrainConfig, resume, train
 from memevae.evaluation.monitor import load_history, plot_curves
 from memevae.training.rundir import RunDir
 
@@ -51,17 +50,15 @@ def run_queue(args) -> None:
         if done >= epochs:
             print(f"{name}: {done} epochs, done", flush=True)
             continue
-        training = TrainConfig(epochs=epochs, seed=args.seed)
-        if path.exists() and not RunDir(path).checkpoint_path("last").exists():
-            shutil.rmtree(path)  # stopped before its first checkpoint: nothing to keep
-        if path.exists():
+        if RunDir(path).exists():  # (one that stopped before its first checkpoint restarts from epoch 1)
             print(f"{name}: resuming after epoch {done} of {epochs}", flush=True)
-            train(path, resume=True, training=training, progress=not args.quiet)
+            resume(path, epochs=epochs, progress=not args.quiet)
         else:
             print(f"{name}: starting, {epochs} epochs", flush=True)
             data = DataConfig(data_dir=args.data_dir, paired_fraction=f, unpaired=unpaired, paired_only=paired_only,
                               seed=args.seed, rendering=args.rendering)
-            train(path, model=model, data=data, training=training, model_options=options, progress=not args.quiet)
+            train(path, model=model, data=data, training=TrainConfig(epochs=epochs, seed=args.seed), model_options=options,
+                  progress=not args.quiet)
         draw(out)
 
 

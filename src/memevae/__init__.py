@@ -8,6 +8,6 @@ Example:
 
 __version__ = "0.1.0"
 
-from .runs import DataConfig, Run, RunError, TrainConfig, load_run, train  # noqa: E402
+from .runs import DataConfig, Run, RunError, TrainConfig, load_run, resume, train  # noqa: E402
 
-__all__ = ["__version__", "DataConfig", "Run", "RunError", "TrainConfig", "load_run", "train"]
+__all__ = ["__version__", "DataConfig", "Run", "RunError", "TrainConfig", "load_run", "resume", "train"]

@@ -33,48 +33,73 @@ MODEL_OPTIONS = {
 }
 
 
-def _add_rendering(group):
-    from .data.textured import DEFAULT_RENDERING, RENDERINGS
+def _add_rendering(group, default=None):
+    from .data.textured import RENDERINGS
 
-    group.add_argument("--rendering", choices=list(RENDERINGS), default=DEFAULT_RENDERING,
+    group.add_argument("--rendering", choices=list(RENDERINGS), default=default,
                        help="mnist-textured: how textured digits are drawn: 'bright' strokes over a darkened photo "
                             "(default) or the hard 'inverted' strokes of memevae 0.1")
 
 
+# CLI option (argparse dest) -> config field. Every one defaults to None ("not given"): the
+# defaults live in the config dataclasses alone, and a resumed run can tell what the user changed.
+DATA_OPTIONS = {"dataset": "dataset", "rendering": "rendering", "data_dir": "data_dir", "paired_fraction": "paired_fraction",
+                "unpaired": "unpaired", "paired_only": "paired_only", "download": "download", "verify": "verify", "limit": "limit",
+                "pairs_per_image": "pairs_per_image"}
+TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "device": "device",
+                 "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "precision": "precision",
+                 "coherence_items": "coherence_items", "judges": "judges"}
+
+
+def _default(config_class, field: str):
+    return config_class.__dataclass_fields__[field].default
+
+
 def _add_train(sub):
+    from .runs import DataConfig
+    from .training.trainer import TrainConfig
+
+    data_default = lambda field: _default(DataConfig, field)  # noqa: E731
+    train_default = lambda field: _default(TrainConfig, field)  # noqa: E731
     p = sub.add_parser("train", help="train a model and write a run directory",
                        description="Train a multimodal VAE. With no data options it trains MEME on the real MNIST sample "
                                    "shipped with memevae, paired with textured digits, offline.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="meme", help="meme (default), mvae (Wu & Goodman 2018) or mmvae (Shi et al. 2019; paired data only)")
+    p.add_argument("--model", help="meme (default), mvae (Wu & Goodman 2018) or mmvae (Shi et al. 2019; paired data only)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its recorded settings; only --epochs, --lr, --checkpoint-every, "
+                        "--device, --subnormals, --precision and --coherence-items may change (each change is recorded)")
+    p.add_argument("--checkpoint", default="last", help="with --resume: the checkpoint to continue from (default last; "
+                                                        "'previous' is the one before it)")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    d.add_argument("--dataset", help="mnist-textured (default) or mnist-svhn")
     _add_rendering(d)
     d.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
-    d.add_argument("--paired-fraction", type=float, default=1.0, metavar="F", help="fraction of pairs kept paired (default 1)")
+    d.add_argument("--paired-fraction", type=float, metavar="F",
+                   help=f"fraction of pairs kept paired (default {data_default('paired_fraction'):g})")
     d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist) or 'split'")
-    d.add_argument("--paired-only", action="store_true", help="drop the unpaired remainder (ablation J.2)")
-    d.add_argument("--download", action="store_true", help="fetch missing official files into --data-dir (md5-checked)")
-    d.add_argument("--no-verify", dest="verify", action="store_false", help="skip the md5 check of re-packed files")
+    d.add_argument("--paired-only", action="store_true", default=None, help="drop the unpaired remainder (ablation J.2)")
+    d.add_argument("--download", action="store_true", default=None, help="fetch missing official files into --data-dir (md5-checked)")
+    d.add_argument("--no-verify", dest="verify", action="store_false", default=None, help="skip the md5 check of re-packed files")
     d.add_argument("--limit", type=int, metavar="N", help="use only N random training rows (quick checks)")
-    d.add_argument("--pairs-per-image", type=int, default=1, metavar="N", help="partners per image (1: one-to-one; 20: MMVAE)")
+    d.add_argument("--pairs-per-image", type=int, metavar="N",
+                   help=f"partners per image (default {data_default('pairs_per_image')}: one-to-one; 20: MMVAE)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default 100; with --resume: extend to this many)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
-    t.add_argument("--seed", type=int, default=0, help="seeds data split, initialisation and noise")
-    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    t.add_argument("--checkpoint-every", type=int, default=0, metavar="E", help="also keep a checkpoint every E epochs")
-    t.add_argument("--subnormals", choices=["flush", "keep"], default="flush",
+    t.add_argument("--epochs", type=int, help=f"epochs (default {train_default('epochs')}; with --resume: extend to this many)")
+    t.add_argument("--batch-size", type=int, help=f"default {train_default('batch_size')}")
+    t.add_argument("--lr", type=float, help=f"Adam learning rate (default {train_default('learning_rate'):g})")
+    t.add_argument("--seed", type=int, help=f"seeds data split, initialisation and noise (default {train_default('seed')})")
+    t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
+    t.add_argument("--checkpoint-every", type=int, metavar="E", help="also keep a checkpoint every E epochs (default: only the last)")
+    t.add_argument("--subnormals", choices=["flush", "keep"],
                    help="on the CPU, treat subnormal floats (< 1.2e-38) as zero, which keeps steps fast (default), "
                         "or keep them (IEEE-exact, up to 3x slower once decoders saturate)")
-    t.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+    t.add_argument("--precision", choices=["float32", "bf16"],
                    help="float32 (default) or bf16: mixed precision (autocast to bfloat16; changes the arithmetic; fast on "
                         "CPUs with AVX-512 BF16 or AMX and on GPUs)")
-    t.add_argument("--coherence-items", type=int, default=500, metavar="N",
-                   help="test pairs for the per-epoch cross coherence (default 500; 0: off)")
+    t.add_argument("--coherence-items", type=int, metavar="N",
+                   help=f"test pairs for the per-epoch cross coherence (default {train_default('coherence_items')}; 0: off)")
     t.add_argument("--judges", type=Path, metavar="DIR",
                    help="judge classifiers for the per-epoch coherence (default: those shipped for the data)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -84,27 +109,53 @@ def _add_train(sub):
     p.set_defaults(func=_train)
 
 
-def _default_out(args) -> Path:
-    scheme = f"-f{args.paired_fraction:g}" + (f"-{args.unpaired}" if args.unpaired else "") + ("-pairedonly" if args.paired_only else "")
-    return Path("runs") / f"{args.model}-{args.dataset}{scheme}-seed{args.seed}"
+def _flag(dest: str) -> str:
+    return {"verify": "--no-verify"}.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _given(args, options: dict) -> dict:
+    """{config field: value} of the options the user gave."""
+    return {field: getattr(args, dest) for dest, field in options.items() if getattr(args, dest) is not None}
+
+
+def _default_out(args, data) -> Path:
+    f = data.paired_fraction
+    scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
+    return Path("runs") / f"{args.model or 'meme'}-{data.dataset}{scheme}-seed{data.seed}"
 
 
 def _train(args):
-    from . import DataConfig, TrainConfig, train
+    from . import DataConfig, TrainConfig, resume, train
+    from .runs import checkpoint_status
+    from .training.rundir import RunDir, RunError
+    from .training.trainer import RESUMABLE
 
-    out = args.out or _default_out(args)
     options = {field: getattr(args, field) for field in MODEL_OPTIONS if getattr(args, field) is not None}
+    data_given, train_given = _given(args, DATA_OPTIONS), _given(args, TRAIN_OPTIONS)
+    if args.seed is not None:
+        data_given["seed"] = train_given["seed"] = args.seed
     if args.resume:
-        training = TrainConfig(epochs=args.epochs) if args.epochs else None
-        run = train(out, resume=True, training=training, progress=not args.quiet)
+        if args.out is None:
+            raise RunError("--resume needs --out RUN, the run directory to continue")
+        fields = {**{v: k for k, v in DATA_OPTIONS.items()}, **{v: k for k, v in TRAIN_OPTIONS.items()}}
+        refused = sorted({_flag(fields.get(f, f)) for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
+                         | {_flag(f) for f in options} | ({"--model"} if args.model else set()))
+        if refused:
+            raise RunError(f"--resume continues {args.out} with its recorded model and data, so {', '.join(refused)} cannot "
+                           f"be given; it may change --epochs, --lr, --checkpoint-every, --device, --subnormals, --precision, "
+                           f"--coherence-items (start a new run in another --out for the rest)")
+        out = args.out
     else:
-        data = DataConfig(dataset=args.dataset, rendering=args.rendering, data_dir=args.data_dir, paired_fraction=args.paired_fraction,
-                          unpaired=args.unpaired, paired_only=args.paired_only, pairs_per_image=args.pairs_per_image, seed=args.seed,
-                          limit=args.limit, download=args.download, verify=args.verify)
-        training = TrainConfig(epochs=args.epochs or 100, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                               device=args.device, checkpoint_every=args.checkpoint_every, subnormals=args.subnormals,
-                               precision=args.precision, coherence_items=args.coherence_items, judges=args.judges)
-        run = train(out, model=args.model, data=data, training=training, model_options=options, progress=not args.quiet)
+        data = DataConfig(**data_given)
+        out = args.out or _default_out(args, data)
+    try:
+        if args.resume:
+            run = resume(out, progress=not args.quiet, checkpoint=args.checkpoint, **train_given)
+        else:
+            run = train(out, model=args.model, data=data, training=TrainConfig(**train_given), model_options=options,
+                        progress=not args.quiet)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {checkpoint_status(RunDir(out))}") from None
     print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")
     last = run.history[-1] if run.history else {}
     coherence = {key.removeprefix("coherence/"): value for key, value in last.items() if key.startswith("coherence/")}
@@ -112,6 +163,10 @@ def _train(args):
         print(f"cross coherence after epoch {last['epoch']} ({run.config['train']['coherence_items']} test pairs; chance 0.10): "
               + ", ".join(f"{key} {value:.3f}" for key, value in coherence.items()))
     print(f"figures: {run.path / 'figures' / 'curves.png'}, {run.path / 'figures' / f'generation-epoch-{len(run.history):04d}.png'}")
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command; the message says what was kept."""
 
 
 def _add_translate(sub):
@@ -189,7 +244,7 @@ def _add_classifiers(sub):
                                        "test accuracy, and save it with a sha256 of its weights. 'memevae evaluate' loads "
                                        "them from the default folder <data-dir or ~/.cache/memevae>/classifiers/<dataset>[/<rendering>]/.")
     t.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
-    _add_rendering(t)
+    _add_rendering(t, default="bright")
     t.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
     t.add_argument("--out", type=Path, help="folder to write (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>[/<rendering>]/)")
     t.add_argument("--modalities", help="comma-separated subset (default: every modality of the data set)")
@@ -343,8 +398,11 @@ def main(argv=None) -> int:
     except (DataError, RunError, TrainingError, ValueError, FileNotFoundError) as error:
         print(f"memevae: error: {error}", file=sys.stderr)
         return 1
+    except Interrupted as interrupted:
+        print(f"memevae: {interrupted}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("memevae: interrupted; the last checkpoint written is intact (continue with --resume)", file=sys.stderr)
+        print("memevae: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import sys
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from .modalities import DEFAULT_KINDS
 from .models import MultimodalVAE, build_config, model_class
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
-from .training.trainer import Trainer, TrainConfig
+from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, TrainingError, resolve_device
 
 
 @dataclass
@@ -63,6 +64,12 @@ class DataConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         check_rendering(self.rendering)
+        checks = [("paired_fraction", 0 < self.paired_fraction <= 1, "in (0, 1]"),
+                  ("pairs_per_image", self.pairs_per_image >= 1, ">= 1"), ("seed", self.seed >= 0, ">= 0"),
+                  ("limit", self.limit is None or self.limit >= 1, ">= 1 (or None: every row)")]
+        for name, ok, need in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
 
@@ -170,24 +177,129 @@ def _fixed_examples(data: MultimodalDataset, count: int = 10) -> dict[str, torch
     return data.batch(rows).data
 
 
-def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None = None, training: TrainConfig | None = None,
-          model_options: dict | None = None, resume: bool = False, progress: bool = True) -> Run:
-    """Train ``model`` and write the run directory ``out``; with ``resume=True`` continue the run
-    saved there from its last checkpoint (``training.epochs``, if given, may extend it)."""
+def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | None = None, training: TrainConfig | None = None,
+          model_options: dict | None = None, resume: bool = False, progress: bool = True, checkpoint: str = "last") -> Run:
+    """Train ``model`` ("meme" by default) and write the run directory ``out``.
+
+    With ``resume=True`` continue the run saved in ``out`` from its checkpoint ``checkpoint``
+    (from epoch 1 if it stopped before its first checkpoint), with its recorded settings. Only the
+    fields of :data:`~memevae.training.trainer.RESUMABLE` (epochs, learning rate, ...) may differ
+    in ``training``; each change is recorded in ``config.json`` under "resumes". Anything else that
+    would change the model or the data is refused with a one-line error. See also :func:`resume`.
+
+    The run directory is locked for the life of the call; a non-finite loss, gradient or parameter
+    stops training before anything of that step is applied or saved.
+    """
     run_dir = RunDir(out)
     if resume:
+        run_dir.read_config()  # not a run: refused before the folder is touched
+    else:
+        resolve_device((training or TrainConfig()).device)  # a machine without the device: refused before any write
+    new_folder = not run_dir.path.exists()
+    with run_dir.lock():
+        run_dir.remove_leftovers()
+        try:
+            return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint)
+        except NonFiniteError as error:
+            lower = _recorded_learning_rate(run_dir, training) / 10
+            raise NonFiniteError(f"{error}. {checkpoint_status(run_dir)}; e.g. with a lower learning rate: "
+                                 f"memevae train --out {run_dir.path} --resume --lr {lower:g}") from None
+        except TrainingError as error:
+            raise TrainingError(f"{error}. {checkpoint_status(run_dir)}") from None
+        finally:
+            if new_folder and not run_dir.exists():  # refused before the run was created: leave no empty folder behind
+                (run_dir.path / ".lock").unlink(missing_ok=True)
+                _remove_empty_tree(run_dir.path)
+
+
+def _remove_empty_tree(path: Path) -> None:
+    for folder in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+
+
+def resume(out: str | os.PathLike, *, progress: bool = True, checkpoint: str = "last", **changes) -> Run:
+    """Continue the run in ``out`` with its recorded settings, changing only ``changes`` (fields of
+    :data:`~memevae.training.trainer.RESUMABLE`, e.g. ``epochs=20, learning_rate=1e-4``)."""
+    unknown = sorted(set(changes) - set(RESUMABLE))
+    if unknown:
+        raise RunError(f"a resumed run cannot change {', '.join(unknown)}; it may change {', '.join(RESUMABLE)}")
+    recorded = TrainConfig(**RunDir(out).read_config()["train"])
+    return train(out, resume=True, training=dataclasses.replace(recorded, **changes), progress=progress, checkpoint=checkpoint)
+
+
+def checkpoint_status(run_dir: RunDir) -> str:
+    """What a stopped run left: "the checkpoint ... (end of epoch N) is intact; continue with
+    --resume", or that no epoch finished (then --resume restarts it from epoch 1)."""
+    if not run_dir.has_checkpoint("last"):
+        return f"no epoch had finished, so {run_dir.path} has no checkpoint; --resume restarts the run from epoch 1"
+    try:
+        epoch = run_dir.load_checkpoint("last")["epoch"]
+    except RunError as error:
+        return str(error)
+    return f"the checkpoint {run_dir.checkpoint_path('last')} (end of epoch {epoch}) is intact; continue with --resume"
+
+
+def _recorded_learning_rate(run_dir: RunDir, training: TrainConfig | None) -> float:
+    try:
+        return float(run_dir.read_config()["train"]["learning_rate"])
+    except (RunError, KeyError, TypeError, ValueError):
+        return (training or TrainConfig()).learning_rate
+
+
+def _resume_changes(config: dict, model, data, training, model_options) -> dict:
+    """The training fields that differ from the recorded run, {field: (old, new)}; refuses every
+    other difference (a different model, data or a field outside RESUMABLE)."""
+    refused = []
+    if model is not None and model != config["model"]:
+        refused.append(f"model ({config['model']} -> {model})")
+    if model_options is not None and dict(model_options) != config["model_options"]:
+        refused.append(f"model options ({config['model_options']} -> {model_options})")
+    if data is not None:
+        recorded = dataclasses.asdict(DataConfig.from_record(config["data"]))
+        refused += [f"{k} ({recorded[k]!r} -> {v!r})" for k, v in dataclasses.asdict(data).items()
+                    if k not in ("download", "verify") and recorded.get(k) != v]
+    changes = {}
+    if training is not None:
+        recorded = dataclasses.asdict(TrainConfig(**config["train"]))
+        for key, value in dataclasses.asdict(training).items():
+            if recorded[key] != value:
+                if key in RESUMABLE:
+                    changes[key] = (recorded[key], value)
+                else:
+                    refused.append(f"{key} ({recorded[key]!r} -> {value!r})")
+    if refused:
+        raise RunError(f"a resumed run keeps its model and data, so it cannot change {'; '.join(refused)}; it may change "
+                       f"{', '.join(RESUMABLE)} (start a new run in another --out for the rest)")
+    return changes
+
+
+def _train_locked(run_dir: RunDir, model, data, training, model_options, resume: bool, progress: bool, checkpoint: str) -> Run:
+    state = None
+    if resume:
         config = run_dir.read_config()
-        state = run_dir.load_checkpoint("last")
-        if training is not None and training.epochs != config["train"]["epochs"]:
-            config["train"]["epochs"] = training.epochs
-        data_config = recorded_data(config, run_dir.path)
-        train_config = TrainConfig(**config["train"])
+        try:
+            changes = _resume_changes(config, model, data, training, model_options)
+            data_config = recorded_data(config, run_dir.path)
+            train_config = TrainConfig(**{**config["train"], **{k: new for k, (_, new) in changes.items()}})
+        except (TypeError, KeyError, ValueError) as error:
+            if isinstance(error, RunError):
+                raise
+            raise RunError(f"{run_dir.config_path} does not describe a run this memevae can continue ({type(error).__name__}: "
+                           f"{error}); restore it (each checkpoint holds a copy under 'config')") from None
+        resolve_device(train_config.device)
+        if checkpoint != "last" or run_dir.has_checkpoint("last"):
+            state = run_dir.load_checkpoint(checkpoint)
         name, options = config["model"], config["model_options"]
     else:
         data_config, train_config = data or DataConfig(), training or TrainConfig()
-        name, options = model, dict(model_options or {})
+        name, options = model or "meme", dict(model_options or {})
         model_class(name)  # fail early on an unknown model name
         config = None
+        if run_dir.exists():
+            run_dir.create({})  # refuses, saying what to do
     train_data, test_data = data_config.load("train"), data_config.load("test")
     judges = _monitor_judges(train_config, data_config, test_data.modalities)
     torch.manual_seed(train_config.seed)
@@ -196,8 +308,9 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
     if partial and not network.learns_from_unpaired:
         raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
                          f"use --paired-fraction 1, or add --paired-only to train on the paired subset")
-    if config is None:
+    if state is None:  # a new run, or one that stopped before its first checkpoint: the same start either way
         network.initialise(train_data, torch.Generator().manual_seed(train_config.seed))
+    if config is None:
         config = {
             "memevae_version": __version__,
             "model": name,
@@ -220,7 +333,13 @@ def train(out: str | os.PathLike, model: str = "meme", data: DataConfig | None =
         callbacks.append(ProgressBar())
     trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks)
     if resume:
-        trainer.load_state_dict(state)
+        if state is not None:
+            trainer.load_state_dict(state)
+        config["train"] = dataclasses.asdict(train_config)
+        config.setdefault("resumes", []).append({
+            "after_epoch": trainer.epoch, "checkpoint": checkpoint if state is not None else None,
+            "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+            "at": datetime.datetime.now().isoformat(timespec="seconds")})
         io.write_json(run_dir.config_path, config)
     trainer.fit()
     return Run(run_dir.path, config, trainer.model, trainer.history)
@@ -237,4 +356,5 @@ def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "c
     return Run(run_dir.path, config, network, state["history"])
 
 
-__all__ = ["DataConfig", "TrainConfig", "Run", "RunError", "train", "load_run", "build_model", "recorded_data"]
+__all__ = ["DataConfig", "TrainConfig", "Run", "RunError", "train", "resume", "load_run", "build_model", "recorded_data",
+           "checkpoint_status"]

@@ -8,7 +8,7 @@ import sys
 from tqdm.auto import tqdm
 
 from .rundir import RunDir
-from .trainer import Callback
+from .trainer import Callback, TrainingError, parameters_finite
 
 
 class ProgressBar(Callback):
@@ -33,10 +33,10 @@ class ProgressBar(Callback):
     def on_epoch_end(self, trainer, record):
         self.bar.close()
         losses = [f"{key.removeprefix('train/')} {value:.1f}" for key, value in record.items() if key.startswith("train/") and key.endswith("/loss")]
-        test = record.get("test/paired/loss")
+        test = record.get("test/paired/loss", "absent")
         coherence = [f"{key.removeprefix('coherence/')} {value:.3f}" for key, value in record.items() if key.startswith("coherence/")]
         line = (f"epoch {record['epoch']}/{trainer.config.epochs}: " + ", ".join(losses)
-                + (f", test {test:.1f}" if test is not None else "")
+                + ("" if test == "absent" else ", test non-finite" if test is None else f", test {test:.1f}")
                 + (f"; coherence {', '.join(coherence)}" if coherence else "")
                 + f" ({record['time/epoch_s']:.1f} s, {record['time/items_per_s']:.0f} items/s)")
         if not self.disable:
@@ -53,10 +53,16 @@ class Checkpointer(Callback):
         self.every = every
 
     def on_epoch_end(self, trainer, record):
+        if not parameters_finite(trainer.model):  # never replace a good checkpoint by a broken one
+            raise TrainingError(f"the parameters became non-finite during epoch {record['epoch']}; its checkpoint was not written")
         state = {**trainer.state_dict(), "config": self.config}
-        self.run_dir.save_checkpoint(state, "last")
-        if self.every and record["epoch"] % self.every == 0:
-            self.run_dir.save_checkpoint(state, f"epoch-{record['epoch']:04d}")
+        names = ["last"] + ([f"epoch-{record['epoch']:04d}"] if self.every and record["epoch"] % self.every == 0 else [])
+        for name in names:
+            try:
+                self.run_dir.save_checkpoint(state, name)
+            except OSError as error:  # e.g. a full disk: the write went to a temporary file, now removed
+                raise TrainingError(f"could not write {self.run_dir.checkpoint_path(name)} at the end of epoch {record['epoch']} "
+                                    f"({error.strerror or error}); the checkpoint it would have replaced is intact") from None
 
 
 class MetricsLog(Callback):

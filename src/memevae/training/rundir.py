@@ -1,19 +1,35 @@
 """A run directory: ``config.json``, ``checkpoints/``, ``metrics.jsonl``, ``figures/``.
 
-Nothing here deletes earlier outputs; every file is written atomically (:mod:`memevae.io`).
+Nothing here deletes earlier outputs except the temporary files of writes that a killed process
+left behind; every file is written atomically (:mod:`memevae.io`).
+
+Checkpoints carry a sha256 of their contents, checked on every load. Writing ``last.pt`` first
+keeps the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on disk always has an
+intact fallback. A training process holds an exclusive lock on its run directory (``.lock``,
+released by the operating system when the process ends, however it ends).
 """
 
 from __future__ import annotations
 
+import datetime
+import errno
+import fcntl
+import hashlib
+import io as _io
 import json
+import math
 import os
+import socket
 from pathlib import Path
 
 import torch
 
 from .. import io
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""2: ``{"format", "sha256", "payload"}`` with the state serialised in ``payload``; 1 (memevae 0.1,
+read without a check): the state itself."""
+FALLBACK = "previous"
 
 
 class RunError(ValueError):
@@ -46,7 +62,10 @@ class RunDir:
     def create(self, config: dict) -> "RunDir":
         """Start a new run here; refuses a folder that already holds one."""
         if self.exists():
-            raise RunError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
+            if self.has_checkpoint():
+                raise RunError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
+            raise RunError(f"{self.path} holds a run that stopped before its first checkpoint; start it again with "
+                           f"--resume (it restarts from epoch 1 with its recorded settings), or choose another --out")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.figures.mkdir(parents=True, exist_ok=True)
         io.write_json(self.config_path, config)
@@ -55,31 +74,161 @@ class RunDir:
     def read_config(self) -> dict:
         if not self.exists():
             raise RunError(f"{self.path} is not a memevae run (no config.json); pass the folder given to 'memevae train --out'")
-        return json.loads(self.config_path.read_text())
+        try:
+            config = json.loads(self.config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunError(f"{self.config_path} is not valid JSON ({error}); restore it (each checkpoint holds a copy "
+                           f"under 'config')") from error
+        if not isinstance(config, dict) or not {"model", "data", "train"} <= set(config):
+            raise RunError(f"{self.config_path} is not a memevae run config (needs 'model', 'data' and 'train'); restore it "
+                           f"(each checkpoint holds a copy under 'config')")
+        return config
 
+    # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_path(self, name: str = "last") -> Path:
         return self.checkpoints / f"{name}.pt"
 
+    def has_checkpoint(self, name: str = "last") -> bool:
+        return self.checkpoint_path(name).exists()
+
     def save_checkpoint(self, state: dict, name: str = "last") -> Path:
-        return io.save_torch(self.checkpoint_path(name), {"format": CHECKPOINT_FORMAT, **state})
+        """Write ``name``.pt atomically with a sha256 of its contents; writing ``last`` first keeps
+        the checkpoint it replaces as ``previous``."""
+        buffer = _io.BytesIO()
+        torch.save(state, buffer)
+        payload = buffer.getvalue()
+        envelope = _io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}, envelope)
+        data = envelope.getvalue()
+        path = self.checkpoint_path(name)
+        if name == "last" and path.exists():  # the one being replaced becomes the fallback (a link: no copy, no gap)
+            spare = self.checkpoints / f".{FALLBACK}.pt.link"
+            if spare.exists():
+                spare.unlink()
+            os.link(path, spare)
+            os.replace(spare, self.checkpoint_path(FALLBACK))
+        return io.atomic_write(path, lambda f: f.write(data))
+
+    def _read_checkpoint(self, path: Path, map_location) -> dict:
+        """The state in ``path``; raises ValueError saying what is wrong with the file."""
+        try:
+            outer = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as error:
+            raise ValueError(f"it cannot be read: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+        if not isinstance(outer, dict):
+            raise ValueError("it does not hold a memevae checkpoint")
+        if outer.get("format") == 1:  # memevae 0.1: no digest to check
+            return outer
+        if outer.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"it has format {outer.get('format')!r}; this memevae reads {CHECKPOINT_FORMAT} (and 1)")
+        payload = outer.get("payload")
+        if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+            raise ValueError("its contents do not match their sha256: the file was damaged after it was written")
+        return torch.load(_io.BytesIO(payload), map_location=map_location, weights_only=False)
 
     def load_checkpoint(self, name: str = "last", map_location="cpu") -> dict:
+        """Load and verify a checkpoint; a missing or damaged one gets one line naming the file and
+        an intact fallback (``previous`` or the newest ``epoch-NNNN``) when there is one."""
         path = self.checkpoint_path(name)
         if not path.exists():
-            available = sorted(p.stem for p in self.checkpoints.glob("*.pt")) if self.checkpoints.exists() else []
+            available = self.available_checkpoints()
             raise RunError(f"no checkpoint {path}; available: {', '.join(available) or 'none (the run ended before its first epoch)'}")
         try:
-            state = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as error:  # a corrupt file: say which, never a deep traceback
-            raise RunError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); use another checkpoint") from error
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise RunError(f"checkpoint {path} has format {state.get('format')!r}, this memevae reads {CHECKPOINT_FORMAT}")
-        return state
+            return self._read_checkpoint(path, map_location)
+        except ValueError as problem:
+            raise RunError(f"checkpoint {path} is damaged ({problem}); {self._fallback_advice(exclude=name)}") from None
+
+    def available_checkpoints(self) -> list[str]:
+        return sorted(p.stem for p in self.checkpoints.glob("*.pt")) if self.checkpoints.exists() else []
+
+    def _fallback_advice(self, exclude: str) -> str:
+        candidates = [FALLBACK] + sorted((n for n in self.available_checkpoints() if n.startswith("epoch-")), reverse=True)
+        for name in candidates:
+            if name == exclude or not self.has_checkpoint(name):
+                continue
+            try:
+                state = self._read_checkpoint(self.checkpoint_path(name), "cpu")
+            except ValueError:
+                continue
+            return (f"the checkpoint {self.checkpoint_path(name)} (end of epoch {state.get('epoch')}) is intact: "
+                    f"use it with --checkpoint {name}")
+        return "no intact checkpoint is left to fall back on"
+
+    # -- the lock and leftovers ----------------------------------------------------------------
+    def lock(self) -> "RunLock":
+        """An exclusive lock on this run directory for a training process (see :class:`RunLock`)."""
+        return RunLock(self.path)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files of writes that a killed process left (``.name.*.tmp``); only
+        call this while holding the lock. Returns what was removed."""
+        removed = []
+        for folder in (self.path, self.checkpoints, self.figures, self.path / "evaluation"):
+            for leftover in folder.glob(".*.tmp") if folder.is_dir() else []:
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+        return removed
 
     def write_metrics(self, history: list[dict]) -> Path:
-        return io.write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in history))
+        """One JSON object per epoch; a non-finite value is written as null (strict JSON)."""
+        def strict(record: dict) -> dict:
+            return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+
+        return io.write_text(self.metrics_path, "".join(json.dumps(strict(record), allow_nan=False) + "\n" for record in history))
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN/.lock``, held from :meth:`acquire` to :meth:`release` (or
+    the end of the process). The file names the holder (pid, host, start time) so that a refused
+    process can say who holds it; a lock whose process died is released by the operating system,
+    so it never blocks a later run.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with RunLock(folder):
+    ...     RunLock(folder).acquire()
+    Traceback (most recent call last):
+    ...
+    memevae.training.rundir.RunError: ... is in use by process ...
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.file = None
+
+    def acquire(self) -> "RunLock":
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                handle.close()
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunError(f"{self.path} is in use by {holder}; wait for it to finish or stop it, then try again") from None
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} (memevae, since {started})\n")
+        handle.flush()
+        self.file = handle
+        return self
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the descriptor releases the flock
+            self.file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

@@ -19,7 +19,16 @@ PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message says why and what to do."""
+    """Training cannot go on (e.g. a full disk); the message says why and what to do."""
+
+
+class NonFiniteError(TrainingError):
+    """A loss, gradient or parameter became NaN or infinite; nothing of that step was applied or saved."""
+
+
+RESUMABLE = ("epochs", "learning_rate", "checkpoint_every", "device", "subnormals", "precision", "coherence_items", "test_samples")
+"""The TrainConfig fields a resumed run may change: none changes the model, the data or the
+order in which the data are seen."""
 
 
 @dataclass
@@ -63,11 +72,15 @@ class TrainConfig:
             raise ValueError(f"unknown subnormals setting {self.subnormals!r}; choose one of {', '.join(SUBNORMALS)}")
         if self.judges is not None:
             self.judges = str(self.judges)
-        if self.coherence_items < 0 or self.test_samples < 0:
-            raise ValueError(f"need coherence_items >= 0 and test_samples >= 0; got {self.coherence_items}, {self.test_samples}")
-        if self.epochs < 1 or self.batch_size < 2 or self.learning_rate <= 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 2, learning_rate > 0; got {self.epochs}, "
-                             f"{self.batch_size}, {self.learning_rate}")
+        checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 2, ">= 2"),
+                  ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "> 0"),
+                  ("checkpoint_every", self.checkpoint_every >= 0, ">= 0 (0: only last.pt)"),
+                  ("coherence_items", self.coherence_items >= 0, ">= 0 (0: off)"),
+                  ("test_samples", self.test_samples >= 0, ">= 0 (0: all test pairs)"),
+                  ("seed", self.seed >= 0, ">= 0")]
+        for name, ok, need in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
 
 
 def autocast(device_type: str, precision: str):
@@ -78,12 +91,41 @@ def autocast(device_type: str, precision: str):
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device for ``device`` ("auto": CUDA when present, else the CPU); one-line errors
+    for an unknown device or one this machine does not have."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from error
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: this machine has no CUDA device (or this torch build has no CUDA); "
+                             f"use --device cpu or auto")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif resolved.type != "cpu":
+        try:
+            torch.empty(0, device=resolved)
+        except Exception:
+            raise ValueError(f"device {device!r} is not available on this machine; use --device cpu or auto") from None
+    return resolved
+
+
+def gradients_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter gradient is finite (one fused norm per tensor, about 1% of a step)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+
+def parameters_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter and buffer (e.g. BatchNorm statistics) is finite."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()) if tensors else True
 
 
 def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
@@ -141,8 +183,12 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state``; the optimiser's settings come from this trainer's config (a
+        resumed run may lower its learning rate), its moment estimates from ``state``."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            group["lr"], group["betas"] = self.config.learning_rate, self.config.betas
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -177,13 +223,14 @@ class Trainer:
             with autocast(self.device.type, self.config.precision):
                 output = self.model(batch)
             loss = output.loss
+            where = f"at epoch {epoch}, step {step + 1} (a batch with {', '.join(batch.observed)})"
             if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {loss.item()} at epoch {epoch}, step {step + 1} (a batch with {', '.join(batch.observed)}); "
-                    f"training stopped and the last good checkpoint (end of epoch {epoch - 1}) is kept; "
-                    f"try a lower --lr or a different --seed")
+                raise NonFiniteError(f"the loss became {loss.item()} {where}; training stopped before that update")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if not gradients_finite(self.model):
+                raise NonFiniteError(f"a gradient became non-finite (loss {loss.item():.6g}) {where}; "
+                                    f"training stopped before that update")
             self.optimizer.step()
             items += len(rows)
             for key, value in output.metrics.items():
@@ -216,4 +263,9 @@ class Trainer:
                 for key, value in output.metrics.items():
                     sums[key] += value * len(rows)
         self.model.train()
-        return {f"{prefix}/{key}": value / len(paired) for key, value in sorted(sums.items()) if math.isfinite(value)}
+        # a non-finite test value is kept (as None, null in metrics.jsonl) and listed, never dropped
+        record = {f"{prefix}/{key}": value / len(paired) if math.isfinite(value) else None for key, value in sorted(sums.items())}
+        non_finite = [key for key, value in record.items() if value is None]
+        if non_finite:
+            record[f"{prefix}/non_finite"] = non_finite
+        return record
