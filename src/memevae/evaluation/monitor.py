@@ -125,7 +125,7 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     fig, (losses, coherence) = plt.subplots(1, 2, figsize=(10, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", "-.", ":"]
-    any_coherence = False
+    any_coherence, last_epoch = False, 1
     for n, (label, history) in enumerate(histories.items()):
         colour = colours[n % len(colours)]
         epochs = [record["epoch"] for record in history]
@@ -140,11 +140,20 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
             coherence.plot(*zip(*points), styles[k % len(styles)], marker="o", markersize=3, color=colour,
                            label=f"{label}: {key.removeprefix('coherence/')}")
             any_coherence = True
-        if epochs:
-            losses.set_xlim(0.5, max(max(epochs), 1) + 0.5)
+        last_epoch = max([last_epoch, *epochs])
+    for ax in (losses, coherence):
+        ax.set_xlim(0.5, last_epoch + 0.5)
     losses.set_xlabel("epoch")
     losses.set_ylabel("loss (negative objective per item)")
-    losses.set_yscale("symlog", linthresh=100)
+    values = [v for line in losses.get_lines() for v in line.get_ydata()]
+    if values and min(values) > 0:  # kinds of batches differ by orders of magnitude: a log axis with plain labels
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
+        losses.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        losses.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        losses.yaxis.set_major_formatter(plain)
+        losses.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     losses.set_title("losses", fontsize=10)
     losses.legend(fontsize=6, loc="upper right")
     coherence.axhline(CHANCE, color="grey", linestyle="--", linewidth=0.8, label="chance")
