@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -201,7 +202,8 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
         try:
             return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint)
         except NonFiniteError as error:
-            lower = _recorded_learning_rate(run_dir, training) / 10
+            rate, default = _recorded_learning_rate(run_dir, training), TrainConfig().learning_rate
+            lower = rate / 10 if rate <= default else default
             raise NonFiniteError(f"{error}. {checkpoint_status(run_dir)}; e.g. with a lower learning rate: "
                                  f"memevae train --out {run_dir.path} --resume --lr {lower:g}") from None
         except TrainingError as error:
@@ -210,6 +212,19 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
             if new_folder and not run_dir.exists():  # refused before the run was created: leave no empty folder behind
                 (run_dir.path / ".lock").unlink(missing_ok=True)
                 _remove_empty_tree(run_dir.path)
+
+
+@contextlib.contextmanager
+def _recorded_config(run_dir: RunDir):
+    """Turns a config.json that this memevae cannot read back (edited, or of another version)
+    into one line naming it."""
+    try:
+        yield
+    except RunError:
+        raise
+    except (TypeError, KeyError, ValueError) as error:
+        raise RunError(f"{run_dir.config_path} does not describe a run this memevae can continue ({type(error).__name__}: "
+                       f"{error}); restore it (each checkpoint holds a copy under 'config')") from None
 
 
 def _remove_empty_tree(path: Path) -> None:
@@ -226,7 +241,9 @@ def resume(out: str | os.PathLike, *, progress: bool = True, checkpoint: str = "
     unknown = sorted(set(changes) - set(RESUMABLE))
     if unknown:
         raise RunError(f"a resumed run cannot change {', '.join(unknown)}; it may change {', '.join(RESUMABLE)}")
-    recorded = TrainConfig(**RunDir(out).read_config()["train"])
+    run_dir = RunDir(out)
+    with _recorded_config(run_dir):
+        recorded = TrainConfig(**run_dir.read_config()["train"])
     return train(out, resume=True, training=dataclasses.replace(recorded, **changes), progress=progress, checkpoint=checkpoint)
 
 
@@ -280,15 +297,10 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
     state = None
     if resume:
         config = run_dir.read_config()
-        try:
+        with _recorded_config(run_dir):
             changes = _resume_changes(config, model, data, training, model_options)
             data_config = recorded_data(config, run_dir.path)
             train_config = TrainConfig(**{**config["train"], **{k: new for k, (_, new) in changes.items()}})
-        except (TypeError, KeyError, ValueError) as error:
-            if isinstance(error, RunError):
-                raise
-            raise RunError(f"{run_dir.config_path} does not describe a run this memevae can continue ({type(error).__name__}: "
-                           f"{error}); restore it (each checkpoint holds a copy under 'config')") from None
         resolve_device(train_config.device)
         if checkpoint != "last" or run_dir.has_checkpoint("last"):
             state = run_dir.load_checkpoint(checkpoint)

@@ -144,3 +144,15 @@ def test_read_svhn_mat_rejects_non_mat(tmp_path):
         read_svhn_mat(tmp_path / "train_32x32.mat")
     with pytest.raises(DataError, match="not a readable .mat file"):
         read_svhn_mat(tmp_path / "absent.mat")
+
+
+def test_empty_and_itemless_files_are_named(tmp_path, fmt):
+    (tmp_path / "x-idx3-ubyte").write_bytes(b"")
+    with pytest.raises(DataError, match=r"x-idx3-ubyte: empty file \(0 bytes\); re-download the file"):
+        read_idx(tmp_path / "x-idx3-ubyte")
+    fmt.write_mnist(tmp_path, "test", IMAGES[:0], LABELS[:0])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.* the files hold no images \(0 items\)"):
+        read_mnist(tmp_path, "test", verify=False)
+    scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": X[..., :0], "y": Y[:0]})
+    with pytest.raises(DataError, match=r"test_32x32.mat: holds no images \(0 items\)"):
+        read_svhn_mat(tmp_path / "test_32x32.mat")

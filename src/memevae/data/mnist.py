@@ -57,6 +57,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); re-download the file") from e
+    if not raw:
+        raise DataError(f"{path}: empty file (0 bytes); re-download the file")
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
         raise DataError(
             f"{path}: not an idx file (bad magic number {raw[:4].hex()}); expected an official MNIST idx file"
@@ -116,6 +118,8 @@ def _sample_arrays() -> dict[str, np.ndarray]:
 
 
 def _checked(images: np.ndarray, labels: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    if images.ndim >= 1 and len(images) == 0:
+        raise DataError(f"{source}: the files hold no images (0 items); re-download the official MNIST files")
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(f"{source}: images are {images.dtype} {images.shape}, expected uint8 (N, 28, 28)")
     if labels.ndim != 1 or len(labels) != len(images):

@@ -1,4 +1,4 @@
-"""SVHN cropped digits: the official ``train_32x32.mat`` / ``test_32x32.mat`` (SPEC section 5)."""
+"""SVHN cropped digits (Netzer et al. 2011): the official ``train_32x32.mat`` / ``test_32x32.mat``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     x, y = mat["X"], mat["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise DataError(f"{path}: X is {x.dtype} {x.shape}, expected uint8 (32, 32, 3, N)")
+    if x.shape[3] == 0:
+        raise DataError(f"{path}: holds no images (0 items); re-download the official SVHN file")
     if y.shape != (x.shape[3], 1):
         raise DataError(f"{path}: y has shape {y.shape}, expected ({x.shape[3]}, 1) to match X")
     if not (np.issubdtype(y.dtype, np.number) and np.all(np.isin(y, np.arange(1, 11)))):

@@ -130,13 +130,17 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
         colour = colours[n % len(colours)]
         epochs = [record["epoch"] for record in history]
         for key in _loss_keys(history):
-            points = [(record["epoch"], record[key]) for record in history if key in record]
+            points = [(record["epoch"], record[key]) for record in history if record.get(key) is not None]  # None: non-finite
+            if not points:
+                continue
             style = ":" if key.startswith("test") else "-"
             losses.plot(*zip(*points), style, color=colour, alpha=1.0 if "paired" in key else 0.6,
                         label=f"{label}: {key.removesuffix('/loss')}")
         keys = sorted({key for record in history for key in coherence_keys(record)})
         for k, key in enumerate(keys):
-            points = [(record["epoch"], record[key]) for record in history if key in record]
+            points = [(record["epoch"], record[key]) for record in history if record.get(key) is not None]
+            if not points:
+                continue
             coherence.plot(*zip(*points), styles[k % len(styles)], marker="o", markersize=3, color=colour,
                            label=f"{label}: {key.removeprefix('coherence/')}")
             any_coherence = True
