@@ -162,7 +162,7 @@ def test_a_damaged_checkpoint_is_refused_everywhere_and_names_the_fallback(tmp_p
     data[middle:middle + 64] = bytes(b ^ 0x5A for b in data[middle:middle + 64])
     last.write_bytes(bytes(data))
     fallback = f"the checkpoint {path / 'checkpoints' / 'previous.pt'} (end of epoch 1) is intact: use it with --checkpoint previous"
-    with pytest.raises(RunError, match="is damaged") as error:
+    with pytest.raises(RunError, match=r"is damaged \(its contents do not match their sha256") as error:
         load_run(path)
     assert fallback in str(error.value)
     for command in (["evaluate", str(path), "--metrics", "latent", "--quiet"],
@@ -174,6 +174,13 @@ def test_a_damaged_checkpoint_is_refused_everywhere_and_names_the_fallback(tmp_p
     assert load_run(path, checkpoint="previous").history[-1]["epoch"] == 1
     run = memevae.resume(path, checkpoint="previous", progress=False)
     assert same_parameters(run.model, straight.model)  # epoch 2 redone from the fallback: the same parameters
+
+
+def test_the_digest_costs_no_space(tmp_path):
+    fit(tmp_path / "run", epochs=1)
+    state = RunDir(tmp_path / "run").load_checkpoint()
+    torch.save(state, tmp_path / "plain.pt")
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_size < 1.001 * (tmp_path / "plain.pt").stat().st_size + 4096
 
 
 def test_checkpoints_of_memevae_0_1_still_load(tmp_path):

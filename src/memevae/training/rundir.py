@@ -27,8 +27,8 @@ import torch
 from .. import io
 
 CHECKPOINT_FORMAT = 2
-"""2: ``{"format", "sha256", "payload"}`` with the state serialised in ``payload``; 1 (memevae 0.1,
-read without a check): the state itself."""
+"""2: ``{"format", "sha256", "payload"}``, the state serialised by ``torch.save`` into ``payload``
+(a uint8 tensor) and ``sha256`` its digest; 1 (memevae 0.1, read without a check): the state itself."""
 FALLBACK = "previous"
 
 
@@ -97,8 +97,9 @@ class RunDir:
         buffer = _io.BytesIO()
         torch.save(state, buffer)
         payload = buffer.getvalue()
-        envelope = _io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}, envelope)
+        envelope = _io.BytesIO()  # the payload as a uint8 tensor: stored as raw bytes, not pickled
+        torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+                    "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, envelope)
         data = envelope.getvalue()
         path = self.checkpoint_path(name)
         if name == "last" and path.exists():  # the one being replaced becomes the fallback (a link: no copy, no gap)
@@ -122,7 +123,8 @@ class RunDir:
         if outer.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"it has format {outer.get('format')!r}; this memevae reads {CHECKPOINT_FORMAT} (and 1)")
         payload = outer.get("payload")
-        if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+        payload = payload.numpy().tobytes() if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 else None
+        if payload is None or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
             raise ValueError("its contents do not match their sha256: the file was damaged after it was written")
         return torch.load(_io.BytesIO(payload), map_location=map_location, weights_only=False)
 
