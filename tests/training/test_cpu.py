@@ -59,6 +59,27 @@ def test_flush_subnormals_reaches_every_thread_of_the_pool():
     assert zero_fraction["calling-thread"] < 1.0
 
 
+def test_flush_subnormals_finds_torchs_runtime_when_another_is_loaded_first():
+    """scikit-learn's wheel bundles its own libgomp; imported before torch, it is mapped first (and
+    sorts first). flush_subnormals() must still reach torch's pool, and say so truthfully."""
+    pytest.importorskip("sklearn")
+    script = textwrap.dedent("""
+        import sklearn.cluster  # loads scikit-learn's bundled OpenMP runtime
+        import torch
+        from memevae.training.cpu import _openmp_runtime_path, flush_subnormals
+        torch.set_num_threads(2)
+        x = torch.full((2**22,), 1e-39)
+        x * 1.0
+        runtimes = sorted({l.split()[-1] for l in open("/proc/self/maps") if "gomp" in l})
+        took = flush_subnormals()
+        print(len(runtimes), "torch" in _openmp_runtime_path(), took, ((x * 1.0) == 0).float().mean().item())
+    """)
+    count, chose_torch, took, zero_fraction = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                                                             text=True).stdout.split()[-4:]
+    assert int(count) >= 2  # the situation of the defect: two OpenMP runtimes in one process
+    assert chose_torch == "True" and took == "True" and float(zero_fraction) == 1.0
+
+
 def test_unknown_subnormals_setting_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown subnormals setting 'zero'; choose one of flush, keep"):
         TrainConfig(subnormals="zero")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 import torch
@@ -64,19 +65,35 @@ def keep_freed_memory() -> bool:
 
 
 def _openmp_runtime_path() -> str | None:
-    """The file of the OpenMP runtime loaded in this process (torch's), if one is mapped."""
+    """The file of torch's own OpenMP runtime among those mapped in this process, or None.
+
+    Other packages bundle runtimes of their own (scikit-learn's wheel carries a libgomp); a pool
+    started through one of those is not torch's. torch's wheel ships its runtime in ``torch/lib``;
+    a torch built against the system's runtime maps only that one.
+    """
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "gomp" in line or "iomp5" in line}
     except OSError:
         return None
-    paths = sorted(path for path in paths if path.startswith("/"))
-    return paths[0] if paths else None
+    paths = sorted(os.path.realpath(path) for path in paths if path.startswith("/"))
+    package = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
+    own = [path for path in paths if path.startswith(package)]
+    if own:
+        return own[0]
+    return paths[0] if len(set(paths)) == 1 else None  # several foreign runtimes: do not guess
+
+
+def _subnormals_flushed() -> bool:
+    """Whether a product of subnormals, large enough to run on every thread of torch's pool, is zero."""
+    x = torch.full((2**20,), 1e-39)
+    return bool(((x * 1.0) == 0).all())
 
 
 def flush_subnormals() -> bool:
     """Treat subnormal floats as zero (FTZ/DAZ) in this thread and in every thread of torch's
-    OpenMP pool; True if it took effect in the pool too.
+    OpenMP pool; True if it took effect in the pool too (checked on a product of subnormals large
+    enough to run on every thread).
 
     Example (on an x86 CPU; 1e-39 is subnormal in float32):
         >>> flush_subnormals()
@@ -98,4 +115,4 @@ def flush_subnormals() -> bool:
     # Run torch.set_flush_denormal on each thread of a team as large as torch's pool; threads
     # the pool creates later copy the creating thread's setting.
     parallel(callback_type(lambda _: torch.set_flush_denormal(True)), None, torch.get_num_threads(), 0)
-    return True
+    return _subnormals_flushed()
