@@ -113,3 +113,22 @@ def test_cli_curves_and_train_summary(monitored, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cross coherence after epoch 1 (100 test pairs; chance 0.10): mnist->textured 0." in out
     assert f"figures: {tmp_path / 'cli' / 'figures' / 'curves.png'}" in out
+
+
+def test_drawing_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path):
+    """memevae never calls matplotlib.use (which took a notebook's inline backend away) and its
+    figures never enter pyplot's figure list."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import matplotlib
+        matplotlib.use("svg")  # what a user chose
+        import matplotlib.pyplot as plt
+        import memevae.evaluation.figures, memevae.evaluation.report, memevae.evaluation.monitor as monitor
+        monitor.plot_curves({{"a": [{{"epoch": 1, "train/paired/loss": 5.0}}]}}, {str(tmp_path / "c.png")!r})
+        print(matplotlib.get_backend(), len(plt.get_fignums()))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["svg", "0"] and (tmp_path / "c.png").stat().st_size > 1000

@@ -74,11 +74,11 @@ def tsne(model, data, *, points: int = 2000, perplexity: float = 30.0, seed: int
 def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path, title: str = ""):
     """Scatter coloured by digit (tab10), one marker per modality, later modalities more transparent
     (Fig. 19: SVHN faint, MNIST strong)."""
-    import matplotlib.pyplot as plt
+    from .plotting import colour_map, subplots
     from matplotlib.lines import Line2D
 
-    colours = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    colours = colour_map("tab10")
+    fig, ax = subplots(figsize=(6.4, 5.2))
     alphas = np.linspace(0.8, 0.35, len(names)) if len(names) > 1 else [0.8]
     for k, name in enumerate(names):
         mine = which == k

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import torch
+import torch.nn.functional as F
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from .. import io  # noqa: E402
+from .plotting import save, subplots
 
 
 def to_display(images: torch.Tensor, size: int = 32) -> torch.Tensor:
@@ -52,15 +48,13 @@ def save_generation_grid(model, examples: dict[str, torch.Tensor], path, title: 
 
 def save_image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str):
     """A PNG with one labelled row of images per (label, (B, 3, H, W)) entry; returns the path."""
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.42 * rows[0][1].shape[0] + 1.6, 0.5 * len(rows) + 0.6), squeeze=False)
+    fig, axes = subplots(len(rows), 1, figsize=(0.42 * rows[0][1].shape[0] + 1.6, 0.5 * len(rows) + 0.6), squeeze=False)
     for axis, (label, images) in zip(axes[:, 0], rows):
         axis.imshow(image_row(images).numpy(), interpolation="nearest")
         axis.set_xticks([]); axis.set_yticks([])
         axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    io.save_figure(path, fig, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
     return path
 
 

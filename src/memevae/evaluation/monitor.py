@@ -120,10 +120,11 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     >>> plot_curves({"demo": history}, "curves.png").name  # doctest: +SKIP
     'curves.png'
     """
-    from .plotting import plt, save
+    from .plotting import colours as colour_cycle
+    from .plotting import save, subplots
 
-    fig, (losses, coherence) = plt.subplots(1, 2, figsize=(10, 3.8))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
+    colours = colour_cycle()
     styles = ["-", "--", "-.", ":"]
     any_coherence, last_epoch = False, 1
     for n, (label, history) in enumerate(histories.items()):

@@ -1,25 +1,45 @@
-"""Matplotlib set-up shared by the evaluation figures: Agg backend, atomic PNG writes."""
+"""Figures for files: matplotlib's object API, no pyplot and no global backend.
+
+memevae draws every figure on a :class:`matplotlib.figure.Figure` of its own and writes it with
+the Agg renderer, so it never calls ``matplotlib.use`` or touches pyplot's state: a notebook keeps
+its inline backend, and figures written here never pop up or pile up in pyplot's figure list.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .. import io  # noqa: E402
+from .. import io
 
 DPI = 150
 
 
+def subplots(*args, **kwargs):
+    """``(figure, axes)`` like ``pyplot.subplots``, on a figure that pyplot does not manage."""
+    from matplotlib.figure import Figure
+
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def new_figure(width: float = 5.0, height: float = 3.6):
-    fig, ax = plt.subplots(figsize=(width, height))
-    return fig, ax
+    return subplots(figsize=(width, height))
 
 
-def save(fig, path, dpi: int = DPI):
-    """Write ``fig`` as a PNG atomically (tight layout), close it and return the path."""
-    fig.tight_layout()
-    out = io.save_figure(path, fig, dpi=dpi)
-    plt.close(fig)
-    return out
+def colours() -> list[str]:
+    """The default colour cycle."""
+    import matplotlib
+
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def colour_map(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def save(fig, path, dpi: int = DPI, tight: bool = True):
+    """Write ``fig`` as a PNG atomically (tight layout by default) and return the path."""
+    if tight:
+        fig.tight_layout()
+    return io.save_figure(path, fig, dpi=dpi)

@@ -161,10 +161,10 @@ def plot_class_matrix(result: Relatedness, path, title: str = ""):
     from scipy.cluster.hierarchy import dendrogram, linkage
     from scipy.spatial.distance import squareform
 
-    import matplotlib.pyplot as plt
+    from .plotting import subplots
 
     k = result.class_matrix
-    fig, (ax_k, ax_d) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.15]})
+    fig, (ax_k, ax_d) = subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.15]})
     image = ax_k.imshow(k, cmap="viridis")
     ticks = range(len(result.classes))
     ax_k.set_xticks(list(ticks), [str(c) for c in result.classes])

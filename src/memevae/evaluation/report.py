@@ -190,11 +190,11 @@ def _latent_keys(records, dataset) -> list[str]:
 def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: dict, path, ylabel: str, title: str):
     """One panel per key (direction or modality): mean against f per (model, scheme) with one-std
     shading, and the paper's MNIST-SVHN values dashed (Fig. 5 / Fig. 7)."""
-    import matplotlib.pyplot as plt
+    from .plotting import colour_map, subplots
 
     modalities = next(r.modalities for r in records if r.dataset == dataset)
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    fig, axes = subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
+    colours = colour_map("tab10")
     row_keys = _rows_for(records, dataset)
     for ax, key in zip(axes[0], keys):
         cells = summarise(records, metric, key)

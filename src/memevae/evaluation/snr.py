@@ -286,10 +286,7 @@ def _paper_label(group: str, directions) -> str:
 def plot_snr(result: dict, path, statistic: str | None = None, title: str | None = None):
     """Fig. 10 as a PNG: one panel per network (encoders on top), SNR against training step, one
     curve per estimator, log scale. Written atomically; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plotting import save, subplots
 
     from .. import io
 
@@ -308,7 +305,7 @@ def plot_snr(result: dict, path, statistic: str | None = None, title: str | None
     if config.get("direction", "both") != "both":
         directions = [tuple(config["direction"].split("->"))]
     colours = {"stop-gradient": "tab:blue", "full": "tab:orange"}
-    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 6.4), squeeze=False)
+    fig, axes = subplots(2, cols, figsize=(4.2 * cols, 6.4), squeeze=False)
     for row, names in enumerate((encoders, decoders)):
         for col in range(cols):
             axis = axes[row, col]
@@ -331,9 +328,7 @@ def plot_snr(result: dict, path, statistic: str | None = None, title: str | None
     fig.suptitle(title or (f"Gradient SNR |E g| / std g over {result['repeats']} repeats "
                            f"(Fig. 10){' on ' + result['dataset'] if result.get('dataset') else ''}; higher is better"),
                  fontsize=10)
-    fig.tight_layout()
-    io.save_figure(path, fig, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
     return Path(path)
 
 
