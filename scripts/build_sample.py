@@ -2,7 +2,7 @@
 
 A class-balanced random subset of the real MNIST train (600 per class) and test (100 per class)
 images and labels, uint8, with its provenance (source file md5s, selection seed, source indices).
-Lets ``load_pairs("mnist-textured", split)`` run offline with no data directory (SPEC section 5).
+Lets ``load_pairs("mnist-textured", split)`` run offline with no data directory.
 
     python scripts/build_sample.py --mnist-dir ../shared/data/mnist
 """

@@ -22,7 +22,7 @@ def test_every_row_once_and_batches_homogeneous():
 
 
 def test_paired_batches_are_spread_evenly():
-    """The release walks the unpaired data and inserts paired batches evenly (SPEC section 3)."""
+    """The release walks the unpaired data and inserts paired batches evenly."""
     data = partial_dataset(paired=8, first_only=32)
     kinds = ["P" if len(data.batch(rows).observed) == 2 else "U" for rows in epoch_batches(data, 4, seed=0, epoch=1)]
     assert kinds.count("P") == 2 and kinds.count("U") == 8

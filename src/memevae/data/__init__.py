@@ -1,5 +1,5 @@
 """Data layer: one dataset type for complete and partial multimodal data, the official readers,
-the textured-digits renderer, pairing and the partial-observation schemes (SPEC sections 4-5).
+the textured-digits renderer, pairing and the partial-observation schemes (paper Sec. 4.1; docs/data.md).
 
 >>> from memevae.data import load_pairs, apply_scheme
 >>> train = apply_scheme(load_pairs("mnist-textured", "train"), 0.5, "split")

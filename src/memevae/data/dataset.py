@@ -1,4 +1,4 @@
-"""One dataset type for complete and partially observed multimodal data (DESIGN.md, SPEC section 4).
+"""One dataset type for complete and partially observed multimodal data (paper Sec. 4.1; docs/data.md).
 
 Each modality has a *bank* of examples and each row holds an index into every bank, or -1 where
 that modality is missing. Rows sharing a bank example share its memory, so pairing an image with

@@ -1,4 +1,4 @@
-"""Locating, verifying and downloading the official data files (SPEC section 5).
+"""Locating, verifying and downloading the official data files (md5s of the official files).
 
 Every file is checked against its official md5 when read (``verify=True``); the digest is cached
 per process, keyed by path, size and modification time, so repeated loads are cheap. Downloads

@@ -1,4 +1,4 @@
-"""MNIST: the official idx files (SPEC section 5) and the shipped class-balanced sample."""
+"""MNIST: the official idx files and the shipped class-balanced sample."""
 
 from __future__ import annotations
 

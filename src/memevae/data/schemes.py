@@ -1,4 +1,4 @@
-"""Partial-observation schemes (SPEC section 4, paper Sec. 4.1 and App. J.2)."""
+"""Partial-observation schemes (paper Sec. 4.1 and App. J.2; docs/data.md)."""
 
 from __future__ import annotations
 

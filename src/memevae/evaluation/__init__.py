@@ -1,4 +1,4 @@
-"""Evaluation of trained runs (SPEC section 6): judge classifiers, cross coherence, latent
+"""Evaluation of trained runs (paper Sec. 4 and App. F-I): judge classifiers, cross coherence, latent
 accuracy, relatedness, t-SNE, generation grids, and (in their own modules) marginal likelihood,
 gradient SNR and generative quality. :func:`evaluate` runs any of them by name and writes
 ``RUN/evaluation/metrics.json``; :func:`memevae.evaluation.report.write_report` tabulates many runs.

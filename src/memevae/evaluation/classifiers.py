@@ -1,4 +1,4 @@
-"""Digit classifiers that judge generated images (SPEC section 6; paper Sec. 4.1, "Cross
+"""Digit classifiers that judge generated images (paper Sec. 4.1, "Cross
 Coherence": "matching digit predictions ... obtained from a pre-trained classifier").
 
 One small CNN per digit modality (MNIST 1x28x28; SVHN or textured digits 3x32x32), trained on the

@@ -1,4 +1,4 @@
-"""Cross coherence (paper Sec. 4.1 "Cross Coherence", Fig. 5, Table 3; SPEC section 6).
+"""Cross coherence (paper Sec. 4.1 "Cross Coherence", Fig. 5, Table 3).
 
 For every paired test item (s, t) and each direction s -> t: encode s, draw z ~ q(z | s), decode
 t's likelihood mean at z, and ask t's judge classifier for its digit. Coherence s -> t is the

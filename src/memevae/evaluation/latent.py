@@ -1,4 +1,4 @@
-"""Latent accuracy (paper Sec. 4.1 "Latent Accuracy", Fig. 7, Table 4; SPEC section 6).
+"""Latent accuracy (paper Sec. 4.1 "Latent Accuracy", Fig. 7, Table 4).
 
 A linear classifier predicts the digit from the latent code of a single modality: fit on the
 posterior means of training images, accuracy measured on the test images, per modality. As in the

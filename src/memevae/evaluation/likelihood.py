@@ -31,7 +31,7 @@ pseudo-samples u_i (encoded by enc_s). So, with ``joint=True`` (default), each d
     log p(t) ~= logsumexp_k [log p(t|z_k) + log p_lambda_s(z_k) - log q(z_k|t)] - log K,  z_k ~ q(z|t),
     log p(s, t) ~= log p(s | t) + log p(t),
 
-a joint log-likelihood comparable with the baselines' (SPEC section 6 asks for log p(s, t)). The
+a joint log-likelihood comparable with the baselines' (the baselines' tables report log p(s, t)). The
 two directions factorise the joint differently, so their two estimates of log p(s, t) need not
 agree; how far apart they are is itself a measure of the model's (in)consistency. With fully
 paired training (f = 1) the pseudo-samples are never trained (Eq. 4 is unused) and stay at the

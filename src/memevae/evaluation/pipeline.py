@@ -1,6 +1,6 @@
-"""Evaluate a trained run: every metric of SPEC section 6 by name, written to
+"""Evaluate a trained run: every metric of the paper's Sec. 4 by name, written to
 ``RUN/evaluation/metrics.json`` (figures in ``RUN/evaluation/figures/``), with per-metric wall
-time and the paper's MNIST-SVHN numbers alongside (SPEC section 9).
+time and the paper's MNIST-SVHN numbers alongside (Tables 3 and 4).
 
 Example:
     >>> from memevae.evaluation import evaluate

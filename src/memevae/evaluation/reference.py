@@ -1,13 +1,13 @@
-"""The paper's published numbers on MNIST-SVHN, to print beside ours (SPEC section 9).
+"""The paper's published numbers on MNIST-SVHN, to print beside ours (Tables 3 and 4 of Joy et al., ICLR 2022).
 
 Sources: Table 3 (cross coherence, every model x scheme x f, both directions) and Table 4 (latent
 accuracy). In the paper's text extraction Table 4 is interleaved with Table 6, and only these
 Table 4 rows survive intact: MNIST for MEME_SVHN, MEME_MNIST, MEME_SPLIT, MMVAE, MVAE_SVHN; SVHN
-for MEME_SPLIT; and the f = 1 values of SPEC section 9 (MEME 0.908 / 0.648, MMVAE 0.886 / 0.499,
+for MEME_SPLIT; and the f = 1 values that the paper quotes in its text (MEME 0.908 / 0.648, MMVAE 0.886 / 0.499,
 MVAE 0.892 / 0.131). Missing entries are absent, never guessed.
 
 Keys use the paper's names ("mnist", "svhn"; schemes "mnist", "svhn", "split": the modality kept
-for the unpaired remainder, SPEC section 4). :func:`paper_values` maps them onto a run's modality
+for the unpaired remainder, Sec. 4.1; docs/data.md). :func:`paper_values` maps them onto a run's modality
 names, e.g. "svhn" -> "textured", and labels them "MNIST-SVHN": values measured on MNIST-Textured
 are a different data set and are only set side by side, never presented as MNIST-SVHN results.
 """

@@ -1,4 +1,4 @@
-"""Relatedness of the unimodal posteriors (paper Sec. 4.2, Fig. 8 and 9, App. F; SPEC section 6).
+"""Relatedness of the unimodal posteriors (paper Sec. 4.2, Fig. 8 and 9, App. F).
 
 d_ij = W2(q(z | s_i), q(z | t_j)), the 2-Wasserstein distance between two diagonal Gaussians:
 

@@ -1,6 +1,6 @@
 """Tables and plots over many evaluated runs, in the layout of the paper's Table 3 (coherence per
 scheme x f, both directions), Table 4 (latent accuracy) and Fig. 5 / 7 (the same against f, one-std
-shading), with the paper's MNIST-SVHN numbers beside ours (SPEC section 9).
+shading), with the paper's MNIST-SVHN numbers beside ours (Tables 3 and 4).
 
 Runs are grouped by (model, dataset, unpaired scheme, paired fraction f), read from each run's
 ``config.json`` and ``evaluation/metrics.json``; a group's cells are mean +- std over its runs

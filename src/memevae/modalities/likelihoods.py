@@ -1,4 +1,4 @@
-"""Likelihoods p(x | z) of the modalities (SPEC section 1)."""
+"""Likelihoods p(x | z) of the modalities (paper Sec. 4: Laplace likelihoods for images)."""
 
 from __future__ import annotations
 

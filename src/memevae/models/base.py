@@ -20,9 +20,9 @@ class ModelConfig:
     """Fields every model shares."""
 
     modalities: dict[str, str] = field(default_factory=lambda: {"mnist": "mnist-mlp", "textured": "svhn-conv"})
-    """Data modality name -> network kind ("mnist-mlp", "svhn-conv"); SPEC section 1, Table 8."""
+    """Data modality name -> network kind ("mnist-mlp", "svhn-conv"); paper Table 8."""
     latent_dim: int = 64
-    """Latent size L. 64 in the MEME release; MMVAE used 20 (SPEC section 1)."""
+    """Latent size L. 64 in the MEME release; MMVAE used 20 (Shi et al. 2019)."""
     architecture: str = "release"
     """"release": the authors' networks (MNIST 512-512 MLP; SVHN conv with BatchNorm and a
     512-channel layer). "paper": Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
@@ -87,7 +87,7 @@ class MultimodalVAE(nn.Module):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, source: str, target: str, sample: bool = True) -> torch.Tensor:
         """Cross-generation: encode ``x`` of ``source``, take z (a sample, or the posterior mean),
-        and return the decoder mean of ``target`` (as coherence is measured, SPEC section 6)."""
+        and return the decoder mean of ``target`` (as coherence is measured, Sec. 4.1)."""
         posterior = self.encode(source, x)
         z = posterior.rsample() if sample else posterior.loc
         return self.decode(target, z)

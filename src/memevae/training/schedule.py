@@ -1,4 +1,4 @@
-"""The order of batches within an epoch (SPEC section 3).
+"""The order of batches within an epoch (as the authors' release orders them; docs/data.md).
 
 Rows are grouped by which modalities they observe (paired, s-only, t-only); every batch is drawn
 from one group, so a model computes one objective per batch. Each group is shuffled and cut into

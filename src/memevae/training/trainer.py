@@ -33,7 +33,7 @@ order in which the data are seen."""
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (SPEC section 9: Adam, lr 5e-4, betas (0.9, 0.999), batch 128, 100
+    """Optimisation settings (paper App. K: Adam, lr 5e-4, betas (0.9, 0.999), batch 128, 100
     epochs for MNIST-SVHN; CUB uses lr 1e-4 and 300 epochs)."""
 
     epochs: int = 100

@@ -12,7 +12,7 @@ KL_ESTIMATES = ("analytic", "monte-carlo")
 
 @dataclass
 class MEMEConfig(ModelConfig):
-    """Configuration of :class:`~memevae.models.meme.MEME` (SPEC sections 1-3)."""
+    """Configuration of :class:`~memevae.models.meme.MEME` (paper Sec. 3, Eq. 2-6, App. B-D)."""
 
     classifier_samples: int = 10
     """K, extra samples z_1..z_K ~ q(z|s) in the estimate of log q(t|s) (App. D, Eq. 8); the

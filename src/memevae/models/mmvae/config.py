@@ -14,7 +14,7 @@ LIKELIHOOD_SCALINGS = ("dimension", "none")
 
 @dataclass
 class MMVAEConfig(ModelConfig):
-    """Configuration of :class:`~memevae.models.mmvae.MMVAE` (SPEC section 7)."""
+    """Configuration of :class:`~memevae.models.mmvae.MMVAE` (Shi et al. 2019, as the paper compares with it in Sec. 4)."""
 
     importance_samples: int = 30
     """K, the samples drawn from EACH expert q(z|x_m) (stratified sampling; M*K in all). The

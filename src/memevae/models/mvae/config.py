@@ -11,7 +11,7 @@ LIKELIHOOD_SCALINGS = ("none", "dimension")
 
 @dataclass
 class MVAEConfig(ModelConfig):
-    """Configuration of :class:`~memevae.models.mvae.MVAE` (SPEC section 7).
+    """Configuration of :class:`~memevae.models.mvae.MVAE` (Wu & Goodman 2018, as the paper compares with it in Sec. 4).
 
     Everything not listed here is shared with MEME (modality networks, Laplace likelihoods with
     scale 1, Gaussian posteriors, latent size), so that MEME and its baselines differ only in how
