@@ -45,6 +45,26 @@ def test_transposed_conv_matches_torch(in_channels, out_channels, memory_format,
     _assert_same_as_torch(fast, reference, x, (3, out_channels, 10, 14))
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("in_channels,out_channels", [(6, 3), (5, 20)])
+def test_without_the_fused_kernels_the_public_operators_give_the_same(monkeypatch, in_channels, out_channels, activation):
+    """A torch build without oneDNN's private fused operators takes the public path (float32)."""
+    import memevae.modalities.networks as networks
+
+    torch.manual_seed(0)
+    fast = TransposedConv2d(in_channels, out_channels, 4, 2, 1, activation=activation).to(memory_format=torch.channels_last)
+    x = torch.randn(3, in_channels, 5, 7).contiguous(memory_format=torch.channels_last)
+    fused = _values_and_gradients(fast, x, torch.ones(3, out_channels, 10, 14))
+    monkeypatch.setattr(networks, "fused_kernels_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", None, raising=False)  # a call would now fail
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_transpose_pointwise", None, raising=False)
+    reference = nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1), ACTIVATION_LAYERS[activation]())
+    reference[0].load_state_dict(fast.state_dict())
+    _assert_same_as_torch(fast, reference, x, (3, out_channels, 10, 14))
+    for got, want in zip(_values_and_gradients(fast, x, torch.ones(3, out_channels, 10, 14)), fused):
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
 @pytest.mark.parametrize("out_channels", [2, 17])
 def test_transposed_conv_passes_gradcheck(out_channels, activation):

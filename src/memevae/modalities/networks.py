@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -127,9 +128,21 @@ def _activate(out: torch.Tensor, activation: str | None) -> torch.Tensor:
     return ACTIVATIONS[activation](out) if activation else out
 
 
+@lru_cache(maxsize=1)
+def fused_kernels_available() -> bool:
+    """Whether this torch build offers oneDNN's fused convolution-activation kernels
+    (``torch.ops.mkldnn._convolution_pointwise`` and its transposed form: private operators, so
+    checked rather than assumed; without them the layers use torch's public ones)."""
+    try:
+        return torch.backends.mkldnn.is_available() and all(
+            hasattr(torch.ops.mkldnn, name) for name in ("_convolution_pointwise", "_convolution_transpose_pointwise"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _fuses_activation(x: torch.Tensor) -> bool:
     """Whether oneDNN can apply the activation inside the convolution (a CPU float32 or bfloat16 tensor)."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and fused_kernels_available()
 
 
 def _convolution(x, weight, bias, padding, activation):
