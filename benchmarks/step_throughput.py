@@ -40,14 +40,13 @@ def measure(args) -> dict:
 
     from memevae.data import load_pairs
     from memevae.runs import build_model
-    from memevae.training.cpu import flush_subnormals, keep_freed_memory
+    from memevae.training.cpu import cpu_settings
     from memevae.training.schedule import epoch_batches
     from memevae.training.trainer import TrainConfig, autocast, make_optimizer
 
     torch.set_num_threads(args.threads)
     if args.cpu_settings == "trainer":
-        keep_freed_memory()
-        flush_subnormals()
+        cpu_settings().__enter__()  # held until this measuring process ends
     torch.manual_seed(0)
     data = load_pairs("mnist-textured", "train")
     options = {"latent_dim": args.latent_dim, "architecture": args.architecture}

@@ -47,7 +47,8 @@ DATA_OPTIONS = {"dataset": "dataset", "rendering": "rendering", "data_dir": "dat
                 "unpaired": "unpaired", "paired_only": "paired_only", "download": "download", "verify": "verify", "limit": "limit",
                 "pairs_per_image": "pairs_per_image"}
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "device": "device",
-                 "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "precision": "precision",
+                 "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "freed_memory": "freed_memory",
+                 "precision": "precision",
                  "coherence_items": "coherence_items", "judges": "judges"}
 
 
@@ -69,7 +70,8 @@ def _add_train(sub):
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its recorded settings; only --epochs, --lr, --checkpoint-every, "
-                        "--device, --subnormals, --precision and --coherence-items may change (each change is recorded)")
+                        "--device, --subnormals, --freed-memory, --precision and --coherence-items may change (each change "
+                        "is recorded)")
     p.add_argument("--checkpoint", default="last", help="with --resume: the checkpoint to continue from (default last; "
                                                         "'previous' is the one before it)")
     d = p.add_argument_group("data")
@@ -95,6 +97,9 @@ def _add_train(sub):
     t.add_argument("--subnormals", choices=["flush", "keep"],
                    help="on the CPU, treat subnormal floats (< 1.2e-38) as zero, which keeps steps fast (default), "
                         "or keep them (IEEE-exact, up to 3x slower once decoders saturate)")
+    t.add_argument("--freed-memory", choices=["keep", "release"],
+                   help="on the CPU (glibc), let malloc keep freed memory for the next step (default; far fewer page "
+                        "faults) or release it as by default")
     t.add_argument("--precision", choices=["float32", "bf16"],
                    help="float32 (default) or bf16: mixed precision (autocast to bfloat16; changes the arithmetic; fast on "
                         "CPUs with AVX-512 BF16 or AMX and on GPUs)")
@@ -141,9 +146,9 @@ def _train(args):
         refused = sorted({_flag(fields.get(f, f)) for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
                          | {_flag(f) for f in options} | ({"--model"} if args.model else set()))
         if refused:
+            allowed = ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
             raise RunError(f"--resume continues {args.out} with its recorded model and data, so {', '.join(refused)} cannot "
-                           f"be given; it may change --epochs, --lr, --checkpoint-every, --device, --subnormals, --precision, "
-                           f"--coherence-items (start a new run in another --out for the rest)")
+                           f"be given; it may change {allowed} (start a new run in another --out for the rest)")
         out = args.out
     else:
         data = DataConfig(**data_given)

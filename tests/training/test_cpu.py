@@ -89,3 +89,29 @@ def test_docstring_examples():
     """Run in a fresh process: both settings are process-wide."""
     script = "import doctest, memevae.training.cpu as cpu; print(doctest.testmod(cpu).failed)"
     assert subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()[-1] == "0"
+
+
+def test_the_trainer_holds_the_settings_while_fitting_and_restores_them():
+    """In a fresh process: subnormals are flushed during fit() (not with subnormals="keep"), and
+    computed with again once fit() returns; the trainer reports what took effect."""
+    script = textwrap.dedent("""
+        import torch
+        from memevae.data import load_pairs
+        from memevae.models import MEME, MEMEConfig
+        from memevae.training.trainer import Callback, Trainer, TrainConfig
+        torch.set_num_threads(2)
+        flushed = lambda: bool(((torch.full((2**20,), 1e-39) * 1.0) == 0).all())
+        class Probe(Callback):
+            def on_epoch_end(self, trainer, record):
+                self.during = flushed()
+        data = load_pairs("mnist-textured", "test").subset(torch.arange(32))
+        for setting in ("flush", "keep"):
+            probe = Probe()
+            trainer = Trainer(MEME(MEMEConfig(latent_dim=4, pseudo_samples=4)), data,
+                              TrainConfig(epochs=1, batch_size=32, subnormals=setting), callbacks=[probe])
+            trainer.fit()
+            print(setting, probe.during, flushed(), sorted(trainer.cpu_settings.items()))
+    """)
+    lines = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.splitlines()[-2:]
+    assert lines == ["flush True False [('freed_memory', True), ('subnormals_flushed', True)]",
+                     "keep False False [('freed_memory', True)]"]

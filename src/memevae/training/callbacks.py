@@ -20,6 +20,12 @@ class ProgressBar(Callback):
         self.bar = None
         self.total = 0.0
 
+    def on_fit_start(self, trainer):
+        failed = [name for name, took in trainer.cpu_settings.items() if not took]
+        if failed and not self.disable:
+            print(f"note: the CPU setting(s) {', '.join(failed)} did not take effect on this machine; training computes "
+                  f"the same values, possibly more slowly (memevae.training.cpu)", file=self.stream, flush=True)
+
     def on_epoch_start(self, trainer, epoch, batches):
         self.total = 0.0
         self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{trainer.config.epochs}", unit="batch",

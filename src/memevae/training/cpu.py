@@ -1,6 +1,8 @@
 """CPU settings that make training steps fast without changing what they compute.
 
-Two settings, both process-wide, applied by the trainer when it trains on the CPU:
+Two settings, both process-wide, which the trainer applies while it trains on the CPU
+(:func:`cpu_settings`, restored when training ends; each can be turned off:
+``TrainConfig.freed_memory="release"``, ``TrainConfig.subnormals="keep"``):
 
 **Keep freed memory** (:func:`keep_freed_memory`). A training step allocates and frees tensors
 of tens of megabytes (a decoder's activations over (K+2)B latents). With its default settings
@@ -33,6 +35,7 @@ flush-to-zero).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -44,10 +47,13 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _LARGEST_HEAP_BLOCK = 32 * 2**20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit systems
 _KEEP_UP_TO = 2**31 - 1  # bytes of free heap top malloc may keep (the largest value mallopt takes)
+_GLIBC_DEFAULT = 128 * 1024  # glibc's default for both thresholds
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse; True if the setting took effect.
+def keep_freed_memory(enabled: bool = True) -> bool:
+    """Make glibc's malloc keep freed memory for reuse (``enabled=False``: glibc's default
+    thresholds again, 128 KiB each; its adaptive mmap threshold stays off once set); True if the
+    setting took effect.
 
     Example (on Linux with glibc):
         >>> keep_freed_memory()
@@ -61,7 +67,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO))
+    mmap_threshold, trim_threshold = (_LARGEST_HEAP_BLOCK, _KEEP_UP_TO) if enabled else (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
 def _openmp_runtime_path() -> str | None:
@@ -84,16 +91,18 @@ def _openmp_runtime_path() -> str | None:
     return paths[0] if len(set(paths)) == 1 else None  # several foreign runtimes: do not guess
 
 
-def _subnormals_flushed() -> bool:
-    """Whether a product of subnormals, large enough to run on every thread of torch's pool, is zero."""
-    x = torch.full((2**20,), 1e-39)
-    return bool(((x * 1.0) == 0).all())
+def _subnormals_flushed() -> bool | None:
+    """True if a product of subnormals, large enough to run on every thread of torch's pool, is
+    zero everywhere; False if it is zero nowhere; None if some threads flush and others do not."""
+    zero = (torch.full((2**20,), 1e-39) * 1.0) == 0
+    return True if bool(zero.all()) else False if not bool(zero.any()) else None
 
 
-def flush_subnormals() -> bool:
+def flush_subnormals(enabled: bool = True) -> bool:
     """Treat subnormal floats as zero (FTZ/DAZ) in this thread and in every thread of torch's
-    OpenMP pool; True if it took effect in the pool too (checked on a product of subnormals large
-    enough to run on every thread).
+    OpenMP pool (``enabled=False``: compute with them again, IEEE arithmetic); True if the setting
+    took effect in the whole pool (checked on a product of subnormals large enough to run on every
+    thread).
 
     Example (on an x86 CPU; 1e-39 is subnormal in float32):
         >>> flush_subnormals()
@@ -101,8 +110,8 @@ def flush_subnormals() -> bool:
         >>> torch.full((3,), 1e-39) * 1.0
         tensor([0., 0., 0.])
     """
-    if not torch.set_flush_denormal(True):
-        return False
+    if not torch.set_flush_denormal(enabled):
+        return not enabled and _subnormals_flushed() is False
     path = _openmp_runtime_path()
     if path is None:
         return False
@@ -114,5 +123,32 @@ def flush_subnormals() -> bool:
     parallel.argtypes, parallel.restype = (callback_type, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint), None
     # Run torch.set_flush_denormal on each thread of a team as large as torch's pool; threads
     # the pool creates later copy the creating thread's setting.
-    parallel(callback_type(lambda _: torch.set_flush_denormal(True)), None, torch.get_num_threads(), 0)
-    return _subnormals_flushed()
+    parallel(callback_type(lambda _: torch.set_flush_denormal(enabled)), None, torch.get_num_threads(), 0)
+    return _subnormals_flushed() is enabled
+
+
+@contextlib.contextmanager
+def cpu_settings(freed_memory: bool = True, subnormals_flushed: bool = True):
+    """Apply the settings for the duration of a ``with`` block and restore the defaults after
+    (malloc's thresholds, IEEE subnormals). Yields ``{setting: took effect}`` for the settings
+    asked for, so a caller can say when one did not.
+
+    Example (Linux, glibc, x86):
+        >>> with cpu_settings() as took:
+        ...     print(took, torch.full((3,), 1e-39) * 1.0)
+        {'freed_memory': True, 'subnormals_flushed': True} tensor([0., 0., 0.])
+        >>> bool((torch.full((3,), 1e-39) * 1.0 != 0).all())  # restored
+        True
+    """
+    took = {}
+    if freed_memory:
+        took["freed_memory"] = keep_freed_memory(True)
+    if subnormals_flushed:
+        took["subnormals_flushed"] = flush_subnormals(True)
+    try:
+        yield took
+    finally:
+        if subnormals_flushed:
+            flush_subnormals(False)
+        if freed_memory:
+            keep_freed_memory(False)
