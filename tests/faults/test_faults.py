@@ -359,3 +359,11 @@ def test_bad_options_get_one_line_and_leave_no_folder(tmp_path, capsys, option, 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_checkpoint_whose_payload_is_not_serialised_bytes_is_named_as_such(tmp_path):
+    path = tmp_path / "run"
+    fit(path, epochs=1)
+    torch.save({"format": 2, "sha256": "0" * 64, "payload": [1, 2, 3]}, path / "checkpoints" / "last.pt")
+    with pytest.raises(RunError, match=r"is damaged \(its payload is a list, not serialised bytes\)"):
+        load_run(path)

@@ -123,8 +123,11 @@ class RunDir:
         if outer.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"it has format {outer.get('format')!r}; this memevae reads {CHECKPOINT_FORMAT} (and 1)")
         payload = outer.get("payload")
-        payload = payload.numpy().tobytes() if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 else None
-        if payload is None or hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+        if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8:
+            payload = payload.numpy().tobytes()
+        elif not isinstance(payload, bytes):  # (bytes: how the first writers of format 2 stored it)
+            raise ValueError(f"its payload is a {type(payload).__name__}, not serialised bytes")
+        if hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
             raise ValueError("its contents do not match their sha256: the file was damaged after it was written")
         return torch.load(_io.BytesIO(payload), map_location=map_location, weights_only=False)
 
