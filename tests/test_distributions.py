@@ -125,3 +125,19 @@ def test_docstring_examples():
     import memevae.distributions
 
     assert doctest.testmod(memevae.distributions).failed == 0
+
+
+def test_posterior_samples_for_evaluation_keep_the_posteriors_family():
+    """Cross coherence samples z ~ q(z|x) through sample_latent: a Laplace posterior (MMVAE,
+    --posterior laplace) must give Laplace samples (std sqrt(2) at scale 1), not Gaussian ones."""
+    from memevae.distributions import DiagonalGaussian, DiagonalLaplace
+    from memevae.evaluation._common import sample_latent
+
+    zeros, ones = torch.zeros(200_000, 1), torch.ones(200_000, 1)
+    laplace = sample_latent(DiagonalLaplace(zeros, ones), torch.Generator().manual_seed(0))
+    gaussian = sample_latent(DiagonalGaussian(zeros, ones), torch.Generator().manual_seed(0))
+    assert abs(laplace.std().item() - 2 ** 0.5) < 0.01 and abs(gaussian.std().item() - 1.0) < 0.01
+    # a Gaussian posterior's samples are the same draws as before: z = loc + scale * randn(generator)
+    assert torch.equal(gaussian, torch.randn(200_000, 1, generator=torch.Generator().manual_seed(0)))
+    again = sample_latent(DiagonalLaplace(zeros, ones), torch.Generator().manual_seed(0))
+    assert torch.equal(laplace, again)  # reproducible from the generator alone

@@ -30,10 +30,13 @@ class DiagonalGaussian:
     loc: torch.Tensor
     scale: torch.Tensor
 
-    def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
-        """Reparameterised sample loc + scale * eps, shape ``sample_shape + loc.shape``."""
+    def rsample(self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample loc + scale * eps, shape ``sample_shape + loc.shape``; the noise
+        comes from ``generator`` when given (drawn on its device, e.g. a CPU generator for results
+        that do not depend on the device), else from torch's global generator."""
         shape = tuple(sample_shape) + tuple(self.loc.shape)
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        device = generator.device if generator is not None else self.loc.device
+        eps = torch.randn(shape, generator=generator, dtype=self.loc.dtype, device=device).to(self.loc.device)
         return self.loc + self.scale * eps
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -67,10 +70,13 @@ class DiagonalLaplace:
     loc: torch.Tensor
     scale: torch.Tensor
 
-    def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
-        """Reparameterised sample loc - scale * sign(u) * log(1 - |u|), u ~ U(eps - 1, 1)."""
+    def rsample(self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample loc - scale * sign(u) * log(1 - |u|), u ~ U(eps - 1, 1); the noise
+        comes from ``generator`` when given (as :meth:`DiagonalGaussian.rsample`)."""
         shape = tuple(sample_shape) + tuple(torch.broadcast_shapes(self.loc.shape, self.scale.shape))
-        u = self.loc.new_empty(shape).uniform_(torch.finfo(self.loc.dtype).eps - 1, 1)
+        device = generator.device if generator is not None else self.loc.device
+        u = torch.empty(shape, dtype=self.loc.dtype, device=device)
+        u = u.uniform_(torch.finfo(self.loc.dtype).eps - 1, 1, generator=generator).to(self.loc.device)
         return self.loc - self.scale * u.sign() * torch.log1p(-u.abs())
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

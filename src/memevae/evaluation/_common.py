@@ -77,6 +77,6 @@ def posteriors(model, modality: str, images: torch.Tensor, batch_size: int = 500
 
 
 def sample_latent(q, generator: torch.Generator) -> torch.Tensor:
-    """z = loc + scale * eps with eps from ``generator`` (a CPU generator: reproducible everywhere)."""
-    eps = torch.randn(q.loc.shape, generator=generator, dtype=q.loc.dtype).to(q.loc.device)
-    return q.loc + q.scale * eps
+    """One sample of the posterior ``q`` in its own family (Gaussian, or Laplace for MMVAE's App. I
+    variant), with noise from ``generator`` (a CPU generator: reproducible everywhere)."""
+    return q.rsample(generator=generator)
