@@ -21,6 +21,7 @@ import torch
 
 from . import __version__, io
 from .data import DATASETS, MultimodalDataset, apply_scheme, load_pairs
+from .data.dataset import as_float_images
 from .data.pairs import LEGACY_RENDERING, data_variant, recorded_variant
 from .data.textured import DEFAULT_RENDERING, check_rendering
 from .distributions import DiagonalGaussian
@@ -99,11 +100,6 @@ class DataConfig:
         return data
 
 
-def _as_float_images(x) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-
-
 class Run:
     """A trained (or training) model with its config and history; what :func:`load_run` returns."""
 
@@ -124,14 +120,14 @@ class Run:
     def encode(self, modality: str, x) -> DiagonalGaussian:
         """Posterior q(z | x) for a batch of one modality (float in [0, 1] or uint8)."""
         with torch.no_grad():
-            return self.model.encode(modality, _as_float_images(x).to(self.device))
+            return self.model.encode(modality, as_float_images(x).to(self.device))
 
     def translate(self, x, source: str, target: str, sample: bool = True) -> torch.Tensor:
         """Generate ``target`` from a batch of ``source`` (decoder means, in [0, 1])."""
-        return self.model.translate(_as_float_images(x).to(self.device), source, target, sample=sample)
+        return self.model.translate(as_float_images(x).to(self.device), source, target, sample=sample)
 
     def reconstruct(self, x, modality: str, sample: bool = True) -> torch.Tensor:
-        return self.model.reconstruct(_as_float_images(x).to(self.device), modality, sample=sample)
+        return self.model.reconstruct(as_float_images(x).to(self.device), modality, sample=sample)
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, model={self.config['model']!r}, epochs={len(self.history)})"

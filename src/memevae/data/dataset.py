@@ -35,8 +35,14 @@ class Batch:
         return self.labels.shape[0]
 
 
-def _as_float(examples: torch.Tensor) -> torch.Tensor:
-    return examples.float().div_(255) if examples.dtype == torch.uint8 else examples
+def as_float_images(x) -> torch.Tensor:
+    """Images as float in [0, 1]: uint8 (0..255) divided by 255, anything else as float32.
+
+    >>> as_float_images(torch.tensor([0, 51, 255], dtype=torch.uint8))
+    tensor([0.0000, 0.2000, 1.0000])
+    """
+    x = torch.as_tensor(x)
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
 class MultimodalDataset(torch.utils.data.Dataset):
@@ -104,7 +110,7 @@ class MultimodalDataset(torch.utils.data.Dataset):
             j = int(self.index[m][i])
             mask[m] = j >= 0
             bank = self.banks[m]
-            data[m] = _as_float(bank[j]) if j >= 0 else torch.zeros(self.shape(m), dtype=_as_float(bank[:0]).dtype)
+            data[m] = as_float_images(bank[j]) if j >= 0 else torch.zeros(self.shape(m), dtype=as_float_images(bank[:0]).dtype)
         return {"data": data, "mask": mask, "label": int(self.labels[i])}
 
     def batch(self, rows: torch.Tensor) -> Batch:
@@ -118,7 +124,7 @@ class MultimodalDataset(torch.utils.data.Dataset):
             raise ValueError(
                 f"batch rows mix observation patterns ({', '.join(kinds)}); group rows with patterns() first"
             )
-        data = {m: _as_float(self.banks[m][self.index[m][rows]]) for m, seen in zip(self.modalities, mask[0]) if seen}
+        data = {m: as_float_images(self.banks[m][self.index[m][rows]]) for m, seen in zip(self.modalities, mask[0]) if seen}
         return Batch(data, self.labels[rows])
 
     def subset(self, rows: torch.Tensor) -> "MultimodalDataset":

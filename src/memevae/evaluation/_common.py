@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from ..data.dataset import as_float_images as as_float  # one definition, in the data layer
+
 DATASET_LABELS = {"mnist-svhn": "MNIST-SVHN", "mnist-textured": "MNIST-Textured"}
 
 
@@ -36,8 +38,6 @@ def model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def as_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
 def paired_rows(data) -> torch.Tensor:

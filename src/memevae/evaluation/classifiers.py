@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__, io
+from ..data.dataset import as_float_images
 from ..data.pairs import LEGACY_RENDERING, data_variant
 from ..data.textured import DEFAULT_RENDERING
 
@@ -244,10 +245,6 @@ def modality_examples(data, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
     return data.banks[modality][torch.from_numpy(used)], labels
 
 
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
 def _shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -> torch.Tensor:
     """Random translation by up to ``pixels`` in each direction (zero padding): cheap augmentation."""
     padded = F.pad(x, (pixels,) * 4)
@@ -260,7 +257,7 @@ def accuracy(classify, images: torch.Tensor, labels: torch.Tensor, batch_size: i
     """Fraction of ``images`` (uint8 or float) whose argmax prediction equals ``labels``."""
     correct = 0
     for start in range(0, len(labels), batch_size):
-        logits = classify(_as_float(images[start:start + batch_size]))
+        logits = classify(as_float_images(images[start:start + batch_size]))
         correct += (logits.argmax(-1).cpu() == labels[start:start + batch_size]).sum().item()
     return correct / max(len(labels), 1)
 
@@ -284,7 +281,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, epochs: int 
         total = 0.0
         for step in bar:
             rows = order[step * batch_size:(step + 1) * batch_size]
-            x = _shift(_as_float(images[rows]), generator)
+            x = _shift(as_float_images(images[rows]), generator)
             loss = F.cross_entropy(net(x), labels[rows])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

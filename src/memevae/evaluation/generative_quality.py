@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.dataset import as_float_images
+
 __all__ = ["bald_mutual_information", "mutual_information", "generative_quality", "train_gp_classifier",
            "GPClassifier", "MissingDependencyError", "save_gp_classifier", "load_gp_classifier", "modality_examples"]
 
@@ -190,9 +192,6 @@ class GPClassifier(nn.Module):
         return {**self.init_args, "shape": list(self.shape), **self.info}
 
 
-def _as_images(x) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, avoid: int) -> list[torch.Tensor]:
@@ -234,7 +233,7 @@ def train_gp_classifier(images, labels, *, num_classes: int = 10, epochs: int = 
         >>> classifier = train_gp_classifier(images, labels)                                    # doctest: +SKIP
     """
     gpytorch = _gpytorch()
-    images, labels = _as_images(images), torch.as_tensor(labels).long()
+    images, labels = as_float_images(images), torch.as_tensor(labels).long()
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     if labels.shape != (len(images),):
@@ -304,7 +303,7 @@ def train_gp_classifier(images, labels, *, num_classes: int = 10, epochs: int = 
     classifier.info = {"train_items": len(images), "epochs": epochs, "gp_epochs": gp_epochs, "seed": seed,
                        "final_cross_entropy": cnn_loss, "final_negative_elbo_per_item": gp_loss}
     if test_images is not None:
-        classifier.info["test_accuracy"] = _accuracy(classifier, _as_images(test_images), torch.as_tensor(test_labels).long())
+        classifier.info["test_accuracy"] = _accuracy(classifier, as_float_images(test_images), torch.as_tensor(test_labels).long())
     return classifier
 
 
@@ -346,7 +345,7 @@ def modality_examples(data, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
     seen = index >= 0
     bank_rows, first = _first_rows(index[seen])
     rows = seen.nonzero().squeeze(1)[first]
-    return _as_images(data.banks[modality][bank_rows]), data.labels[rows]
+    return as_float_images(data.banks[modality][bank_rows]), data.labels[rows]
 
 
 def _first_rows(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -357,7 +356,7 @@ def _first_rows(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _image_mi(images, classifier, labels, samples, batch_size, seed) -> dict:
-    images = _as_images(images)
+    images = as_float_images(images)
     if images.dim() != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty (N, C, H, W) batch, got shape {tuple(images.shape)}")
     if labels is not None:
