@@ -200,10 +200,10 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
         except NonFiniteError as error:
             rate, default = _recorded_learning_rate(run_dir, training), TrainConfig().learning_rate
             lower = rate / 10 if rate <= default else default
-            raise NonFiniteError(f"{error}. {checkpoint_status(run_dir)}; e.g. with a lower learning rate: "
+            raise NonFiniteError(f"{error}; {checkpoint_status(run_dir)}; e.g. with a lower learning rate: "
                                  f"memevae train --out {run_dir.path} --resume --lr {lower:g}") from None
         except TrainingError as error:
-            raise TrainingError(f"{error}. {checkpoint_status(run_dir)}") from None
+            raise TrainingError(f"{error}; {checkpoint_status(run_dir)}") from None
         finally:
             if new_folder and not run_dir.exists():  # refused before the run was created: leave no empty folder behind
                 (run_dir.path / ".lock").unlink(missing_ok=True)

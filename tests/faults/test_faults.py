@@ -230,7 +230,7 @@ def test_a_full_disk_while_writing_a_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(TrainingError) as error:
         fit(tmp_path / "run")
     assert str(error.value).startswith(f"could not write {tmp_path / 'run' / 'checkpoints' / 'last.pt'} at the end of epoch 2 "
-                                       "(No space left on device); the checkpoint it would have replaced is intact. ")
+                                       "(No space left on device); the checkpoint it would have replaced is intact; ")
     assert "(end of epoch 1) is intact; continue with --resume" in str(error.value)
     assert RunDir(tmp_path / "run").load_checkpoint()["epoch"] == 1
     assert not list((tmp_path / "run").rglob("*.tmp"))
