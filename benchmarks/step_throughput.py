@@ -27,6 +27,7 @@ Steps are timed as training runs them: ``--warmup`` steps on successive batches 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -45,43 +46,44 @@ def measure(args) -> dict:
     from memevae.training.trainer import TrainConfig, autocast, make_optimizer
 
     torch.set_num_threads(args.threads)
-    if args.cpu_settings == "trainer":
-        cpu_settings().__enter__()  # held until this measuring process ends
-    torch.manual_seed(0)
-    data = load_pairs("mnist-textured", "train")
-    options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
-    if args.model in ("meme", "release-style"):
-        options["classifier_samples"] = args.classifier_samples
-    model = build_model("meme" if args.model == "release-style" else args.model, data.modalities, options)
-    model.initialise(data, torch.Generator().manual_seed(0))
-    if args.model == "release-style":
-        plain_torch_layers(model)
-        model.to(memory_format=torch.contiguous_format)
-    optimizer = make_optimizer(model.parameters(), TrainConfig())
-    modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
-    batches = [rows for epoch in (1, 2, 3) for rows in epoch_batches(data, args.batch_size, 0, epoch)
-               if len(rows) == args.batch_size][: args.warmup + args.steps]
-    if len(batches) < args.warmup + args.steps:
-        raise SystemExit(f"the sample has only {len(batches)} full batches; lower --warmup or --steps")
+    settings = cpu_settings() if args.cpu_settings == "trainer" else contextlib.nullcontext()
+    with settings as took:  # as the trainer holds them while it fits
+        torch.manual_seed(0)
+        data = load_pairs("mnist-textured", "train")
+        options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
+        if args.model in ("meme", "release-style"):
+            options["classifier_samples"] = args.classifier_samples
+        model = build_model("meme" if args.model == "release-style" else args.model, data.modalities, options)
+        model.initialise(data, torch.Generator().manual_seed(0))
+        if args.model == "release-style":
+            plain_torch_layers(model)
+            model.to(memory_format=torch.contiguous_format)
+        optimizer = make_optimizer(model.parameters(), TrainConfig())
+        modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
+        batches = [rows for epoch in (1, 2, 3) for rows in epoch_batches(data, args.batch_size, 0, epoch)
+                   if len(rows) == args.batch_size][: args.warmup + args.steps]
+        if len(batches) < args.warmup + args.steps:
+            raise SystemExit(f"the sample has only {len(batches)} full batches; lower --warmup or --steps")
 
-    def step(rows):
-        full = data.batch(rows)
-        batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
-        with autocast("cpu", args.precision):
-            loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        def step(rows):
+            full = data.batch(rows)
+            batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
+            with autocast("cpu", args.precision):
+                loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
-    times = []
-    for i, rows in enumerate(batches):
-        started = time.perf_counter()
-        step(rows)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - started)
-    median = statistics.median(times)
-    return {"model": args.model, "case": args.case, "precision": args.precision, "batch": args.batch_size, "step_s": median,
-            "items_per_s": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        times = []
+        for i, rows in enumerate(batches):
+            started = time.perf_counter()
+            step(rows)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - started)
+        median = statistics.median(times)
+        return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": took or {},
+                "batch": args.batch_size, "step_s": median,
+                "items_per_s": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def plain_torch_layers(module) -> None:
