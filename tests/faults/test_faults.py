@@ -50,10 +50,14 @@ def _one_thread(one_thread):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """Two epochs without any fault: what every recovered run must equal."""
-    torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("straight") / "run"
-    fit(path)
-    return load_run(path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests here run (the autouse one_thread fixture)
+    try:
+        path = tmp_path_factory.mktemp("straight") / "run"
+        fit(path)
+        return load_run(path)
+    finally:
+        torch.set_num_threads(threads)  # a module fixture must not change the process for later modules
 
 
 def poison(monkeypatch, call: int, how: str):
@@ -261,6 +265,7 @@ KILL_IN_WRITE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a training subprocess; CI runs it
 def test_kill_during_a_checkpoint_write(tmp_path, straight):
     out, marker = tmp_path / "run", tmp_path / "marker"
     process = subprocess.Popen([sys.executable, "-c", KILL_IN_WRITE, str(out), str(marker), *CLI_RUN],
@@ -288,6 +293,7 @@ HOLD_THE_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a training subprocess; CI runs it
 def test_concurrent_processes_on_one_run(tmp_path, capsys):
     out = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

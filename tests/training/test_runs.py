@@ -87,12 +87,14 @@ def test_interrupt_during_an_epoch_then_resume(tmp_path, two_epochs, monkeypatch
     assert_same_parameters(run.model, two_epochs.model)
 
 
+@pytest.mark.slow  # a training subprocess; CI runs it
 def test_kill_minus_nine_then_resume(tmp_path, two_epochs):
     """A real SIGKILL of the command line while it trains; the checkpoint on disk stays loadable."""
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "memevae.cli", "train", "--out", str(out), "--epochs", "2", "--limit", "192",
                "--batch-size", "64", "--seed", "5", "--latent-dim", "8", "--pseudo-samples", "8", "--classifier-samples", "2", "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same reductions as the run compared with
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     last = out / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not last.exists() and process.poll() is None and time.time() < deadline:
