@@ -69,9 +69,8 @@ def _add_train(sub):
     p.add_argument("--model", help="meme (default), mvae (Wu & Goodman 2018) or mmvae (Shi et al. 2019; paired data only)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out with its recorded settings; only --epochs, --lr, --checkpoint-every, "
-                        "--device, --subnormals, --freed-memory, --precision and --coherence-items may change (each change "
-                        "is recorded)")
+                   help=f"continue the run in --out with its recorded settings; only {_resumable_flags()} may change "
+                        f"(each change is recorded)")
     p.add_argument("--checkpoint", default="last", help="with --resume: the checkpoint to continue from (default last; "
                                                         "'previous' is the one before it)")
     d = p.add_argument_group("data")
@@ -118,6 +117,13 @@ def _flag(dest: str) -> str:
     return {"verify": "--no-verify"}.get(dest, "--" + dest.replace("_", "-"))
 
 
+def _resumable_flags() -> str:
+    """The options a resumed run may change (TrainConfig's RESUMABLE fields that are CLI options)."""
+    from .training.trainer import RESUMABLE
+
+    return ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
+
+
 def _given(args, options: dict) -> dict:
     """{config field: value} of the options the user gave."""
     return {field: getattr(args, dest) for dest, field in options.items() if getattr(args, dest) is not None}
@@ -146,9 +152,8 @@ def _train(args):
         refused = sorted({_flag(fields.get(f, f)) for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
                          | {_flag(f) for f in options} | ({"--model"} if args.model else set()))
         if refused:
-            allowed = ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
             raise RunError(f"--resume continues {args.out} with its recorded model and data, so {', '.join(refused)} cannot "
-                           f"be given; it may change {allowed} (start a new run in another --out for the rest)")
+                           f"be given; it may change {_resumable_flags()} (start a new run in another --out for the rest)")
         out = args.out
     else:
         data = DataConfig(**data_given)

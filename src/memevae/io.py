@@ -13,8 +13,10 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename onto ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb",
+                 before_replace: Callable[[], None] | None = None) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename onto ``path``;
+    ``before_replace``, if given, runs once the new contents are safely on disk, just before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,6 +26,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

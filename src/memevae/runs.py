@@ -306,8 +306,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         name, options = model or "meme", dict(model_options or {})
         model_class(name)  # fail early on an unknown model name
         config = None
-        if run_dir.exists():
-            run_dir.create({})  # refuses, saying what to do
+        run_dir.check_free()  # before any data is loaded
     train_data, test_data = data_config.load("train"), data_config.load("test")
     judges = _monitor_judges(train_config, data_config, test_data.modalities)
     torch.manual_seed(train_config.seed)

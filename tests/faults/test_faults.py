@@ -220,23 +220,24 @@ def test_a_full_disk_while_writing_a_checkpoint(tmp_path, monkeypatch):
     real = io.atomic_write
     writes = {"last": 0}
 
-    def disk_fills_up(path, write, mode="wb"):
+    def disk_fills_up(path, write, mode="wb", **options):
         if path.name == "last.pt":
             writes["last"] += 1
             if writes["last"] == 2:
                 def half_then_full(handle):
                     handle.write(b"\0" * 4096)
                     raise OSError(errno.ENOSPC, "No space left on device")
-                return real(path, half_then_full, mode)
-        return real(path, write, mode)
+                return real(path, half_then_full, mode, **options)
+        return real(path, write, mode, **options)
 
     monkeypatch.setattr(io, "atomic_write", disk_fills_up)
     with pytest.raises(TrainingError) as error:
         fit(tmp_path / "run")
-    assert str(error.value).startswith(f"could not write {tmp_path / 'run' / 'checkpoints' / 'last.pt'} at the end of epoch 2 "
-                                       "(No space left on device); the checkpoint it would have replaced is intact; ")
+    assert str(error.value).startswith(f"could not write the checkpoint of epoch 2 in {tmp_path / 'run' / 'checkpoints'} "
+                                       "(No space left on device); no checkpoint file was changed by the failed write; ")
     assert "(end of epoch 1) is intact; continue with --resume" in str(error.value)
     assert RunDir(tmp_path / "run").load_checkpoint()["epoch"] == 1
+    assert not RunDir(tmp_path / "run").has_checkpoint("previous")  # the fallback moves only once a new last.pt is written
     assert not list((tmp_path / "run").rglob("*.tmp"))
 
 
@@ -248,7 +249,7 @@ KILL_IN_WRITE = textwrap.dedent("""
     from memevae import io
     real = io.atomic_write
     seen = {"n": 0}
-    def slow(path, write, mode="wb"):
+    def slow(path, write, mode="wb", **options):
         if Path(path).name == "last.pt":
             seen["n"] += 1
             if seen["n"] == 2:  # epoch 2's checkpoint: write half of it, then wait to be killed
@@ -257,8 +258,8 @@ KILL_IN_WRITE = textwrap.dedent("""
                     handle.flush()
                     Path(sys.argv[2]).write_text("writing")
                     time.sleep(120)
-                return real(path, half, mode)
-        return real(path, write, mode)
+                return real(path, half, mode, **options)
+        return real(path, write, mode, **options)
     io.atomic_write = slow
     from memevae.cli import main
     main(["train", "--out", sys.argv[1], *sys.argv[3:]])
@@ -312,7 +313,8 @@ def test_concurrent_processes_on_one_run(tmp_path, capsys):
         process.send_signal(signal.SIGKILL)
         process.wait()
     # the holder died: its lock went with it, and the run continues
-    assert memevae.resume(out, epochs=len(RunDir(out).read_metrics()) + 1, progress=False)
+    done = len(RunDir(out).read_metrics())
+    assert memevae.resume(out, epochs=done + 1, progress=False).history[-1]["epoch"] == done + 1
 
 
 # -- runs stopped early, resumed runs, options -------------------------------------------------

@@ -37,8 +37,8 @@ def coherence_keys(record: dict) -> list[str]:
 
 
 class CoherenceMonitor(Callback):
-    """Cross coherence after every ``every`` epochs (and the last) on the first ``items`` paired
-    rows of ``test_data``; adds ``coherence/<s>-><t>`` and ``time/coherence_s`` to the record.
+    """Cross coherence after every epoch on the first ``items`` paired rows of ``test_data``; adds
+    ``coherence/<s>-><t>`` and ``time/coherence_s`` to the record.
 
     Must come before the callbacks that write the record (checkpoints, metrics log, figures).
 
@@ -57,18 +57,15 @@ class CoherenceMonitor(Callback):
         (0.1, 0.1)
     """
 
-    def __init__(self, test_data, judges: dict, items: int = 500, seed: int = 0, every: int = 1):
+    def __init__(self, test_data, judges: dict, items: int = 500, seed: int = 0):
         rows = test_data.patterns().get(tuple(test_data.modalities))
         if rows is None or len(rows) == 0:
             raise ValueError("the per-epoch coherence needs paired test rows")
         self.data = test_data.subset(rows[:items])
         self.judges = judges
         self.seed = seed
-        self.every = every
 
     def on_epoch_end(self, trainer, record):
-        if record["epoch"] % self.every and record["epoch"] != trainer.config.epochs:
-            return
         started = time.perf_counter()
         values = cross_coherence(trainer.model, self.data, self.judges, seed=self.seed, progress=False)
         record.update({f"coherence/{key}": value for key, value in values.items() if key != "items"})

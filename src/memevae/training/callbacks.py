@@ -63,12 +63,11 @@ class Checkpointer(Callback):
             raise TrainingError(f"the parameters became non-finite during epoch {record['epoch']}; its checkpoint was not written")
         state = {**trainer.state_dict(), "config": self.config}
         names = ["last"] + ([f"epoch-{record['epoch']:04d}"] if self.every and record["epoch"] % self.every == 0 else [])
-        for name in names:
-            try:
-                self.run_dir.save_checkpoint(state, name)
-            except OSError as error:  # e.g. a full disk: the write went to a temporary file, now removed
-                raise TrainingError(f"could not write {self.run_dir.checkpoint_path(name)} at the end of epoch {record['epoch']} "
-                                    f"({error.strerror or error}); the checkpoint it would have replaced is intact") from None
+        try:
+            self.run_dir.save_checkpoint(state, *names)
+        except OSError as error:  # e.g. a full disk: the write went to a temporary file, now removed
+            raise TrainingError(f"could not write the checkpoint of epoch {record['epoch']} in {self.run_dir.checkpoints} "
+                                f"({error.strerror or error}); no checkpoint file was changed by the failed write") from None
 
 
 class MetricsLog(Callback):

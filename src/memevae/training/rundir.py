@@ -61,15 +61,19 @@ class RunDir:
 
     def create(self, config: dict) -> "RunDir":
         """Start a new run here; refuses a folder that already holds one."""
+        self.check_free()
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.figures.mkdir(parents=True, exist_ok=True)
+        io.write_json(self.config_path, config)
+        return self
+
+    def check_free(self) -> None:
+        """Refuse, saying what to do instead, when this folder already holds a run."""
         if self.exists():
             if self.has_checkpoint():
                 raise RunError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
             raise RunError(f"{self.path} holds a run that stopped before its first checkpoint; start it again with "
                            f"--resume (it restarts from epoch 1 with its recorded settings), or choose another --out")
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        self.figures.mkdir(parents=True, exist_ok=True)
-        io.write_json(self.config_path, config)
-        return self
 
     def read_config(self) -> dict:
         if not self.exists():
@@ -91,9 +95,9 @@ class RunDir:
     def has_checkpoint(self, name: str = "last") -> bool:
         return self.checkpoint_path(name).exists()
 
-    def save_checkpoint(self, state: dict, name: str = "last") -> Path:
-        """Write ``name``.pt atomically with a sha256 of its contents; writing ``last`` first keeps
-        the checkpoint it replaces as ``previous``."""
+    def save_checkpoint(self, state: dict, *names: str) -> None:
+        """Write ``state`` as each of ``names`` (default ``last``; serialised once) atomically, with a
+        sha256 of its contents; writing ``last`` first keeps the checkpoint it replaces as ``previous``."""
         buffer = _io.BytesIO()
         torch.save(state, buffer)
         payload = buffer.getvalue()
@@ -101,14 +105,18 @@ class RunDir:
         torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
                     "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, envelope)
         data = envelope.getvalue()
-        path = self.checkpoint_path(name)
-        if name == "last" and path.exists():  # the one being replaced becomes the fallback (a link: no copy, no gap)
-            spare = self.checkpoints / f".{FALLBACK}.pt.link"
-            if spare.exists():
-                spare.unlink()
-            os.link(path, spare)
-            os.replace(spare, self.checkpoint_path(FALLBACK))
-        return io.atomic_write(path, lambda f: f.write(data))
+        for name in names or ("last",):
+            path = self.checkpoint_path(name)
+            keep = self._keep_as_fallback if name == "last" and path.exists() else None
+            io.atomic_write(path, lambda f: f.write(data), before_replace=keep)
+
+    def _keep_as_fallback(self) -> None:
+        """``last.pt``, about to be replaced, becomes ``previous.pt`` (a hard link: no copy, and at
+        every moment both names hold a complete checkpoint)."""
+        spare = self.checkpoints / f".{FALLBACK}.pt.link"
+        spare.unlink(missing_ok=True)
+        os.link(self.checkpoint_path("last"), spare)
+        os.replace(spare, self.checkpoint_path(FALLBACK))
 
     def _read_checkpoint(self, path: Path, map_location) -> dict:
         """The state in ``path``; raises ValueError saying what is wrong with the file."""

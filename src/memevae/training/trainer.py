@@ -125,11 +125,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 def gradients_finite(model: torch.nn.Module) -> bool:
-    """Whether every parameter gradient is finite (one fused norm per tensor, about 1% of a step)."""
+    """Whether every parameter gradient is finite (one fused norm per tensor: 1.3 ms for MEME's 3.5M
+    parameters on 2 CPU threads, about 0.3% of its step)."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return True
     return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+
+def _where(epoch: int, step: int, batch) -> str:
+    return f"at epoch {epoch}, step {step + 1} (a batch with {', '.join(batch.observed)})"
 
 
 def parameters_finite(model: torch.nn.Module) -> bool:
@@ -237,13 +242,12 @@ class Trainer:
             with autocast(self.device.type, self.config.precision):
                 output = self.model(batch)
             loss = output.loss
-            where = f"at epoch {epoch}, step {step + 1} (a batch with {', '.join(batch.observed)})"
             if not torch.isfinite(loss):
-                raise NonFiniteError(f"the loss became {loss.item()} {where}; training stopped before that update")
+                raise NonFiniteError(f"the loss became {loss.item()} {_where(epoch, step, batch)}; training stopped before that update")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not gradients_finite(self.model):
-                raise NonFiniteError(f"a gradient became non-finite (loss {loss.item():.6g}) {where}; "
+                raise NonFiniteError(f"a gradient became non-finite (loss {loss.item():.6g}) {_where(epoch, step, batch)}; "
                                     f"training stopped before that update")
             self.optimizer.step()
             items += len(rows)
