@@ -90,6 +90,35 @@ class DiagonalLaplace:
         return DiagonalLaplace(self.loc[rows], self.scale[rows])
 
 
+@dataclass
+class MixtureOfExperts:
+    """The equally weighted mixture (1/M) sum_m q_m(z) of M experts over the same latents: MMVAE's
+    joint posterior (Shi et al. 2019). ``rsample`` draws each sample from an expert chosen
+    uniformly at random (noise from ``generator`` when given); ``log_prob`` is
+    logsumexp_m log q_m(z) - log M.
+
+    Example:
+        >>> q = MixtureOfExperts([DiagonalGaussian(torch.zeros(2), torch.ones(2)), DiagonalGaussian(torch.ones(2), torch.ones(2))])
+        >>> q.rsample((4,)).shape, q.log_prob(torch.zeros(2)).shape
+        (torch.Size([4, 2]), torch.Size([]))
+    """
+
+    experts: list
+
+    def rsample(self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+        draws = torch.stack([q.rsample(sample_shape, generator=generator) for q in self.experts])  # (M, *S, *B, L)
+        device = generator.device if generator is not None else draws.device
+        pick = torch.randint(len(self.experts), draws.shape[1:-1], generator=generator, device=device).to(draws.device)
+        return draws.gather(0, pick[None, ..., None].expand(1, *draws.shape[1:]))[0]
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log (1/M) sum_m q_m(z), summed over the latent dimension within each expert."""
+        return torch.logsumexp(torch.stack([q.log_prob(z) for q in self.experts]), 0) - math.log(len(self.experts))
+
+    def detach(self) -> "MixtureOfExperts":
+        return MixtureOfExperts([q.detach() for q in self.experts])
+
+
 def gaussian_product(locs, scales) -> DiagonalGaussian:
     """The normalised product of Gaussian experts prod_i N(loc_i, scale_i), itself a Gaussian.
 

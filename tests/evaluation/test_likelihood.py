@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from types import SimpleNamespace
+
 import torch
 import torch.distributions as D
 from torch import nn
@@ -10,7 +12,7 @@ from torch import nn
 from memevae.distributions import DiagonalGaussian, gaussian_log_prob
 from memevae.evaluation.likelihood import importance_log_likelihood, marginal_log_likelihood
 from memevae.modalities import Modality
-from memevae.models import MEME, MEMEConfig
+from memevae.models import MEME, MEMEConfig, MultimodalVAE
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -209,12 +211,14 @@ def test_dataset_input_uses_paired_rows_and_max_items():
     assert marginal_log_likelihood(toy_meme(), data, samples=3, max_items=2, progress=False)["items"] == 2
 
 
-class ToyJoint(nn.Module):
-    """An MVAE-like toy: prior N(0, I), linear-Gaussian likelihoods, a joint posterior from both."""
+class ToyJoint(MultimodalVAE):
+    """An MVAE-like toy: prior N(0, I) (the base class's), linear-Gaussian likelihoods, a joint
+    posterior from both; the likelihood estimate uses only the model contract."""
 
     def __init__(self, dims=(3, 2), latent=2, noise=1.0):
-        super().__init__()
+        nn.Module.__init__(self)
         torch.manual_seed(0)
+        self.config = SimpleNamespace(latent_dim=latent)
         self.modalities = nn.ModuleDict({
             name: Modality(name, "toy", (dim,), LinearEncoder(dim, latent), nn.Linear(latent, dim), GaussianLikelihood(noise), 1e-3)
             for name, dim in zip(("mnist", "textured"), dims)
@@ -222,19 +226,11 @@ class ToyJoint(nn.Module):
         self.joint = LinearEncoder(sum(dims), latent)
         self.noise = noise
 
-    @property
-    def modality_names(self):
-        return tuple(self.modalities)
-
-    def modality(self, name):
-        return self.modalities[name]
-
-    def joint_posterior(self, data):
+    def posterior(self, data):
+        if len(data) == 1:
+            return super().posterior(data)
         loc, raw = self.joint(torch.cat([data["mnist"], data["textured"]], -1))
         return DiagonalGaussian(loc, nn.functional.softplus(raw))
-
-    def prior_log_prob(self, z):
-        return gaussian_log_prob(z, torch.zeros_like(z), torch.ones_like(z))
 
     def true_joint(self, data):
         W = torch.cat([self.modalities[m].decoder.weight for m in self.modality_names])
@@ -258,10 +254,12 @@ def test_joint_estimate_for_non_meme_models_converges():
 
 
 def test_models_without_the_protocol_are_skipped_with_a_reason():
-    model = ToyJoint()
-    model.prior_log_prob = None  # no prior density exposed
-    out = marginal_log_likelihood(model, toy_data(n=2), samples=3, progress=False)
-    assert out["estimates"] == {} and "prior_log_prob" in out["skipped"]
+    class NoJoint(ToyJoint):
+        def joint_log_weights(self, data, samples):
+            raise NotImplementedError("no prior density")
+
+    out = marginal_log_likelihood(NoJoint(), toy_data(n=2), samples=3, progress=False)
+    assert out["estimates"] == {} and "no prior density" in out["skipped"]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -159,3 +159,35 @@ def test_tsne_neighbours_and_figure(fakes, tmp_path):
     assert out["knn_same_digit"] > 0.95  # codes cluster by digit
     assert 0.3 < out["knn_other_modality"] < 0.7  # both modalities share each digit's cluster
     assert (tmp_path / "tsne.png").stat().st_size > 10_000
+
+
+def test_coherence_samples_each_posterior_in_its_own_family():
+    """MMVAE with App. I's Laplace posterior: (z - loc) / scale must have the Laplace(0, 1) std
+    sqrt(2) = 1.41, not the 1.00 of a Gaussian draw (a defect of memevae 0.1)."""
+    from memevae.data import MultimodalDataset
+    from memevae.evaluation.coherence import cross_coherence
+    from memevae.models import MMVAE, MMVAEConfig
+
+    torch.manual_seed(0)
+    model = MMVAE(MMVAEConfig(latent_dim=16, posterior="laplace"))
+    n = 64
+    banks = {"mnist": torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8),
+             "textured": torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)}
+    data = MultimodalDataset(banks, {m: torch.arange(n) for m in banks}, torch.arange(n) % 10, "toy")
+    standardised, posteriors = [], []
+    encode, decode = model.encode, model.decode
+
+    def recording_encode(source, x):
+        posteriors.append(encode(source, x))
+        return posteriors[-1]
+
+    def recording_decode(target, z):  # whatever draws z, it must be from the posterior's own family
+        q = posteriors[-1]
+        standardised.append(((z - q.loc) / q.scale).flatten())
+        return decode(target, z)
+
+    model.encode, model.decode = recording_encode, recording_decode
+    judges = {m: (lambda x: torch.zeros(len(x), 10)) for m in banks}
+    cross_coherence(model, data, judges, progress=False)
+    std = torch.cat(standardised).std().item()
+    assert abs(std - 2 ** 0.5) < 0.08, std

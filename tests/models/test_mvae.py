@@ -48,7 +48,7 @@ def test_joint_posterior_is_the_product_of_prior_and_both_experts(tiny_batch):
     model = small_model().eval()
     data = tiny_batch().data
     experts = [(q.loc, q.scale) for q in (model.modalities[m].encode(x) for m, x in data.items())]
-    q = model.joint_posterior(data)
+    q = model.posterior(data)
     loc, scale = poe_by_hand(experts)
     torch.testing.assert_close(q.loc, loc)
     torch.testing.assert_close(q.scale, scale)
@@ -127,7 +127,7 @@ def test_each_network_runs_once_and_decoders_see_the_right_samples(tiny_batch):
         "encoder:mnist": [5], "encoder:textured": [5], "decoder:mnist": [10], "decoder:textured": [10]}
     # Redraw the model's samples: joint first, then mnist alone, then textured alone.
     torch.manual_seed(3)
-    joint = model.joint_posterior(batch.data).rsample()
+    joint = model.posterior(batch.data).rsample()
     alone = {m: model.encode(m, batch.data[m]).rsample() for m in ("mnist", "textured")}
     torch.testing.assert_close(inputs["decoder:mnist"][0], torch.cat([joint, alone["mnist"]]))
     torch.testing.assert_close(inputs["decoder:textured"][0], torch.cat([joint, alone["textured"]]))

@@ -37,17 +37,17 @@ agree; how far apart they are is itself a measure of the model's (in)consistency
 paired training (f = 1) the pseudo-samples are never trained (Eq. 4 is unused) and stay at the
 real examples they were initialised with, so p_lambda_s is a fixed mixture of N posteriors.
 
-Models whose class is not MEME (MVAE, MMVAE: one joint posterior, an unconditional prior) get the
-standard joint estimate with their joint posterior as proposal,
+Models with one joint generative model (MVAE, MMVAE: one joint posterior, an unconditional
+prior) get the standard joint estimate with their joint posterior as proposal,
 
-    log p(s, t) ~= logsumexp_k [sum_m log p(x_m|z_k) + log p(z_k) - log q(z_k|s, t)] - log K,
+    log p(s, t) ~= logsumexp_k [sum_m log p(x_m|z_k) + log p(z_k) - log q(z_k|s, t)] - log K.
 
-if the model exposes either ``joint_log_weights(data, samples) -> (samples, B)`` (the bracket
-above per sample, for models whose proposal needs its own sampling, e.g. MMVAE's stratified
-mixture) or both ``joint_posterior(data)`` (an object with ``rsample(shape)`` and ``log_prob(z)``
-summed over the latent dimension) and ``prior_log_prob(z)``. Otherwise the result says it was
-skipped and why. The numbers of the two kinds are not comparable: one is a conditional
-log-likelihood without log p(t), the other a joint one.
+Every density comes from the model (:class:`~memevae.models.MultimodalVAE`): its
+``conditional_directions``/``conditional_log_weights`` (MEME), ``marginal_log_weights`` and
+``joint_log_weights`` (MMVAE's draws its samples stratified over the experts); a model whose
+``joint_log_weights`` raises NotImplementedError is reported as skipped, with the reason. The
+numbers of the two kinds are not comparable: one is a conditional log-likelihood without log p(t),
+the other a joint one.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import as_float_images
-from ..distributions import gaussian_mixture_log_prob
 
 __all__ = ["marginal_log_likelihood", "importance_log_likelihood"]
 
@@ -130,18 +129,20 @@ def _paired_tensors(model, data, max_items):
     return tensors
 
 
-def _meme_directions(model, direction) -> list[tuple[str, str]]:
-    names = model.modality_names
+def _directions(model, direction) -> list[tuple[str, str, bool]]:
+    """The model's conditional directions (s, t, trained), those named by ``direction`` when given."""
+    available = model.conditional_directions()
     if direction is None:
-        return [(names[0], names[1]), (names[1], names[0])]
+        return available
+    if not available:
+        raise ValueError(f"direction applies to MEME models only (models with a conditional density per direction); "
+                         f"{type(model).__name__} is evaluated on the joint log p(s, t)")
     wanted = [direction] if isinstance(direction, str) else list(direction)
-    out = []
-    for item in wanted:
-        parts = item.split("->") if isinstance(item, str) else []
-        if len(parts) != 2 or set(parts) != set(names):
-            raise ValueError(f"unknown direction {item!r}; choose '{names[0]}->{names[1]}' or '{names[1]}->{names[0]}'")
-        out.append((parts[0], parts[1]))
-    return out
+    names = {f"{s}->{t}": (s, t, trained) for s, t, trained in available}
+    unknown = [item for item in wanted if item not in names]
+    if unknown:
+        raise ValueError(f"unknown direction {unknown[0]!r}; choose {' or '.join(repr(k) for k in names)}")
+    return [names[item] for item in wanted]
 
 
 def _summary(estimates: torch.Tensor, elbo: torch.Tensor) -> dict:
@@ -166,6 +167,60 @@ def _with_joint(conditional: dict, marginal: dict, quantity: str) -> dict:
                       "per_item": joint.tolist()}}
 
 
+def _plan(model, direction, joint: bool) -> tuple[dict, dict, dict]:
+    """What to estimate: the table's entries {key: description}, the importance-sampling tasks
+    {task: log_weights(x, k) -> (k, B)}, and facts for the result (the trained direction)."""
+    directions = _directions(model, direction)
+    if not directions:
+        entries = {"joint": {"quantity": "log p(" + ", ".join(model.modality_names) + ")", "flipped": False}}
+        return entries, {"joint": model.joint_log_weights}, {}
+    entries, tasks = {}, {}
+    for s, t, trained in directions:  # the conditionals, then (with ``joint``) each target's marginal
+        entries[f"{s}->{t}"] = {"quantity": f"log p({s} | {t})", "flipped": not trained}
+        tasks[f"{s}->{t}"] = lambda x, k, s=s, t=t: model.conditional_log_weights(x, s, t, k)
+    for s, t, _ in directions if joint else ():
+        entries[f"{s}->{t}"]["marginal_task"] = f"marginal:{t}"
+        tasks[f"marginal:{t}"] = lambda x, k, t=t: model.marginal_log_weights(x, t, k)
+    trained = [f"{s}->{t}" for s, t, was in model.conditional_directions() if was]
+    return entries, tasks, {"trained_direction": "both" if len(trained) > 1 else trained[0]}
+
+
+def _estimate(model, tensors: dict, tasks: dict, samples: int, batch_size: int, chunk_size: int, seed: int,
+              progress: bool) -> dict:
+    """Each task's per-item IWAE estimate and mean log-weight over every item, {task: summary},
+    in eval mode with the noise seeded by ``seed`` (the caller's RNG state is left untouched)."""
+    n = len(next(iter(tensors.values())))
+    device = next(model.parameters()).device
+    results = {key: ([], []) for key in tasks}
+    batches = list(torch.arange(n).split(batch_size))
+    bar = tqdm(total=len(batches) * len(tasks), desc=f"log-likelihood (K={samples})", unit="batch",
+               file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for rows in batches:
+                x = {m: t[rows].to(device) for m, t in tensors.items()}
+                for key, log_weights in tasks.items():
+                    est, elbo = importance_log_likelihood(lambda k: log_weights(x, k), samples, chunk_size)
+                    results[key][0].append(est.cpu())
+                    results[key][1].append(elbo.cpu())
+                    bar.update(1)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return {key: _summary(torch.cat(ests), torch.cat(elbos)) for key, (ests, elbos) in results.items()}
+
+
+def _check_arguments(samples, batch_size, max_items) -> None:
+    for name, value in (("samples", samples), ("batch_size", batch_size)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be a positive integer or None, got {max_items}")
+
+
 def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None, joint: bool = True,
                             batch_size: int = 16, chunk_size: int = 100, max_items: int | None = None, seed: int = 0,
                             progress: bool = True) -> dict:
@@ -181,7 +236,7 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
     (App. C, Table 2). With ``joint`` (MEME only), also log p(t) under Eq. 4's pseudo-sample
     mixture prior and log p(s, t) = log p(s|t) + log p(t) (module text). For other models: the
     joint estimate of log p(s, t) with the model's joint posterior as proposal (module text), or
-    ``{"skipped": reason}`` when the model lacks the methods.
+    ``{"skipped": reason}`` when the model gives none.
 
     Args:
         model: a :class:`~memevae.models.MultimodalVAE` (or a :class:`~memevae.runs.Run`).
@@ -206,127 +261,23 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
         >>> sorted(out["estimates"])
         ['mnist->textured', 'textured->mnist']
     """
-    from ..models import MEME
-
     model = _as_model(model)
-    if int(samples) != samples or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    if max_items is not None and max_items < 1:
-        raise ValueError(f"max_items must be a positive integer or None, got {max_items}")
+    _check_arguments(samples, batch_size, max_items)
     tensors = _paired_tensors(model, data, max_items)
-    n = len(next(iter(tensors.values())))
-    device = next(model.parameters()).device
-    base = {"model": type(model).__name__, "samples": int(samples), "items": n, "seed": seed, "unit": "nats per item"}
-
-    if isinstance(model, MEME):
-        directions = _meme_directions(model, direction)
-        trained = model.config.direction
-        trained_pairs = model.config.directions()
-        jobs = {f"{s}->{t}": (s, t) for s, t in directions}
-        base["trained_direction"] = trained
-        describe = {key: {"quantity": f"log p({s} | {t})", "flipped": (s, t) not in trained_pairs} for key, (s, t) in jobs.items()}
-    else:
-        if direction is not None:
-            raise ValueError(f"direction applies to MEME models only; {type(model).__name__} is evaluated on the joint log p(s, t)")
-        has_weights = callable(getattr(model, "joint_log_weights", None))
-        has_posterior = callable(getattr(model, "joint_posterior", None)) and callable(getattr(model, "prior_log_prob", None))
-        if not (has_weights or has_posterior):
-            reason = (f"{type(model).__name__} exposes neither joint_log_weights(data, samples) nor "
-                      f"joint_posterior(data) + prior_log_prob(z), which the joint estimate of log p(s, t) needs")
-            return {**base, "skipped": reason, "estimates": {}}
-        jobs = {"joint": None}
-        describe = {"joint": {"quantity": "log p(" + ", ".join(model.modality_names) + ")", "flipped": False}}
-
-    was_training = model.training
-    model.eval()
-    # the jobs, each an importance-sampling estimate per item: the conditionals (or the joint),
-    # then for MEME with ``joint`` the marginal log p(t) of each direction's target
-    tasks = dict(jobs)
-    marginals = {}
-    if isinstance(model, MEME) and joint:
-        for key, (s, t) in jobs.items():
-            marginals[key] = f"marginal:{t}"
-            tasks[f"marginal:{t}"] = ("marginal", t)
-    results = {key: ([], []) for key in tasks}
-    batches = list(torch.arange(n).split(batch_size))
-    bar = tqdm(total=len(batches) * len(tasks), desc=f"log-likelihood (K={samples})", unit="batch",
-               file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+    entries, tasks, facts = _plan(model, direction, joint)
+    base = {"model": type(model).__name__, "samples": int(samples), "items": len(next(iter(tensors.values()))), "seed": seed,
+            "unit": "nats per item", **facts}
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            priors = {}
-            if marginals:  # p_lambda_m(z): the mixture of enc_m at m's pseudo-samples (Eq. 4)
-                priors = {m: model.modality(m).encode(model.pseudo_samples[m]) for m in model.modality_names}
-            for rows in batches:
-                x = {m: t[rows].to(device) for m, t in tensors.items()}
-                if isinstance(model, MEME):
-                    posteriors = {m: model.modality(m).encode(x[m]) for m in model.modality_names}
-                for key, job in tasks.items():
-                    if not isinstance(model, MEME):
-                        fn = _joint_log_weights(model, x)
-                    elif job[0] == "marginal":
-                        fn = _meme_marginal_log_weights(model, x, posteriors, priors, job[1])
-                    else:
-                        fn = _meme_log_weights(model, x, posteriors, *job)
-                    est, elbo = importance_log_likelihood(fn, samples, chunk_size)
-                    results[key][0].append(est.cpu())
-                    results[key][1].append(elbo.cpu())
-                    bar.update(1)
-    finally:
-        bar.close()
-        model.train(was_training)
-
-    summaries = {key: _summary(torch.cat(ests), torch.cat(elbos)) for key, (ests, elbos) in results.items()}
+        summaries = _estimate(model, tensors, tasks, samples, batch_size, chunk_size, seed, progress)
+    except NotImplementedError as error:  # the model defines no such density
+        return {**base, "skipped": f"{type(model).__name__} gives no estimate of {', '.join(e['quantity'] for e in entries.values())}: "
+                                   f"{error}", "estimates": {}}
     estimates = {}
-    for key in jobs:
-        entry = {**describe[key], **summaries[key]}
-        if key in marginals:
-            s, t = jobs[key]
-            marginal = {"quantity": f"log p({t})", **summaries[marginals[key]]}
-            entry = _with_joint(entry, marginal, f"log p({s}, {t}) = log p({s} | {t}) + log p({t})")
-        estimates[key] = entry
+    for key, entry in entries.items():
+        marginal_task = entry.pop("marginal_task", None)
+        estimates[key] = {**entry, **summaries[key]}
+        if marginal_task:
+            s, t = key.split("->")
+            marginal = {"quantity": f"log p({t})", **summaries[marginal_task]}
+            estimates[key] = _with_joint(estimates[key], marginal, f"log p({s}, {t}) = log p({s} | {t}) + log p({t})")
     return {**base, "estimates": estimates}
-
-
-def _meme_log_weights(model, x, posteriors, source: str, target: str):
-    """log p(s|z) + log p(z|t) - log q(z|s) at k samples z ~ q(z|s), for direction source->target."""
-    proposal, prior = posteriors[source], posteriors[target]
-    mod = model.modality(source)
-
-    def log_weights(k):
-        z = proposal.rsample((k,))
-        return mod.log_likelihood(x[source], mod.decode(z)) + prior.log_prob(z) - proposal.log_prob(z)
-
-    return log_weights
-
-
-def _meme_marginal_log_weights(model, x, posteriors, priors, name: str):
-    """log p(x|z) + log p_lambda_other(z) - log q(z|x) at k samples z ~ q(z|x) (Eq. 4's model of x alone)."""
-    (other,) = [m for m in model.modality_names if m != name]
-    proposal, prior, mod = posteriors[name], priors[other], model.modality(name)
-
-    def log_weights(k):
-        z = proposal.rsample((k,))
-        log_prior = gaussian_mixture_log_prob(z, prior.loc, prior.scale)
-        return mod.log_likelihood(x[name], mod.decode(z)) + log_prior - proposal.log_prob(z)
-
-    return log_weights
-
-
-def _joint_log_weights(model, x):
-    """sum_m log p(x_m|z) + log p(z) - log q(z|x) at k samples of the model's joint posterior."""
-    if callable(getattr(model, "joint_log_weights", None)):
-        return lambda k: model.joint_log_weights(x, k)
-    posterior = model.joint_posterior(x)
-
-    def log_weights(k):
-        z = posterior.rsample((k,))
-        total = model.prior_log_prob(z) - posterior.log_prob(z)
-        for m, xm in x.items():
-            mod = model.modality(m)
-            total = total + mod.log_likelihood(xm, mod.decode(z))
-        return total
-
-    return log_weights

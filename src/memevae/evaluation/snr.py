@@ -33,7 +33,6 @@ objective (the default) every network plays both roles, one per direction.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import sys
@@ -41,6 +40,8 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from ..training.trainer import Callback, NonFiniteError, Trainer, TrainConfig
 
 __all__ = ["gradient_snr", "gradient_snr_at", "plot_snr", "write_snr", "network_groups", "check_arguments", "STATISTICS"]
 
@@ -110,25 +111,26 @@ def gradient_snr_at(loss_fn, groups: dict[str, list[torch.Tensor]], repeats: int
 
 
 def _estimator_model(model, estimator: str, seed: int, train_data):
-    """A fresh MEME for ``estimator``: from a config, a factory, or a copy of a given model."""
-    from ..models import MEME, MEMEConfig
+    """A model for ``estimator``: built from a config (seeded by ``seed``), a copy of a given model,
+    or made by a factory ``estimator -> model``."""
+    from ..models import ModelConfig, model_from_config
 
-    if isinstance(model, MEMEConfig):
+    if isinstance(model, ModelConfig):
         torch.manual_seed(seed)
-        net = MEME(dataclasses.replace(model, estimator=estimator))
+        net = model_from_config(dataclasses.replace(model, estimator=estimator))
         net.initialise(train_data, torch.Generator().manual_seed(seed))
         return net
-    if isinstance(model, MEME):
-        net = copy.deepcopy(model)
-        net.config = dataclasses.replace(model.config, estimator=estimator)
-        return net
-    if callable(model) and not isinstance(model, torch.nn.Module):
+    if isinstance(model, torch.nn.Module):
+        return model.with_options(estimator=estimator)
+    if callable(model):
         torch.manual_seed(seed)
-        net = model(estimator)
-        if not isinstance(net, MEME):
-            raise ValueError(f"the model factory must return a MEME model, got {type(net).__name__}")
-        return net
-    raise ValueError(f"model must be a MEMEConfig, a MEME model or a factory estimator -> MEME, got {type(model).__name__}")
+        return model(estimator)
+    raise ValueError(f"model must be a model config, a model or a factory estimator -> model, got {type(model).__name__}")
+
+
+def _has_estimators(model) -> bool:
+    config = getattr(model, "config", model)
+    return dataclasses.is_dataclass(config) and "estimator" in {f.name for f in dataclasses.fields(config)}
 
 
 def _paired_subset(data):
@@ -159,23 +161,82 @@ def check_arguments(steps, repeats, every, batch_size, learning_rate=5e-4, estim
     return estimators
 
 
+class _SNRProbe(Callback):
+    """Measures the gradient SNR on one fixed batch at step 0 and at every measurement point of a
+    training run, and stops the trainer after ``steps`` optimiser steps."""
+
+    def __init__(self, batch, repeats: int, points: list[int], steps: int, bar):
+        self.batch, self.repeats, self.points, self.steps, self.bar = batch, repeats, points, steps, bar
+        self.step = 0
+        self.curve = {"step": [], "loss": [], "snr": {}}
+
+    def measure(self, trainer) -> None:
+        net = trainer.model.train()
+        buffers = {k: v.clone() for k, v in net.named_buffers()}
+        stats = gradient_snr_at(lambda: net(self.batch).loss, network_groups(net), self.repeats)
+        with torch.no_grad():  # the repeats must not move BatchNorm's running statistics
+            for k, v in net.named_buffers():
+                v.copy_(buffers[k])
+        self.curve["step"].append(self.step)
+        for group, values in stats.items():
+            for statistic in STATISTICS:
+                self.curve["snr"].setdefault(group, {s: [] for s in STATISTICS})[statistic].append(values[statistic])
+        self.bar.update(1)
+
+    def on_fit_start(self, trainer):
+        self.measure(trainer)
+        trainer.should_stop = self.steps == 0
+
+    def on_batch_end(self, trainer, step, loss):
+        self.step += 1
+        self.curve["loss"].append(loss)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.1f}", refresh=False)
+        if self.step in self.points:
+            self.measure(trainer)
+        trainer.should_stop = self.step >= self.steps
+
+
+def _estimator_curve(net, paired, measure_rows, *, steps, repeats, every, batch_size, learning_rate, seed, progress,
+                     estimator) -> dict:
+    """One estimator's curve: train ``net`` with the trainer (Adam, ``learning_rate``) for ``steps``
+    steps on ``paired``, measuring the SNR at step 0 and every ``every`` steps."""
+    device = next(net.parameters()).device
+    points = sorted(set(range(0, steps + 1, every)) | {steps})
+    config = TrainConfig(epochs=steps // max(1, len(paired) // batch_size) + 2, batch_size=batch_size, learning_rate=learning_rate,
+                         seed=seed, device=str(device), coherence_items=0)
+    bar = tqdm(total=steps + len(points), desc=f"SNR {estimator}", unit="step", file=sys.stderr,
+               disable=not progress, leave=False, dynamic_ncols=True)
+    probe = _SNRProbe(paired.batch(measure_rows).to(device), repeats, points, steps, bar)
+    trainer = Trainer(net, paired, config, callbacks=[probe])
+    torch.manual_seed(seed)
+    try:
+        trainer.fit()
+    except NonFiniteError:
+        probe.curve["diverged_at"] = probe.step
+    finally:
+        bar.close()
+    return probe.curve
+
+
 def gradient_snr(model, data, *, steps: int = 200, repeats: int = 20, every: int = 20, batch_size: int = 64,
                  learning_rate: float = 5e-4, estimators=("stop-gradient", "full"), seed: int = 0,
                  progress: bool = True) -> dict:
     """Gradient SNR along a short training run, per estimator and network (Fig. 10, App. B).
 
     For each estimator ("stop-gradient": w detached, App. B; "full": Eq. 7), a MEME model is
-    trained for ``steps`` Adam steps (lr ``learning_rate``) on paired batches of ``batch_size``
-    from ``data``; at steps 0, every, 2 every, ..., steps it takes ``repeats`` gradient estimates
-    on one fixed batch and records, per network, SNR = |mean g| / std g over the repeats,
-    summarised over parameter entries as "mean" (plotted), "median" and "norm" (module text).
-    All estimators start from the same parameters and see the same batches and noise stream.
+    trained by :class:`~memevae.training.Trainer` for ``steps`` Adam steps (lr ``learning_rate``)
+    on paired batches of ``batch_size`` from ``data``; at steps 0, every, 2 every, ..., steps it
+    takes ``repeats`` gradient estimates on one fixed batch and records, per network, SNR =
+    |mean g| / std g over the repeats, summarised over parameter entries as "mean" (plotted),
+    "median" and "norm" (module text). All estimators start from the same parameters and see the
+    same batches and noise stream.
 
     Args:
-        model: a :class:`~memevae.models.MEMEConfig` (fresh models, seeded by ``seed``), a MEME
-            model (both runs start from copies of its parameters, e.g. a trained run's model), or
-            a callable ``estimator -> MEME``. Other models: the study is MEME's; a result with
-            ``"skipped"`` is returned.
+        model: a model config with an ``estimator`` option (fresh models, seeded by ``seed``), a
+            model with one (both runs start from copies of its parameters, e.g. a trained run's
+            model), or a callable ``estimator -> model``. Models without the option: the study
+            is MEME's; a result with ``"skipped"`` is returned.
         data: the training MultimodalDataset; its paired items are used.
 
     Returns a dict with ``steps``, ``repeats``, ``every``, ``batch_size``, ``groups`` (network
@@ -190,63 +251,21 @@ def gradient_snr(model, data, *, steps: int = 200, repeats: int = 20, every: int
         ...                       steps=20, every=10, repeats=5, batch_size=16)  # doctest: +SKIP
         >>> write_snr(result, "snr-out")  # snr.json + snr.png                    # doctest: +SKIP
     """
-    from ..models import MEME, MEMEConfig
-    from ..training.schedule import epoch_batches
-
-    if not isinstance(model, (MEME, MEMEConfig)) and isinstance(model, torch.nn.Module):
-        return {"skipped": f"the gradient SNR study (Fig. 10) compares MEME's two estimators; {type(model).__name__} has neither",
-                "curves": {}}
+    if not callable(model) or isinstance(model, torch.nn.Module):
+        if not _has_estimators(model):
+            return {"skipped": f"the gradient SNR study (Fig. 10) compares MEME's two estimators of the importance weight; "
+                               f"{type(model).__name__} has no estimator option", "curves": {}}
     estimators = check_arguments(steps, repeats, every, batch_size, learning_rate, estimators)
     paired = _paired_subset(data)
     measure_rows = torch.randperm(len(paired), generator=torch.Generator().manual_seed(seed))[:batch_size]
-    measure_batch = paired.batch(measure_rows)
-    points = sorted(set(range(0, steps + 1, every)) | {steps})
-
     curves, config = {}, None
     with torch.random.fork_rng():
         for estimator in estimators:
             net = _estimator_model(model, estimator, seed, paired)
             config = dataclasses.asdict(net.config)
-            device = next(net.parameters()).device
-            batch = measure_batch.to(device)
-            groups = network_groups(net)
-            optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
-            torch.manual_seed(seed)
-            net.train()
-            curve = {"step": [], "loss": [], "snr": {g: {s: [] for s in STATISTICS} for g in groups}}
-            schedule, epoch = [], 0
-            bar = tqdm(total=steps + len(points), desc=f"SNR {estimator}", unit="step", file=sys.stderr,
-                       disable=not progress, leave=False, dynamic_ncols=True)
-            for step in range(steps + 1):
-                if step in points:
-                    buffers = {k: v.clone() for k, v in net.named_buffers()}
-                    stats = gradient_snr_at(lambda: net(batch).loss, groups, repeats)
-                    with torch.no_grad():  # the repeats must not move BatchNorm's running statistics
-                        for k, v in net.named_buffers():
-                            v.copy_(buffers[k])
-                    curve["step"].append(step)
-                    for g, values in stats.items():
-                        for s in STATISTICS:
-                            curve["snr"][g][s].append(values[s])
-                    bar.update(1)
-                if step == steps:
-                    break
-                if not schedule:
-                    epoch += 1
-                    schedule = epoch_batches(paired, batch_size, seed, epoch)
-                output = net(paired.batch(schedule.pop(0)).to(device))
-                if not torch.isfinite(output.loss):
-                    curve["diverged_at"] = step
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                output.loss.backward()
-                optimizer.step()
-                curve["loss"].append(output.loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{output.loss.item():.1f}", refresh=False)
-            bar.close()
-            curves[estimator] = curve
-
+            curves[estimator] = _estimator_curve(net, paired, measure_rows, steps=steps, repeats=repeats, every=every,
+                                                 batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                                                 progress=progress, estimator=estimator)
     summary = {e: {g: _finite_mean(c["snr"][g]["mean"]) for g in c["snr"]} for e, c in curves.items()}
     return {
         "figure": "Fig. 10 (App. B): gradient SNR, stop-gradient vs full estimator",

@@ -28,5 +28,14 @@ def build_config(name: str, **fields) -> ModelConfig:
     return config_class(**fields)
 
 
+def model_from_config(config: ModelConfig) -> MultimodalVAE:
+    """The model whose config class ``config`` is, built from it (e.g. ``MEMEConfig`` -> MEME)."""
+    for cls in MODELS.values():
+        if type(config) is cls.config_class:
+            return cls(config)
+    raise ValueError(f"no memevae model takes a {type(config).__name__}; the models take "
+                     f"{', '.join(cls.config_class.__name__ for cls in MODELS.values())}")
+
+
 __all__ = ["MODELS", "ModelConfig", "ModelOutput", "MultimodalVAE", "MEME", "MEMEConfig", "MVAE", "MVAEConfig", "MMVAE", "MMVAEConfig",
-           "model_class", "build_config"]
+           "model_class", "build_config", "model_from_config"]

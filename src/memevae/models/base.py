@@ -7,12 +7,14 @@ evaluation code see only this interface.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from ..distributions import DiagonalGaussian
-from ..modalities import ARCHITECTURES, MODALITY_KINDS, Modality, build_modality
+from ..options import check_choices
+from ..modalities import MODALITY_KINDS, Modality, build_modality
 
 
 @dataclass
@@ -23,18 +25,20 @@ class ModelConfig:
     """Data modality name -> network kind ("mnist-mlp", "svhn-conv"); paper Table 8."""
     latent_dim: int = 64
     """Latent size L. 64 in the MEME release; MMVAE used 20 (Shi et al. 2019)."""
-    architecture: str = "release"
+    architecture: Literal["release", "paper"] = "release"
     """"release": the authors' networks (MNIST 512-512 MLP; SVHN conv with BatchNorm and a
     512-channel layer). "paper": Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
 
+    structural: ClassVar[tuple[str, ...]] = ("modalities", "latent_dim", "architecture")
+    """The options that shape a model's parameters (:meth:`MultimodalVAE.with_options` keeps them)."""
+
     def __post_init__(self):
+        check_choices(self)
         if len(self.modalities) < 2:
             raise ValueError(f"a multimodal model needs at least two modalities, got {list(self.modalities)}")
         for name, kind in self.modalities.items():
             if kind not in MODALITY_KINDS:
                 raise ValueError(f"modality {name!r}: unknown kind {kind!r}; choose one of {', '.join(MODALITY_KINDS)}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
         if int(self.latent_dim) != self.latent_dim or self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim}")
 
@@ -75,21 +79,103 @@ class MultimodalVAE(nn.Module):
             raise ValueError(f"unknown modality {name!r}; this model has {', '.join(self.modality_names)}")
         return self.modalities[name]
 
-    def encode(self, modality: str, x: torch.Tensor) -> DiagonalGaussian:
-        """The posterior q(z | x) given one modality alone."""
+    def encode(self, modality: str, x: torch.Tensor):
+        """The posterior q(z | x) given one modality alone, in the model's latent family."""
         return self.modality(modality).encode(x)
+
+    def posterior(self, data: dict[str, torch.Tensor]):
+        """q(z | X_S) for the observed modalities S given in ``data``, an object with ``rsample(shape,
+        generator=)`` and ``log_prob(z)`` in the model's own family (Gaussian, or Laplace for MMVAE's
+        App. I variant). Given one modality this is :meth:`encode`; models that combine modalities
+        (MVAE's product, MMVAE's mixture) override it for more."""
+        if len(data) != 1:
+            raise ValueError(f"{type(self).__name__} defines a posterior given one modality at a time, got {', '.join(data) or 'none'}")
+        (name, x), = data.items()
+        return self.encode(name, x)
+
+    def prior(self, like: torch.Tensor):
+        """The unconditional prior p(z) = N(0, I) over the latent dimension (shape (L,), broadcasts),
+        on the device and dtype of ``like``."""
+        L = self.config.latent_dim
+        return DiagonalGaussian(like.new_zeros(L), like.new_ones(L))
 
     def decode(self, modality: str, z: torch.Tensor) -> torch.Tensor:
         """The likelihood mean of ``modality`` at latents z (..., L)."""
         mod = self.modality(modality)
         return mod.mean(mod.decode(z))
 
+    def log_likelihood(self, modality: str, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) of ``modality`` for data x (B, ...) at latents z (*S, B, L) -> (*S, B)."""
+        mod = self.modality(modality)
+        return mod.log_likelihood(x, mod.decode(z))
+
+    # -- importance weights of the likelihood tables (Table 2, App. C) ---------------------------
+    # Each returns log w at ``samples`` fresh draws from its proposal, shape (samples, B); the
+    # IWAE estimate of the log marginal is logsumexp over the draws minus log(samples).
+    def conditional_directions(self) -> list[tuple[str, str, bool]]:
+        """The (s, t, trained) for which the model defines a conditional density p(s | t) of its own
+        (MEME: every direction, ``trained`` False for a direction it was not trained in); [] for
+        models with one joint generative model."""
+        return []
+
     @torch.no_grad()
-    def translate(self, x: torch.Tensor, source: str, target: str, sample: bool = True) -> torch.Tensor:
-        """Cross-generation: encode ``x`` of ``source``, take z (a sample, or the posterior mean),
-        and return the decoder mean of ``target`` (as coherence is measured, Sec. 4.1)."""
+    def conditional_log_weights(self, data: dict[str, torch.Tensor], source: str, target: str, samples: int) -> torch.Tensor:
+        """log p(s|z) + log p(z|t) - log q(z|s) for the model's conditional p(s | t) (see
+        :meth:`conditional_directions`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no conditional density p({source} | {target}) of its own")
+
+    def marginal_prior_log_prob(self, modality: str, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) in the model's density of ``modality`` observed alone (default: :meth:`prior`)."""
+        return self.prior(z).log_prob(z)
+
+    @torch.no_grad()
+    def marginal_log_weights(self, data: dict[str, torch.Tensor], modality: str, samples: int) -> torch.Tensor:
+        """log p(x|z) + log p(z) - log q(z|x) at z ~ q(z|x), for log p(x) of one modality alone
+        (p(z) from :meth:`marginal_prior_log_prob`)."""
+        x = data[modality]
+        proposal = self.posterior({modality: x})
+        z = proposal.rsample((samples,))
+        return self.log_likelihood(modality, x, z) + self.marginal_prior_log_prob(modality, z) - proposal.log_prob(z)
+
+    @torch.no_grad()
+    def joint_log_weights(self, data: dict[str, torch.Tensor], samples: int) -> torch.Tensor:
+        """sum_m log p(x_m|z) + log p(z) - log q(z|X) at z ~ q(z|X) (the joint posterior of every
+        modality), the likelihoods unweighted: the weights of log p(X)."""
+        missing = [name for name in self.modality_names if name not in data]
+        if missing:
+            raise ValueError(f"joint_log_weights needs every modality; missing {', '.join(missing)}")
+        proposal = self.posterior({name: data[name] for name in self.modality_names})
+        z = proposal.rsample((samples,))
+        total = self.prior(z).log_prob(z) - proposal.log_prob(z)
+        for name in self.modality_names:
+            total = total + self.log_likelihood(name, data[name], z)
+        return total
+
+    def with_options(self, **changes) -> "MultimodalVAE":
+        """A copy of this model (same networks, parameters and buffers) whose config has ``changes``,
+        e.g. ``model.with_options(estimator="full")``. Options that shape the parameters (the
+        config's ``structural`` ones) cannot change so; an unknown option is a one-line error."""
+        import copy
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(self.config)}
+        unknown, fixed = sorted(set(changes) - known), sorted(set(changes) & set(self.config.structural))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no option(s) {', '.join(unknown)}")
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} shape(s) the parameters of {type(self).__name__}; build a new model instead")
+        twin = copy.deepcopy(self)
+        twin.config = dataclasses.replace(self.config, **changes)  # validated by the config's checks
+        return twin
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, source: str, target: str, sample: bool = True,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+        """Cross-generation: encode ``x`` of ``source``, take z (a sample, with noise from
+        ``generator`` when given, or the posterior mean), and return the decoder mean of
+        ``target`` (as coherence is measured, Sec. 4.1)."""
         posterior = self.encode(source, x)
-        z = posterior.rsample() if sample else posterior.loc
+        z = posterior.rsample(generator=generator) if sample else posterior.loc
         return self.decode(target, z)
 
     @torch.no_grad()

@@ -6,12 +6,15 @@ so the model can batch all network passes of a step (see :mod:`memevae.models.me
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import math
 from dataclasses import dataclass
 
 import torch
 
-ESTIMATORS = ("stop-gradient", "full")
+Estimator = Literal["stop-gradient", "full"]
+ESTIMATORS = get_args(Estimator)
 
 
 @dataclass

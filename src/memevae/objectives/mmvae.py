@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import torch
 
-BOUNDS = ("looser", "tighter")
-MMVAE_OBJECTIVES = ("dreg", "iwae")
+Bound = Literal["looser", "tighter"]
+BOUNDS = get_args(Bound)
+MMVAEObjective = Literal["dreg", "iwae"]
+MMVAE_OBJECTIVES = get_args(MMVAEObjective)
 
 
 def dimension_likelihood_weights(sizes: Mapping[str, int]) -> dict[str, float]:

@@ -183,6 +183,8 @@ class Trainer:
         self.optimizer = make_optimizer(model.parameters(), config)
         self.epoch = 0
         self.history: list[dict] = []
+        self.should_stop = False
+        """Set by a callback to end :meth:`fit` after the current step (its epoch is recorded as far as it went)."""
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -222,7 +224,7 @@ class Trainer:
         with settings as took:
             self.cpu_settings = took
             self._emit("on_fit_start")
-            while self.epoch < self.config.epochs:
+            while self.epoch < self.config.epochs and not self.should_stop:
                 self.history.append(self.train_epoch(self.epoch + 1))
                 self.epoch += 1
                 self._emit("on_epoch_end", self.history[-1])
@@ -255,6 +257,8 @@ class Trainer:
                 sums[key] += value * len(rows)
                 counts[key] += len(rows)
             self._emit("on_batch_end", step, loss.item())
+            if self.should_stop:
+                break
         seconds = time.perf_counter() - started
         record = {"epoch": epoch}
         record.update({f"train/{key}": sums[key] / counts[key] for key in sorted(sums)})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
-from ...objectives import ESTIMATORS
+from ...objectives import Estimator
 from ..base import ModelConfig
 
-KL_ESTIMATES = ("analytic", "monte-carlo")
+KLEstimate = Literal["analytic", "monte-carlo"]
+KL_ESTIMATES = get_args(KLEstimate)
 
 
 @dataclass
@@ -19,10 +21,10 @@ class MEMEConfig(ModelConfig):
     posterior sample z is always included as well, so K+1 terms enter the logsumexp. Release: 10."""
     classifier_scale: float = 10.0
     """c, the weight of log q(t|s) in Eq. 6. The paper's derivation gives 1; the release uses 10."""
-    kl: str = "analytic"
+    kl: KLEstimate = "analytic"
     """How log p(z|t) - log q(z|s) is estimated: "analytic" (-KL(q(z|s) || p(z|t)), as the
     release does) or "monte-carlo" (at the posterior sample z, as Eq. 6 is written)."""
-    estimator: str = "stop-gradient"
+    estimator: Estimator = "stop-gradient"
     """"stop-gradient": the importance weight q(t|z)/q(t|s) is detached (App. B). "full": the
     naive estimator of Eq. 7, kept for the gradient SNR study (Fig. 10)."""
     direction: str = "both"
@@ -32,16 +34,14 @@ class MEMEConfig(ModelConfig):
     """N, learnable pseudo-samples per modality in the mixture prior of Eq. 4 (release: the batch
     size, 128; App. J.1 sweeps 1 to 100). Initialised from real training examples."""
 
+    structural: ClassVar[tuple[str, ...]] = (*ModelConfig.structural, "pseudo_samples")
+
     def __post_init__(self):
         super().__post_init__()
         if len(self.modalities) != 2:
             raise ValueError(f"MEME is implemented for two modalities, got {list(self.modalities)}")
         if self.classifier_samples < 1:
             raise ValueError(f"classifier_samples (K) must be >= 1, got {self.classifier_samples}")
-        if self.kl not in KL_ESTIMATES:
-            raise ValueError(f"unknown kl {self.kl!r}; choose one of {', '.join(KL_ESTIMATES)}")
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
         if self.pseudo_samples < 1:
             raise ValueError(f"pseudo_samples (N) must be >= 1, got {self.pseudo_samples}")
         self.directions()  # validates `direction`

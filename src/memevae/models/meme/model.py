@@ -108,13 +108,11 @@ class MEME(MultimodalVAE):
 
     def unpaired(self, data: dict[str, torch.Tensor], name: str) -> ModelOutput:
         """Negative mean of L_s (Eq. 4) for items with only modality ``name`` observed."""
-        (other,) = [m for m in self.modality_names if m != name]
         mod = self.modalities[name]
         x = data[name]
         posterior = mod.encode(x)
         z = posterior.rsample()
-        prior = self.modalities[other].encode(self.pseudo_samples[other])
-        log_mixture_prior = gaussian_mixture_log_prob(z, prior.loc, prior.scale)
+        log_mixture_prior = self.marginal_prior_log_prob(name, z)
         log_likelihood = mod.log_likelihood(x, mod.decode(z))
         bound = meme_unpaired_bound(log_likelihood, log_mixture_prior, posterior.log_prob(z))
         loss = -bound.mean()
@@ -124,3 +122,31 @@ class MEME(MultimodalVAE):
             f"{key}/log_likelihood": log_likelihood.mean().item(),
             f"{key}/log_prior_ratio": (log_mixture_prior - posterior.log_prob(z)).mean().item(),
         })
+
+    # -- densities of the likelihood tables (Table 2, App. C) ------------------------------------
+    def prior(self, like: torch.Tensor):
+        raise ValueError("MEME has no unconditional prior p(z): each modality's encoder is the other's conditional prior "
+                         "p(z|t), and a modality alone has the pseudo-sample mixture of Eq. 4 (marginal_prior_log_prob)")
+
+    def conditional_directions(self) -> list[tuple[str, str, bool]]:
+        """Both directions s->t; ``trained`` is False for a direction a one-directional model was
+        not trained in ("flipped", App. C: the same networks with their roles swapped)."""
+        first, second = self.modality_names
+        trained = self.config.directions()
+        return [(s, t, (s, t) in trained) for s, t in ((first, second), (second, first))]
+
+    @torch.no_grad()
+    def conditional_log_weights(self, data: dict[str, torch.Tensor], source: str, target: str, samples: int) -> torch.Tensor:
+        """log p(s|z) + log p(z|t) - log q(z|s) at z ~ q(z|s) = enc_s(s), with p(s|z) = dec_s and the
+        conditional prior p(z|t) = enc_t(t) (Sec. 3.1; the constant log p(t) of Eq. 6 dropped)."""
+        proposal, prior = self.encode(source, data[source]), self.encode(target, data[target])
+        z = proposal.rsample((samples,))
+        return self.log_likelihood(source, data[source], z) + prior.log_prob(z) - proposal.log_prob(z)
+
+    def marginal_prior_log_prob(self, modality: str, z: torch.Tensor) -> torch.Tensor:
+        """log p_lambda(z) = log (1/N) sum_i p(z | u_i): the mixture of the other modality's encoder at
+        its pseudo-samples u_i, the prior of a modality observed alone (Eq. 4)."""
+        (other,) = [m for m in self.modality_names if m != modality]
+        prior = self.encode(other, self.pseudo_samples[other])
+        return gaussian_mixture_log_prob(z, prior.loc, prior.scale)
+

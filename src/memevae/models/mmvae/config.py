@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
-from ...objectives import BOUNDS, MMVAE_OBJECTIVES
+from ...objectives import Bound, MMVAEObjective
 from ..base import ModelConfig
+from ..mvae.config import LikelihoodScaling
 
-POSTERIORS = ("gaussian", "laplace")
-LIKELIHOOD_SCALINGS = ("dimension", "none")
+Posterior = Literal["gaussian", "laplace"]
+POSTERIORS = get_args(Posterior)
 
 
 @dataclass
@@ -19,16 +21,16 @@ class MMVAEConfig(ModelConfig):
     importance_samples: int = 30
     """K, the samples drawn from EACH expert q(z|x_m) (stratified sampling; M*K in all). The
     official MNIST-SVHN run uses K = 30 with DReG (README: ``--obj dreg --K 30 --looser``)."""
-    objective: str = "dreg"
+    objective: MMVAEObjective = "dreg"
     """How the bound's gradient is estimated, as the official ``--obj``: "dreg" (doubly
     reparameterised, ``m_dreg*``, used for the paper's results) or "iwae" (the plain
     reparameterised gradient of the same bound, ``m_iwae*``). Note: with a mixture (M > 1) the
     official DReG estimator is biased, see :func:`memevae.objectives.mmvae_dreg_bound`."""
-    bound: str = "looser"
+    bound: Bound = "looser"
     """"looser": (1/M) sum_m log (1/K) sum_k w_mk, the average over experts outside the log (the
     stratified bound of Shi et al. 2019; official ``--looser``, used for their runs).
     "tighter": log (1/(MK)) sum_{m,k} w_mk over all samples (official default without --looser)."""
-    posterior: str = "gaussian"
+    posterior: Posterior = "gaussian"
     """Latent family of the posterior experts and the prior. "gaussian" (default): as in MEME's
     comparison, which restricts all three models to Gaussians (App. I). "laplace": the official
     code's Laplace posterior and prior (MEME App. I, Table 7), with the official scale link
@@ -37,22 +39,16 @@ class MMVAEConfig(ModelConfig):
     """Learn the prior's scale, parameterised as softmax(theta) * L (theta = 0: unit scale; location
     fixed at 0) as the official ``--learn-prior`` does (used for Shi et al.'s results). Default off:
     N(0, I), the prior of MEME's Gaussian comparison."""
-    likelihood_scaling: str = "dimension"
+    likelihood_scaling: LikelihoodScaling = "dimension"
     """Weights lambda_m of log p(x_m|z) in log w. "dimension" (default, the official code's default
     ``llik_scaling``): lambda_m = max_n D_n / D_m, so MNIST's likelihood is scaled by
     3*32*32/(28*28) = 3.92 against SVHN's. "none": all 1."""
+
+    structural: ClassVar[tuple[str, ...]] = (*ModelConfig.structural, "learn_prior")
 
     def __post_init__(self):
         super().__post_init__()
         if int(self.importance_samples) != self.importance_samples or self.importance_samples < 1:
             raise ValueError(f"importance_samples (K) must be a positive integer, got {self.importance_samples}")
-        if self.objective not in MMVAE_OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(MMVAE_OBJECTIVES)}")
-        if self.bound not in BOUNDS:
-            raise ValueError(f"unknown bound {self.bound!r}; choose one of {', '.join(BOUNDS)}")
-        if self.posterior not in POSTERIORS:
-            raise ValueError(f"unknown posterior {self.posterior!r}; choose one of {', '.join(POSTERIORS)}")
         if not isinstance(self.learn_prior, bool):
             raise ValueError(f"learn_prior must be true or false, got {self.learn_prior!r}")
-        if self.likelihood_scaling not in LIKELIHOOD_SCALINGS:
-            raise ValueError(f"unknown likelihood_scaling {self.likelihood_scaling!r}; choose one of {', '.join(LIKELIHOOD_SCALINGS)}")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...distributions import DiagonalGaussian, DiagonalLaplace
+from ...distributions import DiagonalGaussian, DiagonalLaplace, MixtureOfExperts
 from ...objectives import (dimension_likelihood_weights, mixture_log_prob, mmvae_dreg_bound, mmvae_iwae_bound,
                            mmvae_log_weights, normalised_weights)
 from ..base import ModelOutput, MultimodalVAE
@@ -60,9 +60,6 @@ class MMVAE(MultimodalVAE):
             scale = like.new_ones(L)
         return self.latent_class(like.new_zeros(L), scale)
 
-    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return self.prior(z).log_prob(z)
-
     def encode(self, modality: str, x: torch.Tensor):
         """The expert q(z | x_m): the modality's encoder, Gaussian (as MEME's) or Laplace."""
         mod = self.modality(modality)
@@ -74,6 +71,13 @@ class MMVAE(MultimodalVAE):
         loc, raw_scale = mod.encoder(x)
         return DiagonalLaplace(loc, F.softmax(raw_scale, dim=-1) * raw_scale.shape[-1] + SCALE_FLOOR)
 
+    def posterior(self, data: dict[str, torch.Tensor]):
+        """The mixture of experts (1/|S|) sum_{m in S} q(z|x_m) over the modalities S given in ``data``."""
+        if not data:
+            raise ValueError("a posterior needs at least one modality")
+        experts = [self.encode(name, x) for name, x in data.items()]
+        return experts[0] if len(experts) == 1 else MixtureOfExperts(experts)
+
     def log_weights(self, data: dict[str, torch.Tensor], experts: list, z: torch.Tensor, detach_experts: bool):
         """log w at latents z (..., B, L) and the pieces of it, each (..., B).
 
@@ -82,7 +86,7 @@ class MMVAE(MultimodalVAE):
         """
         mixture = [q.detach() if detach_experts else q for q in experts]
         log_posterior = mixture_log_prob(torch.stack([q.log_prob(z) for q in mixture]))
-        log_prior = self.prior_log_prob(z)
+        log_prior = self.prior(z).log_prob(z)
         log_likelihoods = {}
         for name in self.modality_names:
             mod = self.modalities[name]
@@ -130,13 +134,11 @@ class MMVAE(MultimodalVAE):
         missing = [name for name in self.modality_names if name not in data]
         if missing:
             raise ValueError(f"joint_log_weights needs every modality; missing {', '.join(missing)}")
-        experts = [self.encode(name, data[name]) for name in self.modality_names]
-        M = len(experts)
+        mixture = self.posterior({name: data[name] for name in self.modality_names})
+        M = len(mixture.experts)
         if samples % M == 0:
-            z = torch.cat([q.rsample((samples // M,)) for q in experts])
+            z = torch.cat([q.rsample((samples // M,)) for q in mixture.experts])
         else:
-            draws = torch.stack([q.rsample((samples,)) for q in experts])  # (M, S, B, L)
-            pick = torch.randint(M, draws.shape[1:3], device=draws.device)
-            z = draws.gather(0, pick[None, ..., None].expand(1, *draws.shape[1:]))[0]
-        _, log_prior, log_posterior, log_likelihoods = self.log_weights(data, experts, z, detach_experts=False)
+            z = mixture.rsample((samples,))
+        _, log_prior, log_posterior, log_likelihoods = self.log_weights(data, mixture.experts, z, detach_experts=False)
         return log_prior + sum(log_likelihoods.values()) - log_posterior  # the unweighted joint density

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from ..base import ModelConfig
 
-LIKELIHOOD_SCALINGS = ("none", "dimension")
+LikelihoodScaling = Literal["none", "dimension"]
+LIKELIHOOD_SCALINGS = get_args(LikelihoodScaling)
 
 
 @dataclass
@@ -18,7 +20,7 @@ class MVAEConfig(ModelConfig):
     posteriors combine and in their objective.
     """
 
-    likelihood_scaling: str = "none"
+    likelihood_scaling: LikelihoodScaling = "none"
     """The weights lambda_m of log p(x_m|z) in every ELBO (Wu & Goodman 2018, their ELBO weights). "none": all 1,
     the ELBO itself (default: the official code's weights, e.g. 10 for MNIST labels, balance a
     low-dimensional label against an image and have no setting for two images). "dimension":
@@ -32,7 +34,5 @@ class MVAEConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.likelihood_scaling not in LIKELIHOOD_SCALINGS:
-            raise ValueError(f"unknown likelihood_scaling {self.likelihood_scaling!r}; choose one of {', '.join(LIKELIHOOD_SCALINGS)}")
         if int(self.kl_annealing_steps) != self.kl_annealing_steps or self.kl_annealing_steps < 0:
             raise ValueError(f"kl_annealing_steps must be a non-negative integer, got {self.kl_annealing_steps}")

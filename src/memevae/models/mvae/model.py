@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ...distributions import DiagonalGaussian, gaussian_log_prob, gaussian_product
+from ...distributions import DiagonalGaussian, gaussian_product
 from ...objectives import dimension_likelihood_weights, mvae_elbo, mvae_subsampled_bound
 from ..base import ModelOutput, MultimodalVAE
 from .config import MVAEConfig
@@ -23,7 +23,7 @@ class MVAE(MultimodalVAE):
     observation scheme trains it. Each ELBO reconstructs only the modalities it conditions on.
 
     ``encode(m, x)`` is the unimodal posterior p(z) q(z|x_m) (normalised), the one MVAE uses when
-    only x_m is given; ``joint_posterior(data)`` is the product over all given modalities.
+    only x_m is given; ``posterior(data)`` is the product over all given modalities.
 
     A step runs each encoder once and each decoder once (over the latents of every ELBO that
     reconstructs its modality).
@@ -46,17 +46,7 @@ class MVAE(MultimodalVAE):
         # Training forward passes seen so far: drives KL annealing, saved with the model.
         self.register_buffer("training_steps", torch.zeros((), dtype=torch.long))
 
-    # -- posteriors --------------------------------------------------------------------------
-    def prior(self, like: torch.Tensor) -> DiagonalGaussian:
-        """The prior p(z) = N(0, I), which is also the prior expert (shape (L,), broadcasts)."""
-        L = self.config.latent_dim
-        return DiagonalGaussian(like.new_zeros(L), like.new_ones(L))
-
-    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, I) summed over the latent dimension."""
-        prior = self.prior(z)
-        return gaussian_log_prob(z, prior.loc, prior.scale)
-
+    # -- posteriors (the prior p(z) = N(0, I) is the base class's) ------------------------------
     def product(self, experts: list[DiagonalGaussian]) -> DiagonalGaussian:
         """The product of the prior expert and ``experts``."""
         prior = self.prior(experts[0].loc)
@@ -66,10 +56,10 @@ class MVAE(MultimodalVAE):
         """q(z | x_m) ∝ p(z) q_m(z | x_m): the MVAE posterior when only ``modality`` is observed."""
         return self.product([self.modality(modality).encode(x)])
 
-    def joint_posterior(self, data: dict[str, torch.Tensor]) -> DiagonalGaussian:
+    def posterior(self, data: dict[str, torch.Tensor]) -> DiagonalGaussian:
         """q(z | X_S) ∝ p(z) prod_{m in S} q_m(z | x_m) for the modalities S given in ``data``."""
         if not data:
-            raise ValueError("joint_posterior needs at least one modality")
+            raise ValueError("a posterior needs at least one modality")
         return self.product([self.modality(name).encode(x) for name, x in data.items()])
 
     def kl_weight(self) -> float:

@@ -1,0 +1,156 @@
+"""Typed option dataclasses, documented once: the choices of a ``Literal`` field, its checks, its
+documentation (the string under the field), and command-line options built from them.
+
+Every settings object in memevae (model configs, training and data configs, each metric's
+options) is a dataclass whose fields carry their type, default and documentation; the command
+line reads all three from here, so a default or a choice is written in one place.
+
+Example:
+    >>> from memevae.models import MEMEConfig
+    >>> choices(MEMEConfig, "kl"), field_help(MEMEConfig)["classifier_scale"]
+    (('analytic', 'monte-carlo'), 'c, the weight of log q(t|s) in Eq. 6.')
+    >>> MEMEConfig(kl="exact")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown kl 'exact'; choose one of analytic, monte-carlo
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import re
+import textwrap
+import typing
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:  # string annotations naming typing's members where they were not imported (a doctest, a notebook)
+        import sys
+
+        return typing.get_type_hints(cls, globalns={**vars(typing), **vars(sys.modules.get(cls.__module__, typing))})
+
+
+def choices(cls, name: str) -> tuple | None:
+    """The allowed values of field ``name`` when it is typed ``Literal[...]`` (or ``Literal[...] | None``), else None."""
+    hint = _hints(cls)[name]
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    literals = [a for a in typing.get_args(hint) if typing.get_origin(a) is typing.Literal]
+    return typing.get_args(literals[0]) if literals else None
+
+
+def check_choices(instance) -> None:
+    """One-line ValueError for a ``Literal`` field holding a value outside its choices."""
+    for f in dataclasses.fields(instance):
+        allowed = choices(type(instance), f.name)
+        value = getattr(instance, f.name)
+        if allowed is not None and value not in allowed and not (value is None and type(None) in typing.get_args(_hints(type(instance))[f.name])):
+            raise ValueError(f"unknown {f.name} {value!r}; choose one of {', '.join(map(str, allowed))}")
+
+
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """The documentation string written under each field of dataclass ``cls`` (and its bases)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):  # defined where there is no source (e.g. an interactive session)
+            continue
+        body = tree.body[0].body
+        for node, following in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
+                    and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+                docs[node.target.id] = inspect.cleandoc(following.value.value)
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {name: doc for name, doc in docs.items() if name in names}
+
+
+def field_help(cls) -> dict[str, str]:
+    """The first sentence of each field's documentation, for ``--help``."""
+    out = {}
+    for name, doc in field_docs(cls).items():
+        text = " ".join(doc.split())
+        end = _SENTENCE_END.search(text)
+        out[name] = text if end is None else text[: end.start() + 1]
+    return out
+
+
+# a full stop followed by a new sentence, not one of the paper's abbreviations ("Eq. 6", "App. B", "e.g. x")
+_SENTENCE_END = re.compile(r"(?<!\bEq)(?<!\bEqs)(?<!\bApp)(?<!\bFig)(?<!\bSec)(?<!\be\.g)(?<!\bi\.e)(?<!\bet al)\.\s+(?=[A-Z\"(])")
+
+
+def _argument_type(hint):
+    """The argparse ``type`` of a field's annotation (int, float or str; None for bool)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    base = args[0]
+    if typing.get_origin(base) is typing.Literal:
+        return type(typing.get_args(base)[0])
+    return base if base in (int, float, str) else str
+
+
+def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None = None, notes: dict | None = None) -> dict[str, str]:
+    """Add one command-line option per field of dataclass ``cls`` to ``group``: ``--<prefix><field>``
+    with the field's type, its choices when ``Literal``, and its first documented sentence plus
+    its default as help. Every option defaults to None ("not given"), so the dataclass keeps its
+    own defaults. ``defaults`` overrides what the help shows as default (e.g. per model);
+    ``notes`` puts a word before a field's help (e.g. "MEME:").
+    Returns {argparse dest: field name}.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Options:
+        ...     points: int = 2000
+        ...     '''Codes embedded.'''
+        >>> parser = argparse.ArgumentParser()
+        >>> add_options(parser, Options, prefix="tsne-")
+        {'tsne_points': 'points'}
+        >>> parser.parse_args(["--tsne-points", "10"]).tsne_points
+        10
+    """
+    helps, hints, dests = field_help(cls), _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        dest = (prefix + f.name).replace("-", "_")
+        shown = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else None)
+        text = " ".join(filter(None, ((notes or {}).get(f.name), helps.get(f.name, ""))))
+        if shown is not None and shown is not dataclasses.MISSING:
+            text += f" (default {shown})" if not isinstance(shown, str) or "default" not in shown else f" ({shown})"
+        hint = hints[f.name]
+        if hint is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            allowed = choices(cls, f.name)
+            group.add_argument(flag, dest=dest, type=_argument_type(hint), default=None, help=text,
+                               choices=list(allowed) if allowed else None, metavar=None if allowed else f.name.upper())
+        dests[dest] = f.name
+    return dests
+
+
+def given(args, dests: dict[str, str]) -> dict:
+    """{field: value} of the options in ``dests`` that the user gave."""
+    return {field: getattr(args, dest) for dest, field in dests.items() if getattr(args, dest, None) is not None}
+
+
+def build(cls, values: dict, what: str):
+    """``cls(**values)`` with an unknown key as a one-line error naming the known ones."""
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{what} has no option(s) {', '.join(unknown)}; its options are {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+__all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "build"]
