@@ -12,25 +12,28 @@ EPILOG = """examples:
   memevae translate runs/meme-mnist-textured-f1-seed0 --from mnist --to textured --out grid.png
 """
 
-# CLI option -> model config field; given only when the user sets it, so each model keeps its defaults.
-MODEL_OPTIONS = {
-    "latent_dim": dict(type=int, help="latent size L (default 64)"),
-    "architecture": dict(choices=["release", "paper"], help="networks: the authors' release (default) or the paper's Table 8"),
-    "classifier_samples": dict(type=int, metavar="K", help="MEME: extra samples in log q(t|s) (default 10)"),
-    "classifier_scale": dict(type=float, metavar="C", help="MEME: weight of log q(t|s) (default 10, the paper's maths: 1)"),
-    "kl": dict(choices=["analytic", "monte-carlo"], help="MEME: KL(q(z|s)||p(z|t)) estimate (default analytic)"),
-    "estimator": dict(choices=["stop-gradient", "full"], help="MEME: importance weight detached (default) or not (Eq. 7)"),
-    "direction": dict(help="MEME: 'both' (default) or one direction such as 'mnist->textured'"),
-    "pseudo_samples": dict(type=int, metavar="N", help="MEME: pseudo-samples in the mixture prior (default 128)"),
-    "likelihood_scaling": dict(choices=["none", "dimension"], help="MVAE/MMVAE: log-likelihood weights; 'dimension' scales each "
-                               "modality to the largest one's size, 3.92 for MNIST (default: MVAE none, MMVAE dimension)"),
-    "kl_annealing_steps": dict(type=int, metavar="S", help="MVAE: raise the KL weight linearly to 1 over the first S steps (default 0: off)"),
-    "importance_samples": dict(type=int, metavar="K", help="MMVAE: samples drawn from each expert (default 30)"),
-    "objective": dict(choices=["dreg", "iwae"], help="MMVAE: gradient of the bound, DReG (default) or plain IWAE"),
-    "bound": dict(choices=["looser", "tighter"], help="MMVAE: average over experts outside the log (default) or one pooled average"),
-    "posterior": dict(choices=["gaussian", "laplace"], help="MMVAE: latent family of posterior and prior (default gaussian; App. I: laplace)"),
-    "learn_prior": dict(action="store_true", help="MMVAE: learn the prior's scale (the official --learn-prior)"),
-}
+def _add_model_options(group, skip=()) -> dict[str, str]:
+    """One option per field of every model's config (not ``modalities``), typed, with its choices and
+    its documented first sentence; the default shown per model. Returns {dest: field}."""
+    import dataclasses
+
+    from .models import MODELS
+    from .options import add_options
+
+    owners: dict[str, dict[str, object]] = {}
+    for name, model in MODELS.items():
+        for f in dataclasses.fields(model.config_class):
+            owners.setdefault(f.name, {})[name] = f.default
+    dests, done = {}, {"modalities", *skip}
+    for name, model in MODELS.items():
+        fields = [f.name for f in dataclasses.fields(model.config_class) if f.name not in done]
+        done.update(fields)
+        notes = {f: "/".join(m.upper() for m in owners[f]) + ":" for f in fields if len(owners[f]) < len(MODELS)}
+        defaults = {f: "default " + ", ".join(f"{m.upper()} {v}" for m, v in owners[f].items())
+                    for f in fields if len(set(map(str, owners[f].values()))) > 1}
+        others = [f.name for f in dataclasses.fields(model.config_class) if f.name not in fields]
+        dests.update(add_options(group, model.config_class, skip=others, defaults=defaults, notes=notes))
+    return dests
 
 
 def _add_rendering(group, default=None):
@@ -107,10 +110,7 @@ def _add_train(sub):
     t.add_argument("--judges", type=Path, metavar="DIR",
                    help="judge classifiers for the per-epoch coherence (default: those shipped for the data)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    m = p.add_argument_group("model")
-    for field, spec in MODEL_OPTIONS.items():
-        m.add_argument("--" + field.replace("_", "-"), dest=field, default=None, **spec)
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, model_options=_add_model_options(p.add_argument_group("model")))
 
 
 def _flag(dest: str) -> str:
@@ -124,11 +124,6 @@ def _resumable_flags() -> str:
     return ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
 
 
-def _given(args, options: dict) -> dict:
-    """{config field: value} of the options the user gave."""
-    return {field: getattr(args, dest) for dest, field in options.items() if getattr(args, dest) is not None}
-
-
 def _default_out(args, data) -> Path:
     f = data.paired_fraction
     scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
@@ -137,12 +132,13 @@ def _default_out(args, data) -> Path:
 
 def _train(args):
     from . import DataConfig, TrainConfig, resume, train
+    from .options import given
     from .runs import checkpoint_status
     from .training.rundir import RunDir, RunError
     from .training.trainer import RESUMABLE
 
-    options = {field: getattr(args, field) for field in MODEL_OPTIONS if getattr(args, field) is not None}
-    data_given, train_given = _given(args, DATA_OPTIONS), _given(args, TRAIN_OPTIONS)
+    options = given(args, args.model_options)
+    data_given, train_given = given(args, DATA_OPTIONS), given(args, TRAIN_OPTIONS)
     if args.seed is not None:
         data_given["seed"] = train_given["seed"] = args.seed
     if args.resume:
@@ -222,10 +218,7 @@ def _add_snr(sub):
     p.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and noise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("model (MEME; both estimators are always compared)")
-    for field, spec in MODEL_OPTIONS.items():
-        if field != "estimator":
-            m.add_argument("--" + field.replace("_", "-"), dest=field, default=None, **spec)
-    p.set_defaults(func=_snr)
+    p.set_defaults(func=_snr, model_options=_add_model_options(m, skip=("estimator",)))
 
 
 def _snr(args):
@@ -234,9 +227,11 @@ def _snr(args):
     from .modalities import DEFAULT_KINDS
     from .runs import DataConfig
 
+    from .options import given
+
     snr.check_arguments(args.steps, args.repeats, args.every, args.batch_size, args.lr)  # before the slow part
     train_data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed).load("train")
-    options = {field: getattr(args, field) for field in MODEL_OPTIONS if field != "estimator" and getattr(args, field, None) is not None}
+    options = given(args, args.model_options)
     config = build_config("meme", modalities={m: DEFAULT_KINDS[m] for m in train_data.modalities}, **options)
     result = snr.gradient_snr(config, train_data, steps=args.steps, repeats=args.repeats, every=args.every,
                           batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, progress=not args.quiet)
@@ -280,55 +275,43 @@ def _classifiers_train(args):
     print(f"classifiers written to {out}")
 
 
-def _parse_options(items) -> dict:
-    """--option METRIC.KEY=VALUE (VALUE read as JSON when it parses, else a string) -> {metric: {key: value}}."""
-    import json
-
-    options = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        metric, dot, key = name.partition(".")
-        if not sep or not dot or not metric or not key:
-            raise ValueError(f"--option {item!r}: expected METRIC.KEY=VALUE, e.g. tsne.points=1000")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        options.setdefault(metric, {})[key.replace("-", "_")] = parsed
-    return options
-
-
 def _add_evaluate(sub):
-    from .evaluation.pipeline import DEFAULT_METRICS, METRICS
+    from .evaluation.metric import default_metrics, metrics
+    from .options import add_options
 
-    listing = "\n".join(f"  {name:<12} {m.description}" for name, m in METRICS.items())
+    listing = "\n".join(f"  {name:<12} {m.description}" for name, m in metrics().items())
     p = sub.add_parser("evaluate", help="evaluate a run: coherence, latent accuracy, relatedness, t-SNE, grids, ...",
                        description="Evaluate a trained run and write RUN/evaluation/metrics.json (figures in "
                                    "RUN/evaluation/figures/), with each metric's wall time and the paper's MNIST-SVHN "
                                    "numbers alongside.",
                        epilog=f"metrics:\n{listing}\n\nexamples:\n  memevae evaluate runs/meme-mnist-textured-f1-seed0\n"
                               "  memevae evaluate RUN --metrics coherence --classifiers classifiers/\n"
-                              "  memevae evaluate RUN --metrics likelihood --option likelihood.samples=100",
+                              "  memevae evaluate RUN --metrics likelihood --likelihood-samples 100",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run directory")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                   help=f"comma-separated, or 'all' (default {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--metrics", default=",".join(default_metrics()),
+                   help=f"comma-separated, or 'all' (default {','.join(default_metrics())})")
     p.add_argument("--classifiers", type=Path, metavar="DIR",
                    help="folder of judge classifiers (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
     p.add_argument("--checkpoint", default="last", help="checkpoint name (default last)")
-    p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE",
-                   help="a keyword for one metric, e.g. tsne.points=1000 or latent.train_items=60000 (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seeds the metrics' sampling (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_evaluate)
+    options = {}
+    for name, metric in metrics().items():
+        group = p.add_argument_group(f"{name} options", metric.description)
+        options[name] = add_options(group, metric.Options, prefix=f"{name}-")
+    p.set_defaults(func=_evaluate, metric_options=options)
 
 
 def _evaluate(args):
     from .evaluation import evaluate
     from .evaluation.pipeline import headline, results_path
+    from .options import given
 
+    options = {name: given(args, dests) for name, dests in args.metric_options.items()}
     results = evaluate(args.run, metrics=args.metrics, classifiers=args.classifiers, checkpoint=args.checkpoint,
-                       options=_parse_options(args.option), seed=args.seed, progress=not args.quiet)
+                       options={name: values for name, values in options.items() if values}, seed=args.seed,
+                       progress=not args.quiet)
     for name, entry in results["metrics"].items():
         shown = headline(name, entry["values"])
         print(f"{name} ({entry['wall_time_s']:.1f} s): " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8]))

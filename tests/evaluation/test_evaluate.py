@@ -58,7 +58,7 @@ def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
         assert entry["wall_time_s"] > 0
     values = on_disk["metrics"]["coherence"]["values"]
     from memevae.evaluation.classifiers import load_classifiers
-    from memevae.evaluation.coherence import cross_coherence
+    from memevae.evaluation.metrics.coherence import cross_coherence
 
     direct = cross_coherence(run.model, run.data_config.load("test"), load_classifiers(judges, ["mnist", "textured"]),
                              seed=0, progress=False)

@@ -10,7 +10,7 @@ import torch.distributions as D
 from torch import nn
 
 from memevae.distributions import DiagonalGaussian, gaussian_log_prob
-from memevae.evaluation.likelihood import importance_log_likelihood, marginal_log_likelihood
+from memevae.evaluation.metrics.likelihood import importance_log_likelihood, marginal_log_likelihood
 from memevae.modalities import Modality
 from memevae.models import MEME, MEMEConfig, MultimodalVAE
 

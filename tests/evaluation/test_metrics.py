@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from memevae.evaluation.coherence import cross_coherence
-from memevae.evaluation.latent import latent_accuracy
-from memevae.evaluation.relatedness import class_distance_matrix, relatedness, relatedness_data, w2_distance, w2_pairwise
+from memevae.evaluation.metrics.coherence import cross_coherence
+from memevae.evaluation.metrics.latent import latent_accuracy
+from memevae.evaluation.metrics.relatedness import class_distance_matrix, relatedness, relatedness_data, w2_distance, w2_pairwise
 
 
 def test_fake_data_is_consistent(fakes):
@@ -152,7 +152,7 @@ def test_latent_accuracy_of_uninformative_codes_is_chance(fakes):
 
 
 def test_tsne_neighbours_and_figure(fakes, tmp_path):
-    from memevae.evaluation.embeddings import tsne
+    from memevae.evaluation.metrics.tsne import tsne
 
     out = tsne(fakes.Model(noise=0.3), fakes.pairs(200), points=200, progress=False, figures_dir=tmp_path, title="fake")
     assert out["points"] == 200
@@ -165,7 +165,7 @@ def test_coherence_samples_each_posterior_in_its_own_family():
     """MMVAE with App. I's Laplace posterior: (z - loc) / scale must have the Laplace(0, 1) std
     sqrt(2) = 1.41, not the 1.00 of a Gaussian draw (a defect of memevae 0.1)."""
     from memevae.data import MultimodalDataset
-    from memevae.evaluation.coherence import cross_coherence
+    from memevae.evaluation.metrics.coherence import cross_coherence
     from memevae.models import MMVAE, MMVAEConfig
 
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
-"""Evaluation of trained runs (paper Sec. 4 and App. F-I): judge classifiers, cross coherence, latent
-accuracy, relatedness, t-SNE, generation grids, and (in their own modules) marginal likelihood,
-gradient SNR and generative quality. :func:`evaluate` runs any of them by name and writes
+"""Evaluation of trained runs (paper Sec. 4 and App. F-I). Each metric (cross coherence, latent
+accuracy, relatedness, t-SNE, generation grids, marginal likelihood, gradient SNR, generative
+quality) is one module of :mod:`memevae.evaluation.metrics` following the protocol of
+:mod:`memevae.evaluation.metric`; :func:`evaluate` runs any of them by name and writes
 ``RUN/evaluation/metrics.json``; :func:`memevae.evaluation.report.write_report` tabulates many runs.
 
 Names are imported on first use, so importing this package (as the CLI and the training
@@ -14,14 +15,15 @@ Example:
 import importlib
 
 _EXPORTS = {
-    "evaluate": "pipeline", "METRICS": "pipeline", "DEFAULT_METRICS": "pipeline",
+    "evaluate": "pipeline", "Metric": "metric", "metrics": "metric", "default_metrics": "metric",
     "ClassifierError": "classifiers", "default_classifier_dir": "classifiers", "load_classifiers": "classifiers",
     "train_classifiers": "classifiers",
-    "cross_coherence": "coherence",
-    "latent_accuracy": "latent",
-    "w2_distance": "relatedness", "w2_pairwise": "relatedness",
-    "tsne": "embeddings",
-    "generation_grids": "grids",
+    "cross_coherence": "metrics.coherence",
+    "latent_accuracy": "metrics.latent",
+    "w2_distance": "metrics.relatedness", "w2_pairwise": "metrics.relatedness",
+    "tsne": "metrics.tsne",
+    "generation_grids": "metrics.grids",
+    "marginal_log_likelihood": "metrics.likelihood",
     "write_report": "report",
 }
 __all__ = list(_EXPORTS)

@@ -74,9 +74,3 @@ def posteriors(model, modality: str, images: torch.Tensor, batch_size: int = 500
             bar.update(1)
     bar.close()
     return torch.cat(locs), torch.cat(scales)
-
-
-def sample_latent(q, generator: torch.Generator) -> torch.Tensor:
-    """One sample of the posterior ``q`` in its own family (Gaussian, or Laplace for MMVAE's App. I
-    variant), with noise from ``generator`` (a CPU generator: reproducible everywhere)."""
-    return q.rsample(generator=generator)

@@ -25,7 +25,7 @@ import time
 import torch
 
 from ..training.trainer import Callback
-from .coherence import cross_coherence
+from .metrics.coherence import cross_coherence
 
 CHANCE = 0.1
 """Coherence of a model whose generations carry no class information (ten balanced classes)."""

@@ -10,16 +10,13 @@ Example:
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,176 +25,27 @@ from .. import __version__, io
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .classifiers import ClassifierError, default_classifier_dir, load_classifiers
+from .metric import Context, Metric, default_metrics, metrics as registered
 from .reference import paper_values
 
 RESULTS_FORMAT = 1
 
 
-@dataclass
-class Context:
-    """What a metric may use; expensive parts (train data, classifiers) are loaded on first use."""
-
-    run: object
-    figures_dir: Path
-    classifier_source: object = None
-    progress: bool = True
-    seed: int = 0
-
-    @property
-    def model(self):
-        return self.run.model
-
-    @cached_property
-    def data_config(self):
-        return self.run.data_config
-
-    @cached_property
-    def test(self):
-        return self.data_config.load("test")
-
-    @cached_property
-    def train(self):
-        """Every training pair (the partial-observation scheme NOT applied: probes see all images)."""
-        from ..data import load_pairs
-
-        c = self.data_config
-        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
-
-    @cached_property
-    def classifiers(self) -> dict:
-        return resolve_classifiers(self.classifier_source, self.data_config, self.test.modalities)
-
-    @property
-    def title(self) -> str:
-        config = self.run.config
-        data = config["data"]
-        f = data.get("paired_fraction", 1.0)
-        scheme = "" if f == 1 else (" paired only" if data.get("paired_only") else f" unpaired={data.get('unpaired')}")
-        return f"{config['model'].upper()} on {dataset_label(recorded_variant(config))}, f={f:g}{scheme}, seed {data.get('seed', 0)}"
-
-
-@dataclass
-class Metric:
-    name: str
-    description: str
-    compute: Callable[[Context, dict], dict]
-    needs_classifiers: bool = False
-    cheap: bool = True
-    figures: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _accepted(fn, kwargs: dict) -> dict:
-    """The keyword arguments ``fn`` accepts (all of them if it takes ``**kwargs``)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def _colleague(module: str, function: str, metric: str):
-    """Import a metric function written in another module lazily, with a one-line error if absent."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(f"memevae.evaluation.{module}"), function)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"metric {metric!r} needs memevae.evaluation.{module}.{function}, which is not available "
-                         f"in this installation ({error})") from error
-
-
-def _coherence(ctx: Context, options: dict) -> dict:
-    from .coherence import cross_coherence
-
-    return cross_coherence(ctx.model, ctx.test, ctx.classifiers, **{"seed": ctx.seed, "progress": ctx.progress, **options})
-
-
-def _latent(ctx: Context, options: dict) -> dict:
-    from .latent import latent_accuracy
-
-    return latent_accuracy(ctx.model, ctx.train, ctx.test, **{"seed": ctx.seed, "progress": ctx.progress, **options})
-
-
-def _relatedness(ctx: Context, options: dict) -> dict:
-    from .relatedness import relatedness
-
-    return relatedness(ctx.model, ctx.test, **{"progress": ctx.progress, "figures_dir": ctx.figures_dir, "title": ctx.title, **options})
-
-
-def _tsne(ctx: Context, options: dict) -> dict:
-    from .embeddings import tsne
-
-    return tsne(ctx.model, ctx.test, **{"seed": ctx.seed, "progress": ctx.progress, "figures_dir": ctx.figures_dir,
-                                         "title": ctx.title, **options})
-
-
-def _grids(ctx: Context, options: dict) -> dict:
-    from .grids import generation_grids
-
-    return generation_grids(ctx.model, ctx.test, ctx.figures_dir, **{"seed": ctx.seed, "title": ctx.title, **options})
-
-
-def _likelihood(ctx: Context, options: dict) -> dict:
-    fn = _colleague("likelihood", "marginal_log_likelihood", "likelihood")
-    defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress})
-    return fn(ctx.model, ctx.test, **{**defaults, **options})
-
-
-def _snr(ctx: Context, options: dict) -> dict:
-    """Gradient SNR along a short training run started from this run's parameters (copies; the run
-    is not changed), on its training pairs; ``snr.png`` in the figures folder."""
-    fn = _colleague("snr", "gradient_snr", "snr")
-    defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress})
-    result = fn(ctx.model, ctx.train, **{**defaults, **options})
-    if result.get("curves"):
-        try:
-            plot = _colleague("snr", "plot_snr", "snr")
-        except ValueError:
-            plot = None
-        if plot is not None:
-            plot(result, ctx.figures_dir / "snr.png")
-    return result
-
-
-def _mi(ctx: Context, options: dict) -> dict:
-    """Table 6: loads ``gp-<modality>.pt`` from the judges' folder, or trains a GP-headed classifier
-    on real training images (generative_quality saves it there for next time), then scores
-    generations."""
-    fn = _colleague("generative_quality", "mutual_information", "mi")
-    source = ctx.classifier_source
-    folder = None if isinstance(source, dict) else (
-        Path(source) if source is not None else default_classifier_dir(ctx.data_config.variant, ctx.data_config.data_dir))
-    defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress, "train_data": ctx.train, "classifier_dir": folder})
-    return fn(ctx.model, ctx.test, **{**defaults, **options})
-
-
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("coherence", "cross coherence, both directions (Fig. 5, Table 3)", _coherence, needs_classifiers=True),
-    Metric("latent", "linear latent accuracy per modality (Fig. 7, Table 4)", _latent),
-    Metric("relatedness", "W2 relatedness histograms and class matrix (Fig. 8, 9)", _relatedness,
-           figures=("relatedness-histogram.png", "relatedness-classes.png")),
-    Metric("tsne", "t-SNE of latent codes by digit and modality (Fig. 19, 20)", _tsne, figures=("tsne.png",)),
-    Metric("grids", "cross- and self-generation grids (Fig. 3, 11-17)", _grids, figures=("generation.png",)),
-    Metric("likelihood", "importance-weighted marginal log-likelihood (Table 2)", _likelihood, cheap=False),
-    Metric("snr", "gradient signal-to-noise ratio (Fig. 10)", _snr, cheap=False),
-    Metric("mi", "mutual information of generations under a GP classifier (Table 6)", _mi, cheap=False),
-)}
-DEFAULT_METRICS = tuple(name for name, metric in METRICS.items() if metric.cheap)
-
-
-def parse_metrics(metrics) -> list[str]:
+def parse_metrics(names) -> list[str]:
     """A list (or comma-separated string) of metric names; None: the cheap default set; "all": every one."""
-    if metrics is None:
-        return list(DEFAULT_METRICS)
-    if isinstance(metrics, str):
-        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
-    if list(metrics) == ["all"]:
-        return list(METRICS)
-    unknown = [m for m in metrics if m not in METRICS]
+    known = registered()
+    if names is None:
+        return list(default_metrics())
+    if isinstance(names, str):
+        names = [m.strip() for m in names.split(",") if m.strip()]
+    if list(names) == ["all"]:
+        return list(known)
+    unknown = [m for m in names if m not in known]
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)} (or 'all')")
-    if not metrics:
-        raise ValueError(f"no metrics given; choose from {', '.join(METRICS)}")
-    return list(dict.fromkeys(metrics))
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(known)} (or 'all')")
+    if not names:
+        raise ValueError(f"no metrics given; choose from {', '.join(known)}")
+    return list(dict.fromkeys(names))
 
 
 def resolve_classifiers(source, data_config, modalities) -> dict:
@@ -239,96 +87,107 @@ def _classifier_summary(classifiers: dict) -> dict:
             for m, c in classifiers.items()}
 
 
+def _chosen(metrics, options) -> list[tuple[Metric, object]]:
+    """The metrics to run, each with its typed options (unknown metric or option: a one-line error)."""
+    names = parse_metrics(metrics)
+    options = dict(options or {})
+    known = registered()
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise ValueError(f"options for unknown metric(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return [(known[name](), known[name].options(options.get(name))) for name in names]
+
+
+def _header(run, checkpoint: str, seed: int) -> dict:
+    """The identity of the results: the run, its data variant, checkpoint, epoch, seed."""
+    config = run.config
+    variant = recorded_variant(config)
+    return {"format": RESULTS_FORMAT, "memevae_version": __version__, "run": str(run.path), "model": config["model"],
+            "dataset": config["data"]["dataset"], "data_variant": variant, "dataset_label": dataset_label(variant),
+            "modalities": list(run.model.modality_names), "data": config["data"], "checkpoint": checkpoint,
+            "epoch": run.history[-1]["epoch"] if run.history else 0, "seed": seed, "metrics": {}}
+
+
+def _reference(config: dict, modalities, label: str) -> dict:
+    """The paper's MNIST-SVHN numbers for the run's configuration, with a note when the data differ."""
+    data = config["data"]
+    reference = paper_values(config["model"], modalities, data.get("unpaired"), data.get("paired_fraction", 1.0),
+                             data.get("paired_only", False))
+    reference["note"] = "paper values are on MNIST-SVHN" + (
+        f"; this run is {label}, a different data set: shown for orientation only" if data["dataset"] != "mnist-svhn" else "")
+    return reference
+
+
+def _earlier(path: Path, results: dict) -> dict:
+    """What ``metrics.json`` already holds for the same checkpoint, epoch and model (kept unless recomputed)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    same = all(previous.get(k) == results[k] for k in ("checkpoint", "epoch", "model"))
+    return {k: previous[k] for k in ("metrics", "classifiers") if k in previous} if same else {}
+
+
+def _log_judges(results: dict, log) -> None:
+    for modality, info in results["classifiers"].items():
+        if "test_accuracy" in info:
+            trained_on = info.get("trained_on") or {}
+            log(f"judge {modality}: test accuracy {info['test_accuracy']:.4f}, trained on the {trained_on.get('split')} "
+                f"split of {trained_on.get('dataset')} ({trained_on.get('source', trained_on.get('data_dir'))}), "
+                f"sha256 {str(info.get('sha256'))[:12]}")
+
+
+def _measure(metric: Metric, options, context: Context, root: Path) -> tuple[dict, dict]:
+    """Run one metric: its values and its entry in ``metrics.json`` (values, wall time, figures, options)."""
+    before = _figure_stamps(context.figures_dir)
+    start = time.perf_counter()
+    values = metric.compute(context, options)
+    seconds = time.perf_counter() - start
+    after = _figure_stamps(context.figures_dir)
+    figures = sorted(str(p.relative_to(root)) for p, stamp in after.items() if before.get(p) != stamp)
+    changed = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if getattr(options, f.name) != f.default}
+    return values, {"values": _plain(values), "wall_time_s": round(seconds, 3), "figures": figures, "options": _plain(changed),
+                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", options: dict | None = None, seed: int = 0,
              progress: bool = True, write: bool = True, log=None) -> dict:
     """Compute ``metrics`` for a run and (with ``write``) save them to ``RUN/evaluation/metrics.json``.
 
     Args:
         run: a :class:`memevae.runs.Run` or a run directory (loaded at ``checkpoint``).
-        metrics: names from :data:`METRICS` (list or comma-separated); default the cheap ones
-            (coherence, latent, relatedness, tsne, grids). "likelihood", "snr", "mi" on request.
+        metrics: names of :func:`~memevae.evaluation.metric.metrics` (list or comma-separated);
+            default the cheap ones (coherence, latent, relatedness, tsne, grids); "all": every one.
         classifiers: judge folder, ``{modality: callable}``, or None for the default folder
             ``<data-dir or ~/.cache/memevae>/classifiers/<dataset>/``.
-        options: per-metric keyword arguments, e.g. ``{"tsne": {"points": 500}}``.
+        options: per-metric options, ``{"tsne": {"points": 500}}`` or ``{"tsne": TSNEOptions(points=500)}``.
         seed: seeds every metric's sampling.
 
     Returns the results dict written to the file: run identity, dataset label ("MNIST-Textured" or
     "MNIST-SVHN"), the judges used, ``metrics[name] = {"values", "wall_time_s", "figures",
-    "evaluated_at"}`` and ``reference`` (the paper's MNIST-SVHN numbers for this configuration).
-    Metrics already in the file for the same checkpoint are kept unless recomputed.
+    "options", "evaluated_at"}`` and ``reference`` (the paper's MNIST-SVHN numbers for this
+    configuration). Metrics already in the file for the same checkpoint are kept unless recomputed.
     """
     from ..runs import Run, load_run
 
     log = log if log is not None else (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda _: None)
-    names = parse_metrics(metrics)
-    options = dict(options or {})
-    unknown = [k for k in options if k not in METRICS]
-    if unknown:
-        raise ValueError(f"options for unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    chosen = _chosen(metrics, options)
     if not isinstance(run, Run):
         run = load_run(run, checkpoint=checkpoint)
-    ctx = Context(run, Path(run.path) / "evaluation" / "figures", classifiers, progress, seed)
-    if any(METRICS[n].needs_classifiers for n in names):
-        judges = ctx.classifiers  # fail before any slow work when a judge is missing or refused
-    else:
-        judges = {}
-
-    config = run.config
-    data = config["data"]
-    epoch = run.history[-1]["epoch"] if run.history else 0
-    identity = {"checkpoint": checkpoint, "epoch": epoch}
-    results = {
-        "format": RESULTS_FORMAT,
-        "memevae_version": __version__,
-        "run": str(run.path),
-        "model": config["model"],
-        "dataset": data["dataset"],
-        "data_variant": recorded_variant(config),
-        "dataset_label": dataset_label(recorded_variant(config)),
-        "modalities": list(run.model.modality_names),
-        "data": data,
-        **identity,
-        "seed": seed,
-        "metrics": {},
-    }
-    reference = paper_values(config["model"], run.model.modality_names, data.get("unpaired"), data.get("paired_fraction", 1.0),
-                             data.get("paired_only", False))
-    reference["note"] = "paper values are on MNIST-SVHN" + (
-        f"; this run is {results['dataset_label']}, a different data set: shown for orientation only"
-        if data["dataset"] != "mnist-svhn" else "")
+    context = Context(run, Path(run.path) / "evaluation" / "figures", classifiers, progress, seed)
+    judges = context.judges if any("judges" in metric.needs for metric, _ in chosen) else {}  # refused before slow work
+    results = _header(run, checkpoint, seed)
     path = results_path(run.path)
     if write and path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            previous = {}
-        if all(previous.get(k) == v for k, v in identity.items()) and previous.get("model") == config["model"]:
-            results["metrics"] = previous.get("metrics", {})
-            if "classifiers" in previous:
-                results["classifiers"] = previous["classifiers"]
+        results.update(_earlier(path, results))
     if judges:
         results["classifiers"] = _plain(_classifier_summary(judges))
-        for modality, info in results["classifiers"].items():
-            if "test_accuracy" in info:
-                trained_on = info.get("trained_on") or {}
-                log(f"judge {modality}: test accuracy {info['test_accuracy']:.4f}, trained on the {trained_on.get('split')} "
-                    f"split of {trained_on.get('dataset')} ({trained_on.get('source', trained_on.get('data_dir'))}), "
-                    f"sha256 {str(info.get('sha256'))[:12]}")
-    results["reference"] = reference
-
-    for name in names:
-        metric = METRICS[name]
-        log(f"{name}: {metric.description} ...")
-        before = _figure_stamps(ctx.figures_dir)
-        start = time.perf_counter()
-        values = metric.compute(ctx, dict(options.get(name, {})))
-        seconds = time.perf_counter() - start
-        after = _figure_stamps(ctx.figures_dir)
-        figures = sorted(str(p.relative_to(Path(run.path))) for p, stamp in after.items() if before.get(p) != stamp)
-        results["metrics"][name] = {"values": _plain(values), "wall_time_s": round(seconds, 3), "figures": figures,
-                                    "options": _plain(options.get(name, {})),
-                                    "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        log(f"{name}: done in {seconds:.1f} s" + _headline(name, values))
+        _log_judges(results, log)
+    results["reference"] = _reference(run.config, run.model.modality_names, results["dataset_label"])
+    for metric, metric_options in chosen:
+        log(f"{metric.name}: {metric.description} ...")
+        values, results["metrics"][metric.name] = _measure(metric, metric_options, context, Path(run.path))
+        log(f"{metric.name}: done in {results['metrics'][metric.name]['wall_time_s']:.1f} s" + _headline(metric, values))
         if write:  # after each metric, so a later failure keeps the finished ones
             io.write_json(path, results)
     if write:
@@ -340,32 +199,14 @@ def _figure_stamps(folder: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in folder.glob("*.png")} if folder.exists() else {}
 
 
-_NESTED_HEADLINES = {"likelihood": ("estimates/", "/mean"), "mi": ("generated/", "/mi"), "snr": ("summary/", "")}
-_BOOKKEEPING = ("items", "batch_size", "knn_k", "points", "figures", "examples", "samples", "seed", "learning_rate")
-
-
-def _flatten(values, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def headline(name: str, values: dict) -> dict[str, float]:
-    """The few numbers worth printing for a metric's result (nested results flattened)."""
-    if name in _NESTED_HEADLINES:
-        start, end = _NESTED_HEADLINES[name]
-        return {k[len(start):len(k) - len(end)]: v for k, v in _flatten(values).items()
-                if k.startswith(start) and k.endswith(end) and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return {k: v for k, v in values.items() if isinstance(v, float) and "/" not in k and k not in _BOOKKEEPING}
+    """The few numbers worth printing for metric ``name``'s values (its :meth:`Metric.headline`)."""
+    return registered()[name]().headline(values)
 
 
-def _headline(name: str, values: dict) -> str:
-    shown = headline(name, values)
+def _headline(metric: Metric, values: dict) -> str:
+    shown = metric.headline(values)
     return (": " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])) if shown else ""
 
 
-__all__ = ["evaluate", "METRICS", "DEFAULT_METRICS", "parse_metrics", "resolve_classifiers", "results_path", "Metric", "headline"]
+__all__ = ["evaluate", "parse_metrics", "resolve_classifiers", "results_path", "headline"]

@@ -12,11 +12,14 @@ separate sub-spaces).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from ._common import paired_rows, posteriors
-from .plotting import save
+from .._common import paired_rows, posteriors
+from ..plotting import save
+from ..metric import Metric
 
 MARKERS = ("o", "^", "s", "D", "v", "P")
 
@@ -74,7 +77,7 @@ def tsne(model, data, *, points: int = 2000, perplexity: float = 30.0, seed: int
 def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path, title: str = ""):
     """Scatter coloured by digit (tab10), one marker per modality, later modalities more transparent
     (Fig. 19: SVHN faint, MNIST strong)."""
-    from .plotting import colour_map, subplots
+    from ..plotting import colour_map, subplots
     from matplotlib.lines import Line2D
 
     colours = colour_map("tab10")
@@ -95,3 +98,26 @@ def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path
     ax.set_ylabel("t-SNE dimension 2")
     ax.set_title((title + "\n" if title else "") + f"t-SNE of posterior means, {len(xy)} test codes (Fig. 19/20)", fontsize=9)
     return save(fig, path)
+
+
+@dataclass
+class TSNEOptions:
+    points: int = 2000
+    """Latent codes embedded, split evenly over the modalities."""
+    perplexity: float = 30.0
+    """t-SNE's perplexity (capped at a third of the points)."""
+
+
+class TSNE(Metric):
+    name = "tsne"
+    description = "t-SNE of latent codes by digit and modality (Fig. 19, 20)"
+    Options = TSNEOptions
+    order = 40
+    figures = ("tsne.png",)
+
+    def compute(self, context, options: TSNEOptions) -> dict:
+        return tsne(context.model, context.test, points=options.points, perplexity=options.perplexity, seed=context.seed,
+                    progress=context.progress, figures_dir=context.figures_dir, title=context.title)
+
+    def headline(self, values: dict) -> dict[str, float]:
+        return {k: values[k] for k in ("knn_same_digit", "knn_other_modality", "kl_divergence") if k in values}

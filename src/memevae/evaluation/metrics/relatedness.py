@@ -18,13 +18,16 @@ at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ._common import paired_rows, posteriors
-from .plotting import new_figure, save
+from .._common import paired_rows, posteriors
+from ..plotting import new_figure, save
+from ..metric import Metric
 
 
 def w2_distance(loc1: torch.Tensor, scale1: torch.Tensor, loc2: torch.Tensor, scale2: torch.Tensor) -> torch.Tensor:
@@ -161,7 +164,7 @@ def plot_class_matrix(result: Relatedness, path, title: str = ""):
     from scipy.cluster.hierarchy import dendrogram, linkage
     from scipy.spatial.distance import squareform
 
-    from .plotting import subplots
+    from ..plotting import subplots
 
     k = result.class_matrix
     fig, (ax_k, ax_d) = subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.15]})
@@ -182,3 +185,26 @@ def plot_class_matrix(result: Relatedness, path, title: str = ""):
     ax_d.set_title("dendrogram of digits by relatedness", fontsize=9)
     fig.suptitle((title + ": " if title else "") + "class-contextual relatedness (Fig. 9)", fontsize=10)
     return save(fig, path)
+
+
+@dataclass
+class RelatednessOptions:
+    source: str | None = None
+    """The modality s of d(s, t); default the data's first."""
+    target: str | None = None
+    """The modality t; default the other one."""
+    batch_size: int = 128
+    """Pairs per group among which unpaired distances are taken (App. G)."""
+
+
+class RelatednessMetric(Metric):
+    name = "relatedness"
+    description = "W2 relatedness histograms and class matrix (Fig. 8, 9)"
+    Options = RelatednessOptions
+    order = 30
+    figures = ("relatedness-histogram.png", "relatedness-classes.png")
+
+    def compute(self, context, options: RelatednessOptions) -> dict:
+        return relatedness(context.model, context.test, source=options.source, target=options.target,
+                           batch_size=options.batch_size, progress=context.progress, figures_dir=context.figures_dir,
+                           title=context.title)

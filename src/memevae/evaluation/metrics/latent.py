@@ -8,11 +8,14 @@ is an affine map, so the decision boundaries stay linear in z).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from ._common import posteriors
-from .classifiers import modality_examples
+from .._common import posteriors
+from ..classifiers import modality_examples
+from ..metric import Metric
 
 DEFAULT_TRAIN_ITEMS = 10_000
 
@@ -61,3 +64,26 @@ def latent_accuracy(model, train, test, *, modalities=None, train_items: int | N
         result[f"train_items/{modality}"] = float(len(y_train))
         result[f"test_items/{modality}"] = float(len(y_test))
     return result
+
+
+@dataclass
+class LatentOptions:
+    train_items: int | None = DEFAULT_TRAIN_ITEMS
+    """Training images per modality the linear probe is fitted on, drawn at random (None: all)."""
+    batch_size: int = 500
+    """Images encoded at once."""
+
+
+class LatentAccuracy(Metric):
+    name = "latent"
+    description = "linear latent accuracy per modality (Fig. 7, Table 4)"
+    Options = LatentOptions
+    needs = frozenset({"train"})
+    order = 20
+
+    def compute(self, context, options: LatentOptions) -> dict:
+        return latent_accuracy(context.model, context.train, context.test, train_items=options.train_items,
+                               batch_size=options.batch_size, seed=context.seed, progress=context.progress)
+
+    def headline(self, values: dict) -> dict[str, float]:
+        return {k: v for k, v in values.items() if "/" not in k}

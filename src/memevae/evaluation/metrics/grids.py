@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pathlib import Path
 
 import torch
 
-from ._common import paired_rows
-from .figures import save_generation_grid, save_translation_grid
+from .._common import paired_rows
+from ..figures import save_generation_grid, save_translation_grid
+from ..metric import Metric
 
 
 def one_per_class(data, count: int = 10) -> torch.Tensor:
@@ -42,3 +45,26 @@ def generation_grids(model, data, figures_dir, *, count: int = 10, samples: int 
                                                          figures_dir / f"translate-{source}-to-{target}.png", samples=samples,
                                                          title=title))
     return {"figures": float(len(written)), "examples": float(len(examples[data.modalities[0]]))}
+
+
+@dataclass
+class GridOptions:
+    count: int = 10
+    """Test examples shown, one per digit first."""
+    samples: int = 3
+    """Latent samples per example in the translation grids."""
+
+
+class GenerationGrids(Metric):
+    name = "grids"
+    description = "cross- and self-generation grids (Fig. 3, 11-17)"
+    Options = GridOptions
+    order = 50
+    figures = ("generation.png", "translate-<s>-to-<t>.png")
+
+    def compute(self, context, options: GridOptions) -> dict:
+        return generation_grids(context.model, context.test, context.figures_dir, count=options.count, samples=options.samples,
+                                seed=context.seed, title=context.title)
+
+    def headline(self, values: dict) -> dict[str, float]:
+        return {}

@@ -52,13 +52,16 @@ the other a joint one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 import sys
 
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import as_float_images
+from ...data.dataset import as_float_images
+from ..metric import Metric
 
 __all__ = ["marginal_log_likelihood", "importance_log_likelihood"]
 
@@ -102,7 +105,7 @@ def _as_model(model):
 
 def _paired_tensors(model, data, max_items):
     """Data as {modality: float tensor (N, ...)} of fully observed items, in the model's modalities."""
-    from ..data import Batch, MultimodalDataset
+    from ...data import Batch, MultimodalDataset
 
     if isinstance(data, MultimodalDataset):
         rows = data.patterns().get(tuple(data.modalities))
@@ -281,3 +284,35 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
             marginal = {"quantity": f"log p({t})", **summaries[marginal_task]}
             estimates[key] = _with_joint(estimates[key], marginal, f"log p({s}, {t}) = log p({s} | {t}) + log p({t})")
     return {**base, "estimates": estimates}
+
+
+@dataclass
+class LikelihoodOptions:
+    samples: int = 1000
+    """K, importance samples per test pair (Table 2)."""
+    direction: str | None = None
+    """MEME: one direction such as "mnist->textured"; default both."""
+    joint: bool = True
+    """MEME: also log p(t) under Eq. 4's pseudo-sample prior and log p(s, t)."""
+    batch_size: int = 16
+    """Test pairs encoded at once."""
+    chunk_size: int = 100
+    """Samples decoded at once (memory: about batch_size x chunk_size decodings)."""
+    max_items: int | None = None
+    """Evaluate only the first this many test pairs (None: all)."""
+
+
+class Likelihood(Metric):
+    name = "likelihood"
+    description = "importance-weighted marginal log-likelihood (Table 2)"
+    Options = LikelihoodOptions
+    cheap = False
+    order = 60
+
+    def compute(self, context, options: LikelihoodOptions) -> dict:
+        return marginal_log_likelihood(context.model, context.test, samples=options.samples, direction=options.direction,
+                                       joint=options.joint, batch_size=options.batch_size, chunk_size=options.chunk_size,
+                                       max_items=options.max_items, seed=context.seed, progress=context.progress)
+
+    def headline(self, values: dict) -> dict[str, float]:
+        return {key: entry["mean"] for key, entry in values.get("estimates", {}).items()}

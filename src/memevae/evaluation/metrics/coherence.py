@@ -7,9 +7,12 @@ fraction of test items whose predicted digit equals the label of s (Shi et al. 2
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ._common import as_float, batches, evaluation_mode, model_device, paired_rows, progress_bar, sample_latent
+from .._common import as_float, batches, evaluation_mode, model_device, paired_rows, progress_bar
+from ..metric import Metric
 
 
 def cross_coherence(model, data, classifiers, *, directions=None, batch_size: int = 500, seed: int = 0,
@@ -43,8 +46,8 @@ def cross_coherence(model, data, classifiers, *, directions=None, batch_size: in
         for part in batches(len(rows), batch_size):
             batch = data.batch(rows[part])
             for source, target in directions:
-                q = model.encode(source, as_float(batch.data[source]).to(device))
-                z = sample_latent(q, generator) if sample else q.loc
+                q = model.posterior({source: as_float(batch.data[source]).to(device)})
+                z = q.rsample(generator=generator) if sample else q.loc  # in the posterior's own family
                 generated = model.decode(target, z)
                 predicted = classifiers[target](generated).argmax(-1).cpu()
                 correct[source, target] += (predicted == batch.labels).sum().item()
@@ -53,3 +56,26 @@ def cross_coherence(model, data, classifiers, *, directions=None, batch_size: in
     result = {f"{s}->{t}": correct[s, t] / len(rows) for s, t in directions}
     result["items"] = float(len(rows))
     return result
+
+
+@dataclass
+class CoherenceOptions:
+    directions: str | None = None
+    """Comma-separated directions such as "mnist->textured"; default every ordered pair of modalities."""
+    sample: bool = True
+    """Decode a sample z ~ q(z|s) as the paper does; off: the posterior mean."""
+    batch_size: int = 500
+    """Test pairs translated at once."""
+
+
+class Coherence(Metric):
+    name = "coherence"
+    description = "cross coherence, both directions (Fig. 5, Table 3)"
+    Options = CoherenceOptions
+    needs = frozenset({"judges"})
+    order = 10
+
+    def compute(self, context, options: CoherenceOptions) -> dict:
+        directions = None if options.directions is None else [tuple(d.strip().split("->")) for d in options.directions.split(",")]
+        return cross_coherence(context.model, context.test, context.judges, directions=directions, batch_size=options.batch_size,
+                               seed=context.seed, sample=options.sample, progress=context.progress)
