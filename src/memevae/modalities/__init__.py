@@ -6,6 +6,7 @@ and log-likelihoods. Kinds are chosen by name through :func:`build_modality`; ea
 :mod:`memevae.modalities.images`), collected into :data:`MODALITY_KINDS`.
 
 Example:
+    >>> import torch
     >>> m = build_modality("mnist-mlp", latent_dim=8, architecture="paper")
     >>> q = m.encode(torch.rand(4, 1, 28, 28))
     >>> m.decode(q.rsample((3,))).shape
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-
-import torch
 
 from .modality import Modality, ModalityKind
 
