@@ -39,7 +39,7 @@ import time
 def measure(args) -> dict:
     import torch
 
-    from memevae.data import load_pairs
+    from memevae.data import default_kinds, load_pairs
     from memevae.runs import build_model
     from memevae.training.cpu import cpu_settings
     from memevae.training.schedule import epoch_batches
@@ -53,7 +53,7 @@ def measure(args) -> dict:
         options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
         if args.model in ("meme", "release-style"):
             options["classifier_samples"] = args.classifier_samples
-        model = build_model("meme" if args.model == "release-style" else args.model, data.modalities, options)
+        model = build_model("meme" if args.model == "release-style" else args.model, default_kinds(data.name), options)
         model.initialise(data, torch.Generator().manual_seed(0))
         if args.model == "release-style":
             plain_torch_layers(model)

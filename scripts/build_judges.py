@@ -19,7 +19,7 @@ import json
 
 from memevae import io
 from memevae.evaluation.classifiers import SHIPPED_JUDGES, info_path, train_classifiers
-from memevae.runs import DataConfig
+from memevae.data import DataConfig
 
 
 def main(argv=None) -> None:

@@ -60,7 +60,7 @@ def _default(config_class, field: str):
 
 
 def _add_train(sub):
-    from .runs import DataConfig
+    from .data import DataConfig
     from .training.trainer import TrainConfig
 
     data_default = lambda field: _default(DataConfig, field)  # noqa: E731
@@ -224,15 +224,14 @@ def _add_snr(sub):
 def _snr(args):
     from .evaluation import snr
     from .models import build_config
-    from .modalities import DEFAULT_KINDS
-    from .runs import DataConfig
+    from .data import DataConfig, default_kinds
 
     from .options import given
 
     snr.check_arguments(args.steps, args.repeats, args.every, args.batch_size, args.lr)  # before the slow part
     train_data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed).load("train")
     options = given(args, args.model_options)
-    config = build_config("meme", modalities={m: DEFAULT_KINDS[m] for m in train_data.modalities}, **options)
+    config = build_config("meme", modalities=default_kinds(args.dataset), **options)
     result = snr.gradient_snr(config, train_data, steps=args.steps, repeats=args.repeats, every=args.every,
                           batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, progress=not args.quiet)
     paths = snr.write_snr(result, args.out)
@@ -265,7 +264,7 @@ def _add_classifiers(sub):
 
 def _classifiers_train(args):
     from .evaluation.classifiers import default_classifier_dir, train_classifiers
-    from .runs import DataConfig
+    from .data import DataConfig
 
     data = DataConfig(dataset=args.dataset, rendering=args.rendering, data_dir=args.data_dir, seed=args.seed)
     out = args.out or default_classifier_dir(data.variant, data.data_dir)

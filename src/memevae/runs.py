@@ -14,90 +14,21 @@ import dataclasses
 import datetime
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import __version__, io
-from .data import DATASETS, MultimodalDataset, apply_scheme, load_pairs
+from .data import DataConfig, MultimodalDataset, default_kinds
 from .data.dataset import as_float_images
-from .data.pairs import LEGACY_RENDERING, data_variant, recorded_variant
-from .data.textured import DEFAULT_RENDERING, check_rendering
+from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .evaluation.classifiers import load_classifiers, shipped_judges_dir, train_command
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves
-from .modalities import DEFAULT_KINDS
 from .models import MultimodalVAE, build_config, model_class
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
 from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, TrainingError, resolve_device
-
-
-@dataclass
-class DataConfig:
-    """Which data a run trains on (paper Sec. 4; the data sets and schemes are in ``docs/data.md``)."""
-
-    dataset: str = "mnist-textured"
-    """"mnist-textured" (the offline stand-in for SVHN) or "mnist-svhn"."""
-    rendering: str = DEFAULT_RENDERING
-    """How textured digits are drawn (mnist-textured only): "bright" (default) or the hard
-    "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
-    data_dir: str | None = None
-    """Folder with the official files; None: the real MNIST sample shipped in the package."""
-    paired_fraction: float = 1.0
-    """f, the fraction of training pairs kept paired (Sec. 4.1: 1, 0.5, 0.25, 0.125, 0.0625)."""
-    unpaired: str | None = None
-    """What the other pairs keep: a modality name (only that half is kept) or "split"."""
-    paired_only: bool = False
-    """Drop the unpaired remainder entirely (ablation J.2)."""
-    pairs_per_image: int = 1
-    """1: one-to-one pairs per class (release). N: up to N partners per image (MMVAE protocol)."""
-    seed: int = 0
-    """Seeds the pairing, the textured rendering and the partial-observation split."""
-    limit: int | None = None
-    """Keep only a seeded random ``limit`` training rows (after the scheme), for quick checks."""
-    download: bool = False
-    """Fetch missing official files into ``data_dir`` (md5-verified, never a partial file)."""
-    verify: bool = True
-    """Check the official files' md5s (off: only shapes and dtypes are checked)."""
-
-    def __post_init__(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        check_rendering(self.rendering)
-        checks = [("paired_fraction", 0 < self.paired_fraction <= 1, "in (0, 1]"),
-                  ("pairs_per_image", self.pairs_per_image >= 1, ">= 1"), ("seed", self.seed >= 0, ">= 0"),
-                  ("limit", self.limit is None or self.limit >= 1, ">= 1 (or None: every row)")]
-        for name, ok, need in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
-        if self.data_dir is not None:
-            self.data_dir = str(self.data_dir)
-
-    @classmethod
-    def from_record(cls, record: dict) -> "DataConfig":
-        """The DataConfig a run's ``config.json`` recorded; runs written before renderings had
-        names (memevae 0.1) used the "inverted" one."""
-        return cls(**{"rendering": LEGACY_RENDERING, **record})
-
-    @property
-    def variant(self) -> str:
-        """The data a result was measured on, with the rendering's version where it matters:
-        "mnist-textured/bright-v1", "mnist-svhn". Runs and reports record it so that results of
-        different renderings are never mixed."""
-        return data_variant(self.dataset, self.rendering)
-
-    def load(self, split: str) -> MultimodalDataset:
-        """The train split with the partial-observation scheme applied, or the full test split."""
-        data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed,
-                          download=self.download, verify=self.verify, rendering=self.rendering)
-        if split == "train":
-            data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
-            if self.limit is not None and self.limit < len(data):
-                rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))[: self.limit]
-                data = data.subset(rows.sort().values)
-        return data
 
 
 class Run:
@@ -158,9 +89,10 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
                             rendering=data_config.rendering)
 
 
-def build_model(name: str, modalities: tuple[str, ...], options: dict) -> MultimodalVAE:
-    fields = {"modalities": {m: DEFAULT_KINDS[m] for m in modalities}, **options}
-    return model_class(name)(build_config(name, **fields))
+def build_model(name: str, kinds: dict[str, str], options: dict) -> MultimodalVAE:
+    """The model ``name`` with one modality per entry of ``kinds`` {modality: network kind} (a data
+    set's :func:`~memevae.data.default_kinds`, or a run's recorded ``model_config["modalities"]``)."""
+    return model_class(name)(build_config(name, **{"modalities": dict(kinds), **options}))
 
 
 def _fixed_examples(data: MultimodalDataset, count: int = 10) -> dict[str, torch.Tensor]:
@@ -310,7 +242,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
     train_data, test_data = data_config.load("train"), data_config.load("test")
     judges = _monitor_judges(train_config, data_config, test_data.modalities)
     torch.manual_seed(train_config.seed)
-    network = build_model(name, train_data.modalities, options)
+    network = build_model(name, default_kinds(data_config.dataset), options)
     partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
     if partial and not network.learns_from_unpaired:
         raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
@@ -357,7 +289,7 @@ def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "c
     run_dir = RunDir(path)
     config = run_dir.read_config()
     state = run_dir.load_checkpoint(checkpoint, map_location=device)
-    network = build_model(config["model"], tuple(config["model_config"]["modalities"]), config["model_options"])
+    network = build_model(config["model"], config["model_config"]["modalities"], config["model_options"])
     network.load_state_dict(state["model"])
     network.to(device).eval()
     return Run(run_dir.path, config, network, state["history"])

@@ -75,6 +75,58 @@ def test_subset_shares_banks(toy):
     assert sub.summary() == {"rows": 2, "paired": 1, "image only": 0, "vector only": 1}
     assert sub.banks["image"].data_ptr() == toy.banks["image"].data_ptr()
     assert sub.labels.tolist() == [-1, 1]
+    assert sub.formats == toy.formats
+
+
+def formats_dataset(banks, formats=None):
+    return MultimodalDataset(banks, {m: torch.tensor([0, 1]) for m in banks}, torch.tensor([3, 4]), "formats", formats)
+
+
+def test_token_banks_are_int64_and_unchanged():
+    tokens = torch.tensor([[5, 0, 9], [1, 2, 3]], dtype=torch.int32)
+    data = formats_dataset({"words": tokens})
+    assert data.formats["words"].name == "tokens"
+    batch = data.batch(torch.tensor([1, 0]))
+    assert batch.data["words"].dtype == torch.int64 and batch.data["words"].tolist() == [[1, 2, 3], [5, 0, 9]]
+    assert data[0]["data"]["words"].dtype == torch.int64
+
+
+def test_uint8_images_divided_by_255_and_float_banks_unchanged():
+    image = torch.tensor([0, 51, 102, 255], dtype=torch.uint8).view(2, 1, 1, 2)
+    features = torch.randn(2, 3, dtype=torch.float64)
+    data = formats_dataset({"image": image, "features": features, "float image": torch.rand(2, 1, 2, 2)},
+                           formats={"float image": "image"})
+    batch = data.batch(torch.tensor([0, 1]))
+    assert batch.data["image"].dtype == torch.float32
+    assert torch.allclose(batch.data["image"].flatten(), torch.tensor([0.0, 0.2, 0.4, 1.0]))
+    assert batch.data["features"].dtype == torch.float32 and torch.equal(batch.data["features"], features.float())
+    assert torch.equal(batch.data["float image"], data.banks["float image"])
+
+
+@pytest.mark.parametrize("banks, formats, message", [
+    ({"a": torch.rand(2, 1, 2, 2)}, {"a": "tokens"}, r"bank 'a' has format 'tokens', which needs integer token ids; got torch.float32"),
+    ({"a": torch.zeros(2, 3, dtype=torch.int64)}, {"a": "features"}, r"bank 'a' has format 'features', which needs floating"),
+    ({"a": torch.zeros(2, 1, 2, 2, dtype=torch.int16)}, {"a": "image"}, r"bank 'a' has format 'image', which needs uint8 or float"),
+    ({"a": torch.zeros(2, 3)}, {"a": "audio"}, r"unknown format 'audio'; choose one of image, tokens, features"),
+    ({"a": torch.zeros(2, 3)}, {"b": "features"}, r"formats name modalities \['b'\] that have no bank"),
+])
+def test_a_bank_of_the_wrong_format_is_refused_in_one_line(banks, formats, message):
+    with pytest.raises(ValueError, match=message) as info:
+        formats_dataset(banks, formats)
+    assert "\n" not in str(info.value)
+
+
+def test_examples_are_the_used_bank_rows_with_their_first_label():
+    bank = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1)
+    data = MultimodalDataset({"a": bank, "b": torch.zeros(2, 1)}, {"a": torch.tensor([3, 1, 3, -1]), "b": torch.tensor([0, 1, 1, 0])},
+                             torch.tensor([7, 8, 9, 6]), "toy")
+    rows, labels = data.examples("a")
+    assert rows.dtype == torch.uint8 and rows.flatten().tolist() == [1, 3]  # unconverted, in bank order; rows 0 and 2 unused
+    assert labels.tolist() == [8, 7]
+    rows, labels = data.examples("b")
+    assert rows.shape == (2, 1) and labels.tolist() == [7, 8]
+    with pytest.raises(ValueError, match="no modality 'c'; it has a, b"):
+        data.examples("c")
 
 
 def test_dataloader_collates_items(toy):
@@ -85,7 +137,7 @@ def test_dataloader_collates_items(toy):
     assert batch["label"].tolist() == [1, 2, 3, 4, 5, -1]
 
 
-BANKS = {"a": torch.zeros(3, 2, dtype=torch.uint8), "b": torch.zeros(2, 2)}
+BANKS = {"a": torch.zeros(3, 1, 1, 2, dtype=torch.uint8), "b": torch.zeros(2, 2)}
 
 
 @pytest.mark.parametrize(
@@ -98,7 +150,8 @@ BANKS = {"a": torch.zeros(3, 2, dtype=torch.uint8), "b": torch.zeros(2, 2)}
         (BANKS, {"a": torch.tensor([0])}, torch.tensor([0]), "differ from bank modalities"),
         (BANKS, {"a": torch.tensor([0]), "b": torch.tensor([0])}, torch.tensor([0.5]), "labels must be a 1-d integer"),
         (BANKS, {"a": torch.tensor([0.0]), "b": torch.tensor([0])}, torch.tensor([0]), "index 'a' must be a 1-d integer"),
-        ({"a": torch.zeros(2, 2, dtype=torch.int32)}, {"a": torch.tensor([0])}, torch.tensor([0]), "banks must be uint8"),
+        ({"a": torch.zeros(2, 2, dtype=torch.bool)}, {"a": torch.tensor([0])}, torch.tensor([0]), "format 'tokens', which needs integer"),
+        ({"a": torch.zeros(2, 2, dtype=torch.uint8)}, {"a": torch.tensor([0])}, torch.tensor([0]), r"format 'image', which needs .*\(n, C, H, W\); got torch.uint8 \(2, 2\)"),
         ({}, {}, torch.tensor([]), "at least one modality"),
     ],
 )

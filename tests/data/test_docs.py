@@ -3,7 +3,8 @@ import importlib
 
 import pytest
 
-MODULES = ["memevae.data", "memevae.data.dataset", "memevae.data.pairs", "memevae.data.schemes", "memevae.data.textured"]
+MODULES = ["memevae.data", "memevae.data.dataset", "memevae.data.formats", "memevae.data.pairs", "memevae.data.registry",
+           "memevae.data.schemes", "memevae.data.textured"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -22,6 +22,7 @@ import torch
 import memevae
 from memevae import DataConfig, TrainConfig, load_run, train
 from memevae.cli import main
+from memevae.data import default_kinds
 from memevae.models import MEME
 from memevae.training.callbacks import Checkpointer
 from memevae.training.rundir import RunDir, RunError
@@ -127,7 +128,7 @@ def test_a_huge_learning_rate_gets_advice_that_can_be_followed(tmp_path, capsys)
 
 
 def test_the_checkpointer_never_writes_non_finite_parameters(tmp_path):
-    model = memevae.runs.build_model("meme", ("mnist", "textured"), OPTIONS)
+    model = memevae.runs.build_model("meme", default_kinds("mnist-textured"), OPTIONS)
     trainer = Trainer(model, DataConfig(**DATA).load("train"), TrainConfig(epochs=1, batch_size=64))
     with torch.no_grad():
         next(model.parameters())[0] = float("inf")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from memevae.data import load_pairs
+from memevae.data import default_kinds, load_pairs
 from memevae.modalities.networks import TransposedConv2d
 from memevae.runs import build_model
 from memevae.training.trainer import TrainConfig, autocast
@@ -15,7 +15,7 @@ OPTIONS = {"latent_dim": 16, "pseudo_samples": 8, "classifier_samples": 3}
 def model_and_batch():
     torch.manual_seed(0)
     data = load_pairs("mnist-textured", "train")
-    model = build_model("meme", data.modalities, OPTIONS)
+    model = build_model("meme", default_kinds("mnist-textured"), OPTIONS)
     model.initialise(data, torch.Generator().manual_seed(0))
     return model, data.batch(torch.arange(32))
 

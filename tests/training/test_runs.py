@@ -12,6 +12,7 @@ import torch
 
 import memevae
 from memevae import DataConfig, TrainConfig, load_run, train
+from memevae.data import default_kinds
 from memevae.training.callbacks import Checkpointer
 from memevae.training.rundir import RunDir, RunError
 from memevae.training.trainer import Callback, Trainer, TrainingError
@@ -109,7 +110,7 @@ def test_kill_minus_nine_then_resume(tmp_path, two_epochs):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     data = DataConfig(**DATA).load("train")
-    model = memevae.runs.build_model("meme", data.modalities, OPTIONS)
+    model = memevae.runs.build_model("meme", default_kinds("mnist-textured"), OPTIONS)
     model.initialise(data, torch.Generator().manual_seed(0))
     calls = {"n": 0}
     forward = model.forward

@@ -1,5 +1,6 @@
-"""Data layer: one dataset type for complete and partial multimodal data, the official readers,
-the textured-digits renderer, pairing and the partial-observation schemes (paper Sec. 4.1; docs/data.md).
+"""Data layer: one dataset type for complete and partial multimodal data, bank formats, the data
+sets (one module each, found by :mod:`~memevae.data.registry`), the official readers, the
+textured-digits renderer, pairing and the partial-observation schemes (paper Sec. 4.1; docs/data.md).
 
 >>> from memevae.data import load_pairs, apply_scheme
 >>> train = apply_scheme(load_pairs("mnist-textured", "train"), 0.5, "split")
@@ -7,9 +8,17 @@ the textured-digits renderer, pairing and the partial-observation schemes (paper
 {'rows': 3000, 'paired': 1500, 'mnist only': 750, 'textured only': 750}
 """
 
+from .config import DataConfig
 from .dataset import Batch, MultimodalDataset
 from .errors import DataError
-from .pairs import DATASETS, load_pairs
+from .formats import FORMATS, Format
+from .pairs import load_pairs
+from . import registry
+from .registry import DataSet, ModalitySpec, default_kinds
 from .schemes import apply_scheme
 
-__all__ = ["Batch", "MultimodalDataset", "load_pairs", "apply_scheme", "DATASETS", "DataError"]
+DATASETS = registry.names()
+"""The names of the data sets, e.g. ("mnist-svhn", "mnist-textured")."""
+
+__all__ = ["Batch", "MultimodalDataset", "load_pairs", "apply_scheme", "DATASETS", "DataError", "DataConfig", "DataSet",
+           "ModalitySpec", "default_kinds", "Format", "FORMATS"]

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 
 import torch
 
+from .formats import Format, as_float_images, get_format, infer_format
+
+__all__ = ["Batch", "MultimodalDataset", "as_float_images"]
+
 
 @dataclass
 class Batch:
     """A batch of rows sharing one observation pattern.
 
-    ``data`` holds only the observed modalities (float; images in [0, 1], shape (B, C, H, W));
+    ``data`` holds only the observed modalities, as their formats prepare them (images float in
+    [0, 1], shape (B, C, H, W); tokens int64);
     ``labels`` the class of each row (-1 if unknown).
     """
 
@@ -35,22 +40,14 @@ class Batch:
         return self.labels.shape[0]
 
 
-def as_float_images(x) -> torch.Tensor:
-    """Images as float in [0, 1]: uint8 (0..255) divided by 255, anything else as float32.
-
-    >>> as_float_images(torch.tensor([0, 51, 255], dtype=torch.uint8))
-    tensor([0.0000, 0.2000, 1.0000])
-    """
-    x = torch.as_tensor(x)
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
 class MultimodalDataset(torch.utils.data.Dataset):
     """Rows of multimodal data, each modality observed or missing per row.
 
-    Each modality has a *bank* of examples (uint8 images (n,C,H,W) converted to float/255 on
-    access; float banks returned as they are) and each row holds an index into every bank, or -1
-    where that modality is missing for the row.
+    Each modality has a *bank* of examples and a format (:mod:`memevae.data.formats`) that checks
+    the bank and prepares its rows on access: "image" (uint8 (n,C,H,W) divided by 255, float as
+    float32), "tokens" (integers as int64) or "features" (float32). ``formats`` names them per
+    modality; by default uint8 banks are images, other integer banks tokens, float banks features.
+    Each row holds an index into every bank, or -1 where that modality is missing for the row.
 
     >>> banks = {"a": torch.zeros(3, 1, 2, 2, dtype=torch.uint8), "b": torch.randn(2, 4)}
     >>> ds = MultimodalDataset(banks, {"a": torch.tensor([0, 1, 2]), "b": torch.tensor([1, 0, -1])},
@@ -59,18 +56,27 @@ class MultimodalDataset(torch.utils.data.Dataset):
     {'rows': 3, 'paired': 2, 'a only': 1, 'b only': 0}
     >>> ds.batch(torch.tensor([0, 1])).observed
     ('a', 'b')
+    >>> ds.formats
+    {'a': Format('image'), 'b': Format('features')}
     """
 
-    def __init__(self, banks: dict[str, torch.Tensor], index: dict[str, torch.Tensor], labels: torch.Tensor, name: str):
+    def __init__(self, banks: dict[str, torch.Tensor], index: dict[str, torch.Tensor], labels: torch.Tensor, name: str,
+                 formats: dict[str, str | Format] | None = None):
         if not banks:
             raise ValueError("banks is empty: a dataset needs at least one modality")
         if set(index) != set(banks):
             raise ValueError(f"index modalities {sorted(index)} differ from bank modalities {sorted(banks)}")
+        unknown = sorted(set(formats or {}) - set(banks))
+        if unknown:
+            raise ValueError(f"formats name modalities {unknown} that have no bank; banks: {sorted(banks)}")
+        self.formats = {}
         for m, bank in banks.items():
             if not isinstance(bank, torch.Tensor) or bank.ndim < 2:
                 raise ValueError(f"bank {m!r} must be a tensor (n, ...) of examples")
-            if bank.dtype != torch.uint8 and not bank.dtype.is_floating_point:
-                raise ValueError(f"bank {m!r} is {bank.dtype}; banks must be uint8 images or floating point")
+            declared = (formats or {}).get(m)
+            fmt = infer_format(bank) if declared is None else declared if isinstance(declared, Format) else get_format(declared)
+            fmt.check(m, bank)
+            self.formats[m] = fmt
         labels = torch.as_tensor(labels)
         if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f"labels must be a 1-d integer tensor, got {labels.dtype} {tuple(labels.shape)}")
@@ -104,13 +110,13 @@ class MultimodalDataset(torch.utils.data.Dataset):
         return tuple(self.banks[modality].shape[1:])
 
     def __getitem__(self, i: int) -> dict:
-        """``{"data": {m: float tensor, zeros when missing}, "mask": {m: bool}, "label": int}``."""
+        """``{"data": {m: prepared example, zeros when missing}, "mask": {m: bool}, "label": int}``."""
         data, mask = {}, {}
         for m in self.modalities:
             j = int(self.index[m][i])
             mask[m] = j >= 0
-            bank = self.banks[m]
-            data[m] = as_float_images(bank[j]) if j >= 0 else torch.zeros(self.shape(m), dtype=as_float_images(bank[:0]).dtype)
+            prepare = self.formats[m].prepare
+            data[m] = prepare(self.banks[m][j]) if j >= 0 else torch.zeros(self.shape(m), dtype=prepare(self.banks[m][:0]).dtype)
         return {"data": data, "mask": mask, "label": int(self.labels[i])}
 
     def batch(self, rows: torch.Tensor) -> Batch:
@@ -124,14 +130,34 @@ class MultimodalDataset(torch.utils.data.Dataset):
             raise ValueError(
                 f"batch rows mix observation patterns ({', '.join(kinds)}); group rows with patterns() first"
             )
-        data = {m: as_float_images(self.banks[m][self.index[m][rows]]) for m, seen in zip(self.modalities, mask[0]) if seen}
+        data = {m: self.formats[m].prepare(self.banks[m][self.index[m][rows]]) for m, seen in zip(self.modalities, mask[0]) if seen}
         return Batch(data, self.labels[rows])
 
     def subset(self, rows: torch.Tensor) -> "MultimodalDataset":
         """The given rows as a new dataset sharing this one's banks (no copies)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         index = {m: self.index[m][rows] for m in self.modalities}
-        return MultimodalDataset(self.banks, index, self.labels[rows], self.name)
+        return MultimodalDataset(self.banks, index, self.labels[rows], self.name, self.formats)
+
+    def examples(self, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every distinct bank example of ``modality`` that some row uses, in bank order, with its
+        label (that of the first row using it): (bank rows, unconverted; int64 labels).
+
+        >>> banks = {"a": torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1), "b": torch.zeros(2, 1)}
+        >>> ds = MultimodalDataset(banks, {"a": torch.tensor([2, 0, 2, -1]), "b": torch.tensor([0, 1, -1, 1])},
+        ...                        torch.tensor([5, 6, 7, 8]), "toy")
+        >>> rows, labels = ds.examples("a")
+        >>> rows.flatten().tolist(), labels.tolist()
+        ([0, 2], [6, 5])
+        """
+        if modality not in self.index:
+            raise ValueError(f"the data has no modality {modality!r}; it has {', '.join(self.modalities)}")
+        index = self.index[modality]
+        seen = torch.nonzero(index >= 0).flatten()
+        used, inverse = torch.unique(index[seen], return_inverse=True)
+        first = torch.full((len(used),), len(seen), dtype=torch.long).scatter_reduce(
+            0, inverse, torch.arange(len(seen)), "amin")
+        return self.banks[modality][used], self.labels[seen[first]]
 
     def patterns(self) -> dict[tuple[str, ...], torch.Tensor]:
         """Row numbers (int64, ascending) grouped by the tuple of observed modalities.

@@ -1,4 +1,7 @@
-"""Paired data sets: MNIST-SVHN (paper Sec. 4) and MNIST-Textured (its offline stand-in), as MultimodalDatasets."""
+"""Paired data sets as MultimodalDatasets: :func:`load_pairs` and what the data set modules share
+(pairing by class, seeded streams, variant names). The data sets themselves are modules of their
+own: :mod:`memevae.data.mnist_svhn` (paper Sec. 4), :mod:`memevae.data.mnist_textured` (its offline
+stand-in); see :mod:`memevae.data.registry`."""
 
 from __future__ import annotations
 
@@ -8,13 +11,12 @@ import os
 import numpy as np
 import torch
 
+from . import registry
 from .dataset import MultimodalDataset
 from .errors import DataError
 from .mnist import read_mnist, read_mnist_sample
-from .svhn import read_svhn
-from .textured import DEFAULT_RENDERING, check_rendering, render_textured, rendering_tag
+from .textured import DEFAULT_RENDERING, check_rendering
 
-DATASETS = ("mnist-svhn", "mnist-textured")
 LEGACY_RENDERING = "inverted"
 """The rendering of runs that recorded none (memevae 0.1 had only this one)."""
 _STREAMS = {"halves": 1, "render": 2, "pairs": 3}
@@ -32,7 +34,8 @@ def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING) -> str:
     >>> data_variant("mnist-textured"), data_variant("mnist-svhn")
     ('mnist-textured/bright-v1', 'mnist-svhn')
     """
-    return f"{dataset}/{rendering_tag(rendering)}" if dataset == "mnist-textured" else dataset
+    known = registry.datasets().get(dataset)
+    return known.variant(rendering) if known else dataset
 
 
 def recorded_variant(config: dict) -> str:
@@ -79,6 +82,30 @@ def split_halves(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
+def read_digits(split: str, data_dir, *, verify: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST digits (n, 28, 28) uint8 and labels of ``split``: from the official files in
+    ``data_dir``, or the shipped sample when ``data_dir`` is None."""
+    if data_dir is None and download:
+        raise DataError("download=True needs a folder to download into: pass --data-dir DIR (data_dir=DIR)")
+    if data_dir is None:
+        return read_mnist_sample(split)
+    return read_mnist(data_dir, split, verify=verify, download=download)
+
+
+def paired_dataset(dataset: "registry.DataSet", parts: dict, labels: np.ndarray) -> MultimodalDataset:
+    """The MultimodalDataset of ``dataset`` from ``parts`` {modality: (examples, row index)}, in
+    the data set's modality order: banks hold exactly the examples some row uses."""
+    banks, index = {}, {}
+    for name, spec in dataset.modalities.items():
+        examples, rows = parts[name]
+        if tuple(examples.shape[1:]) != spec.shape:
+            raise DataError(f"{dataset.name} declares {name} examples of shape {spec.shape}, its loader gave {tuple(examples.shape[1:])}")
+        used, inverse = np.unique(rows, return_inverse=True)
+        banks[name] = torch.from_numpy(np.ascontiguousarray(examples[used]))
+        index[name] = torch.from_numpy(inverse.astype(np.int64))
+    return MultimodalDataset(banks, index, torch.from_numpy(labels), dataset.name, dataset.formats())
+
+
 def load_pairs(
     dataset: str,
     split: str,
@@ -103,14 +130,14 @@ def load_pairs(
     Pairs match by class (see :func:`match_by_class`; ``pairs_per_image`` > 1 is MMVAE's
     protocol), test pairs only from the test files. Everything is deterministic given ``seed``.
     ``download`` fetches missing official files into ``data_dir``; ``verify`` checks their md5s.
-    Banks hold exactly the examples some row uses.
+    Banks hold exactly the examples some row uses. Each data set's ``DATASET.load`` does the
+    loading (:mod:`memevae.data.registry`); this checks the arguments they share.
 
     >>> train = load_pairs("mnist-textured", "train")  # the shipped sample, offline
     >>> train.summary()
     {'rows': 3000, 'paired': 3000, 'mnist only': 0, 'textured only': 0}
     """
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    spec = registry.get(dataset)
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; choose 'train' or 'test'")
     if not _is_int(pairs_per_image) or pairs_per_image < 1:
@@ -118,36 +145,8 @@ def load_pairs(
     if not _is_int(seed) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     check_rendering(rendering)
-    if data_dir is None and dataset == "mnist-svhn":
-        raise DataError(
-            "mnist-svhn needs the real files train_32x32.mat / test_32x32.mat (SVHN) and MNIST: pass "
-            "--data-dir DIR (load_pairs(..., data_dir=DIR)) naming their folder, with --download to "
-            "fetch them; offline, use 'mnist-textured'"
-        )
-    if data_dir is None and download:
-        raise DataError("download=True needs a folder to download into: pass --data-dir DIR (data_dir=DIR)")
-    if data_dir is None:
-        digits, classes = read_mnist_sample(split)
-    else:
-        digits, classes = read_mnist(data_dir, split, verify=verify, download=download)
-
-    if dataset == "mnist-svhn":
-        images, labels = read_svhn(data_dir, split, verify=verify, download=download)
-        other = "svhn"
-        idx_m, idx_o = match_by_class(classes, labels, stream(seed, "pairs"), pairs_per_image)
-    else:
-        plain, textured = split_halves(classes, stream(seed, "halves"))
-        images, labels = render_textured(digits[textured], stream(seed, "render"), rendering=rendering), classes[textured]
-        other = "textured"
-        idx_m, idx_o = match_by_class(classes[plain], labels, stream(seed, "pairs"), pairs_per_image)
-        idx_m = plain[idx_m]
-
-    banks, index = {}, {}
-    for name, bank, idx in (("mnist", digits[:, None], idx_m), (other, images, idx_o)):
-        used, inverse = np.unique(idx, return_inverse=True)
-        banks[name] = torch.from_numpy(np.ascontiguousarray(bank[used]))
-        index[name] = torch.from_numpy(inverse.astype(np.int64))
-    return MultimodalDataset(banks, index, torch.from_numpy(classes[idx_m]), dataset)
+    return spec.load(split, data_dir, pairs_per_image=pairs_per_image, seed=seed, download=download, verify=verify,
+                     rendering=rendering)
 
 
 def _is_int(value) -> bool:

@@ -23,3 +23,14 @@ class LaplaceLikelihood:
 
     def mean(self, decoded: torch.Tensor) -> torch.Tensor:
         return decoded
+
+
+LIKELIHOODS = {"laplace": LaplaceLikelihood}
+"""Likelihood families by name, as a :class:`~memevae.modalities.ModalityKind` declares them."""
+
+
+def build_likelihood(family: str, event_dims: int, **params):
+    """The likelihood ``family`` over examples of ``event_dims`` dimensions, with ``params``."""
+    if family not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {family!r}; choose one of {', '.join(LIKELIHOODS)}")
+    return LIKELIHOODS[family](event_dims=event_dims, **params)

@@ -1,0 +1,80 @@
+"""Which data a run trains on: :class:`DataConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import registry
+from .dataset import MultimodalDataset
+from .pairs import LEGACY_RENDERING, data_variant, load_pairs
+from .schemes import apply_scheme
+from .textured import DEFAULT_RENDERING, check_rendering
+
+
+@dataclass
+class DataConfig:
+    """Which data a run trains on (paper Sec. 4; the data sets and schemes are in ``docs/data.md``)."""
+
+    dataset: str = "mnist-textured"
+    """A data set of :mod:`memevae.data.registry`: "mnist-textured" (the offline stand-in for
+    SVHN) or "mnist-svhn"."""
+    rendering: str = DEFAULT_RENDERING
+    """How textured digits are drawn (mnist-textured only): "bright" (default) or the hard
+    "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
+    data_dir: str | None = None
+    """Folder with the official files; None: the real MNIST sample shipped in the package."""
+    paired_fraction: float = 1.0
+    """f, the fraction of training pairs kept paired (Sec. 4.1: 1, 0.5, 0.25, 0.125, 0.0625)."""
+    unpaired: str | None = None
+    """What the other pairs keep: a modality name (only that half is kept) or "split"."""
+    paired_only: bool = False
+    """Drop the unpaired remainder entirely (ablation J.2)."""
+    pairs_per_image: int = 1
+    """1: one-to-one pairs per class (release). N: up to N partners per image (MMVAE protocol)."""
+    seed: int = 0
+    """Seeds the pairing, the textured rendering and the partial-observation split."""
+    limit: int | None = None
+    """Keep only a seeded random ``limit`` training rows (after the scheme), for quick checks."""
+    download: bool = False
+    """Fetch missing official files into ``data_dir`` (md5-verified, never a partial file)."""
+    verify: bool = True
+    """Check the official files' md5s (off: only shapes and dtypes are checked)."""
+
+    def __post_init__(self):
+        if self.dataset not in registry.names():
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(registry.names())}")
+        check_rendering(self.rendering)
+        checks = [("paired_fraction", 0 < self.paired_fraction <= 1, "in (0, 1]"),
+                  ("pairs_per_image", self.pairs_per_image >= 1, ">= 1"), ("seed", self.seed >= 0, ">= 0"),
+                  ("limit", self.limit is None or self.limit >= 1, ">= 1 (or None: every row)")]
+        for name, ok, need in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
+        if self.data_dir is not None:
+            self.data_dir = str(self.data_dir)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "DataConfig":
+        """The DataConfig a run's ``config.json`` recorded; runs written before renderings had
+        names (memevae 0.1) used the "inverted" one."""
+        return cls(**{"rendering": LEGACY_RENDERING, **record})
+
+    @property
+    def variant(self) -> str:
+        """The data a result was measured on, with the rendering's version where it matters:
+        "mnist-textured/bright-v1", "mnist-svhn". Runs and reports record it so that results of
+        different renderings are never mixed."""
+        return data_variant(self.dataset, self.rendering)
+
+    def load(self, split: str) -> MultimodalDataset:
+        """The train split with the partial-observation scheme applied, or the full test split."""
+        data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed,
+                          download=self.download, verify=self.verify, rendering=self.rendering)
+        if split == "train":
+            data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
+            if self.limit is not None and self.limit < len(data):
+                rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))[: self.limit]
+                data = data.subset(rows.sort().values)
+        return data

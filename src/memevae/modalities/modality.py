@@ -1,0 +1,96 @@
+"""A modality (encoder, decoder, likelihood of one kind of data) and the declaration of a kind of
+modality (:class:`ModalityKind`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.formats import get_format
+from ..distributions import DiagonalGaussian
+from .likelihoods import build_likelihood
+
+
+class Modality(nn.Module):
+    """Encoder q(z|x) (which is also the conditional prior p(z|x) for the other modality under
+    MEME's weight sharing, App. C), decoder p(x|z) and the likelihood that scores decodings.
+
+    ``format`` names the data format it consumes (:mod:`memevae.data.formats`), which also says
+    how an example or a decoding is shown (:meth:`show`)."""
+
+    def __init__(self, name: str, kind: str, shape: tuple[int, ...], encoder: nn.Module, decoder: nn.Module,
+                 likelihood, min_scale: float, memory_format: torch.memory_format = torch.contiguous_format,
+                 format: str = "features"):
+        super().__init__()
+        self.format = get_format(format).name
+        # The memory order the decoder computes in. The data it is scored against are brought into
+        # it, so the gradients reaching the decoder arrive in it too (no hidden reorders).
+        self.memory_format = memory_format
+        self.name = name
+        self.kind = kind
+        self.shape = tuple(shape)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.min_scale = min_scale
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """Posterior q(z|x) = N(loc, softplus(raw).clamp(min_scale)) for a batch x of shape (B, *shape)."""
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"modality {self.name!r} expects inputs of shape (batch, {', '.join(map(str, self.shape))}), "
+                             f"got {tuple(x.shape)}")
+        loc, raw_scale = self.encoder(x)
+        # .float(): under mixed precision (``--precision bf16``) the networks compute in bfloat16,
+        # the densities and the objective in float32 (a no-op otherwise)
+        return DiagonalGaussian(loc.float(), F.softplus(raw_scale.float()).clamp(min=self.min_scale))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters for latents z of shape (*S, B, L) -> (*S, B, *shape), in one network pass."""
+        flat = z.reshape(-1, z.shape[-1])
+        return self.decoder(flat).float().reshape(*z.shape[:-1], *self.shape)
+
+    def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) for data x (B, *shape) and decodings (*S, B, *shape) -> (*S, B)."""
+        return self.likelihood.log_prob(x.contiguous(memory_format=self.memory_format), decoded)
+
+    def mean(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean, i.e. what a generation shows."""
+        return self.likelihood.mean(decoded)
+
+    def show(self, x: torch.Tensor) -> torch.Tensor | None:
+        """One example or decoder mean (shape ``self.shape``) as a float image (C, H, W) in [0, 1],
+        or None when the format has no picture."""
+        return get_format(self.format).show(x)
+
+
+@dataclass(frozen=True, eq=False)
+class ModalityKind:
+    """A kind of modality, chosen by name (e.g. "mnist-mlp"): the data format and example shape it
+    consumes, its networks, its likelihood family with its parameters, and the smallest posterior
+    scale. ``likelihood`` names a family of :data:`~memevae.modalities.likelihoods.LIKELIHOODS`,
+    ``likelihood_params`` its parameters (e.g. {"scale": 1.0}).
+
+    ``networks(shape, latent_dim, architecture, hidden_dims)`` returns (encoder, decoder): the encoder
+    maps a batch (B, *shape) to (loc, raw_scale), each (B, latent_dim); the decoder maps (n,
+    latent_dim) to the likelihood's parameters (n, *shape). The decoder computes in ``memory_format``.
+    """
+
+    name: str
+    format: str
+    shape: tuple[int, ...]
+    networks: Callable[..., tuple[nn.Module, nn.Module]]
+    likelihood: str
+    likelihood_params: Mapping
+    min_scale: float
+    memory_format: torch.memory_format = torch.contiguous_format
+
+    def build(self, name: str, latent_dim: int, architecture: str, hidden_dims: tuple[int, ...] | None = None) -> Modality:
+        """A new :class:`Modality` of this kind called ``name``."""
+        encoder, decoder = self.networks(self.shape, latent_dim, architecture, hidden_dims)
+        likelihood = build_likelihood(self.likelihood, event_dims=len(self.shape), **self.likelihood_params)
+        return Modality(name, self.name, self.shape, encoder, decoder.to(memory_format=self.memory_format), likelihood,
+                        self.min_scale, memory_format=self.memory_format, format=self.format)

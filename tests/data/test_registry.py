@@ -1,0 +1,43 @@
+"""Data sets are declared one module each (memevae.data.registry); formats and default network kinds come from there."""
+
+import pytest
+
+from memevae.data import DATASETS, DataConfig, DataError, default_kinds, load_pairs, registry
+from memevae.data.pairs import data_variant
+from memevae.modalities import MODALITY_KINDS
+
+
+def test_every_module_declaring_a_data_set_is_found():
+    assert DATASETS == registry.names() == ("mnist-svhn", "mnist-textured")
+    assert {name: spec.label for name, spec in registry.datasets().items()} == {"mnist-svhn": "MNIST-SVHN",
+                                                                                "mnist-textured": "MNIST-Textured"}
+    assert registry.get("mnist-svhn").load.__module__ == "memevae.data.mnist_svhn"
+
+
+def test_default_kinds_and_variants_come_from_the_declarations():
+    assert default_kinds("mnist-svhn") == {"mnist": "mnist-mlp", "svhn": "svhn-conv"}
+    assert default_kinds("mnist-textured") == {"mnist": "mnist-mlp", "textured": "svhn-conv"}
+    assert all(kind in MODALITY_KINDS for name in DATASETS for kind in default_kinds(name).values())
+    assert data_variant("mnist-textured", "inverted") == "mnist-textured/inverted-v1"
+    assert data_variant("mnist-svhn", "inverted") == "mnist-svhn"
+    assert data_variant("?") == "?"  # a name no data set declares is filed as it is
+    with pytest.raises(DataError, match="unknown dataset 'svhn'; choose from mnist-svhn, mnist-textured"):
+        default_kinds("svhn")
+
+
+def test_loaded_data_match_the_declaration():
+    spec = registry.get("mnist-textured")
+    data = load_pairs("mnist-textured", "test")
+    assert data.modalities == tuple(spec.modalities)
+    for name, modality in spec.modalities.items():
+        assert data.shape(name) == modality.shape and data.formats[name].name == modality.format
+        assert MODALITY_KINDS[modality.default_kind].shape == modality.shape
+
+
+def test_data_config_lives_in_the_data_layer():
+    import memevae
+    import memevae.runs
+
+    assert memevae.DataConfig is memevae.runs.DataConfig is DataConfig
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of mnist-svhn, mnist-textured"):
+        DataConfig(dataset="cifar")
