@@ -51,6 +51,10 @@ class FakeModel(nn.Module):
             loc = loc + self.noise * torch.randn(loc.shape, generator=self.generator)
         return DiagonalGaussian(loc, torch.full_like(loc, self.scale))
 
+    def posterior(self, data):
+        (modality, x), = data.items()
+        return self.encode(modality, x)
+
     def decode(self, modality, z):
         digits = z.argmax(-1) if self.translator == "perfect" else torch.randint(0, 10, z.shape[:1], generator=self.generator)
         return digit_images(digits, SHAPES[modality]).float() / 255

@@ -9,7 +9,8 @@ import pytest
 
 from memevae.cli import main
 from memevae.evaluation import evaluate
-from memevae.evaluation.pipeline import METRICS, Metric, results_path
+from memevae.evaluation.metric import Metric, metrics
+from memevae.evaluation.pipeline import results_path
 
 FAST = {"latent": {"train_items": 600}, "tsne": {"points": 200}}
 
@@ -78,10 +79,13 @@ def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
 def test_a_failing_metric_keeps_the_finished_ones(trained, monkeypatch):
     run, judges = trained
 
-    def broken(ctx, options):
-        raise RuntimeError("boom")
+    class Broken(Metric):
+        name, description = "broken", "always fails"
 
-    monkeypatch.setitem(METRICS, "broken", Metric("broken", "always fails", broken))
+        def compute(self, context, options):
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr("memevae.evaluation.pipeline.registered", lambda: {**metrics(), "broken": Broken})
     with pytest.raises(RuntimeError, match="boom"):
         evaluate(run, metrics=["relatedness", "broken"], classifiers=judges, progress=False)
     saved = json.loads(results_path(run.path).read_text())
@@ -112,8 +116,11 @@ def test_cli_evaluate_rejects_unknown_metrics_and_options(trained, capsys):
     run, _ = trained
     assert main(["evaluate", str(run.path), "--metrics", "coherence,nonsense"]) == 1
     assert "unknown metric(s) nonsense" in capsys.readouterr().err
-    assert main(["evaluate", str(run.path), "--metrics", "grids", "--option", "tsne"]) == 1
-    assert "METRIC.KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # options are typed flags from each metric's Options dataclass
+        main(["evaluate", str(run.path), "--metrics", "grids", "--tsne-points", "many"])
+    assert "invalid int value: 'many'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="metric 'tsne' has no option.*pionts.*points"):
+        evaluate(run, metrics="tsne", options={"tsne": {"pionts": 10}}, progress=False)
 
 
 def test_likelihood_is_wired_in_lazily(trained):
@@ -122,3 +129,13 @@ def test_likelihood_is_wired_in_lazily(trained):
     values = results["metrics"]["likelihood"]["values"]
     assert values["items"] == 8 and set(values["estimates"]) == {"mnist->textured", "textured->mnist"}
     assert "per_item" not in values["estimates"]["mnist->textured"]  # long per-item lists stay out of metrics.json
+
+
+def test_cli_metric_options_reach_the_metric_and_are_recorded(trained, capsys):
+    run, _ = trained
+    assert main(["evaluate", str(run.path), "--metrics", "likelihood", "--likelihood-samples", "3", "--likelihood-max-items", "5",
+                 "--no-likelihood-joint", "--quiet"]) == 0
+    entry = json.loads(results_path(run.path).read_text())["metrics"]["likelihood"]
+    assert entry["values"]["items"] == 5 and entry["values"]["samples"] == 3
+    assert entry["options"] == {"samples": 3, "max_items": 5, "joint": False}  # what differs from the defaults
+    assert "joint" not in entry["values"]["estimates"]["mnist->textured"]
