@@ -25,7 +25,7 @@ from .data.dataset import as_float_images
 from .data.pairs import LEGACY_RENDERING, data_variant, recorded_variant
 from .data.textured import DEFAULT_RENDERING, check_rendering
 from .distributions import DiagonalGaussian
-from .evaluation.classifiers import load_classifiers, shipped_judges_dir, train_command
+from .evaluation.judges import load_judges, shipped_judges_dir, train_command
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves
 from .modalities import DEFAULT_KINDS
 from .models import MultimodalVAE, build_config, model_class
@@ -154,8 +154,8 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
               f"'{train_command(data_config.dataset, data_config.data_dir, rendering=data_config.rendering)}' "
               f"and pass --judges DIR", file=sys.stderr)
         return {}
-    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
-                            rendering=data_config.rendering)
+    return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+                       rendering=data_config.rendering)
 
 
 def build_model(name: str, modalities: tuple[str, ...], options: dict) -> MultimodalVAE:

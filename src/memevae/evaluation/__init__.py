@@ -1,4 +1,4 @@
-"""Evaluation of trained runs (paper Sec. 4 and App. F-I): judge classifiers, cross coherence, latent
+"""Evaluation of trained runs (paper Sec. 4 and App. F-I): judges (digit classifiers), cross coherence, latent
 accuracy, relatedness, t-SNE, generation grids, and (in their own modules) marginal likelihood,
 gradient SNR and generative quality. :func:`evaluate` runs any of them by name and writes
 ``RUN/evaluation/metrics.json``; :func:`memevae.evaluation.report.write_report` tabulates many runs.
@@ -15,8 +15,7 @@ import importlib
 
 _EXPORTS = {
     "evaluate": "pipeline", "METRICS": "pipeline", "DEFAULT_METRICS": "pipeline",
-    "ClassifierError": "classifiers", "default_classifier_dir": "classifiers", "load_classifiers": "classifiers",
-    "train_classifiers": "classifiers",
+    "JudgeError": "judges", "default_judges_dir": "judges", "load_judges": "judges", "train_judges": "judges",
     "cross_coherence": "coherence",
     "latent_accuracy": "latent",
     "w2_distance": "relatedness", "w2_pairwise": "relatedness",

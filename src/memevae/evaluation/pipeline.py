@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,13 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
-
 from .. import __version__, io
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
-from .classifiers import ClassifierError, default_classifier_dir, load_classifiers
+from .judges import JudgeError, default_judges_dir, load_judges
 from .reference import paper_values
 
 RESULTS_FORMAT = 1
@@ -35,11 +31,11 @@ RESULTS_FORMAT = 1
 
 @dataclass
 class Context:
-    """What a metric may use; expensive parts (train data, classifiers) are loaded on first use."""
+    """What a metric may use; expensive parts (train data, judges) are loaded on first use."""
 
     run: object
     figures_dir: Path
-    classifier_source: object = None
+    judge_source: object = None
     progress: bool = True
     seed: int = 0
 
@@ -64,8 +60,8 @@ class Context:
         return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
 
     @cached_property
-    def classifiers(self) -> dict:
-        return resolve_classifiers(self.classifier_source, self.data_config, self.test.modalities)
+    def judges(self) -> dict:
+        return resolve_judges(self.judge_source, self.data_config, self.test.modalities)
 
     @property
     def title(self) -> str:
@@ -81,7 +77,7 @@ class Metric:
     name: str
     description: str
     compute: Callable[[Context, dict], dict]
-    needs_classifiers: bool = False
+    needs_judges: bool = False
     cheap: bool = True
     figures: tuple[str, ...] = field(default_factory=tuple)
 
@@ -108,7 +104,7 @@ def _colleague(module: str, function: str, metric: str):
 def _coherence(ctx: Context, options: dict) -> dict:
     from .coherence import cross_coherence
 
-    return cross_coherence(ctx.model, ctx.test, ctx.classifiers, **{"seed": ctx.seed, "progress": ctx.progress, **options})
+    return cross_coherence(ctx.model, ctx.test, ctx.judges, **{"seed": ctx.seed, "progress": ctx.progress, **options})
 
 
 def _latent(ctx: Context, options: dict) -> dict:
@@ -163,15 +159,15 @@ def _mi(ctx: Context, options: dict) -> dict:
     on real training images (generative_quality saves it there for next time), then scores
     generations."""
     fn = _colleague("generative_quality", "mutual_information", "mi")
-    source = ctx.classifier_source
+    source = ctx.judge_source
     folder = None if isinstance(source, dict) else (
-        Path(source) if source is not None else default_classifier_dir(ctx.data_config.variant, ctx.data_config.data_dir))
+        Path(source) if source is not None else default_judges_dir(ctx.data_config.variant, ctx.data_config.data_dir))
     defaults = _accepted(fn, {"seed": ctx.seed, "progress": ctx.progress, "train_data": ctx.train, "classifier_dir": folder})
     return fn(ctx.model, ctx.test, **{**defaults, **options})
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("coherence", "cross coherence, both directions (Fig. 5, Table 3)", _coherence, needs_classifiers=True),
+    Metric("coherence", "cross coherence, both directions (Fig. 5, Table 3)", _coherence, needs_judges=True),
     Metric("latent", "linear latent accuracy per modality (Fig. 7, Table 4)", _latent),
     Metric("relatedness", "W2 relatedness histograms and class matrix (Fig. 8, 9)", _relatedness,
            figures=("relatedness-histogram.png", "relatedness-classes.png")),
@@ -200,57 +196,41 @@ def parse_metrics(metrics) -> list[str]:
     return list(dict.fromkeys(metrics))
 
 
-def resolve_classifiers(source, data_config, modalities) -> dict:
+def resolve_judges(source, data_config, modalities) -> dict:
     """Judges by modality: ``source`` may be a dict of callables (used as given), a folder, or None
-    (the default folder of the run's data set, see :func:`default_classifier_dir`)."""
+    (the default folder of the run's data set, see :func:`default_judges_dir`)."""
     if isinstance(source, dict):
         missing = [m for m in modalities if m not in source]
         if missing:
-            raise ClassifierError(f"classifiers given for {', '.join(source)} but not {', '.join(missing)}")
+            raise JudgeError(f"judges given for {', '.join(source)} but not {', '.join(missing)}")
         return source
-    folder = Path(source) if source is not None else default_classifier_dir(data_config.variant, data_config.data_dir)
-    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+    folder = Path(source) if source is not None else default_judges_dir(data_config.variant, data_config.data_dir)
+    return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
                             rendering=data_config.rendering)
-
-
-def _plain(value):
-    """JSON-ready copy: tensors and numpy scalars as floats, NaN/inf as strings; ``per_item`` lists dropped."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if k != "per_item"}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _plain(value.item() if value.numel() == 1 else value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def results_path(run_path) -> Path:
     return Path(run_path) / "evaluation" / "metrics.json"
 
 
-def _classifier_summary(classifiers: dict) -> dict:
+def _judge_summary(judges: dict) -> dict:
     return {m: (c.summary() if hasattr(c, "summary") else {"modality": m, "note": "classifier given in Python, not a saved file"})
-            for m, c in classifiers.items()}
+            for m, c in judges.items()}
 
 
-def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", options: dict | None = None, seed: int = 0,
-             progress: bool = True, write: bool = True, log=None) -> dict:
+def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", options: dict | None = None, seed: int = 0,
+             progress: bool = True, write: bool = True, log=None, classifiers=None) -> dict:
     """Compute ``metrics`` for a run and (with ``write``) save them to ``RUN/evaluation/metrics.json``.
 
     Args:
         run: a :class:`memevae.runs.Run` or a run directory (loaded at ``checkpoint``).
         metrics: names from :data:`METRICS` (list or comma-separated); default the cheap ones
             (coherence, latent, relatedness, tsne, grids). "likelihood", "snr", "mi" on request.
-        classifiers: judge folder, ``{modality: callable}``, or None for the default folder
+        judges: judge folder, ``{modality: callable}``, or None for the default folder
             ``<data-dir or ~/.cache/memevae>/classifiers/<dataset>/``.
         options: per-metric keyword arguments, e.g. ``{"tsne": {"points": 500}}``.
         seed: seeds every metric's sampling.
+        classifiers: the former name of ``judges`` (still accepted).
 
     Returns the results dict written to the file: run identity, dataset label ("MNIST-Textured" or
     "MNIST-SVHN"), the judges used, ``metrics[name] = {"values", "wall_time_s", "figures",
@@ -260,6 +240,10 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
     from ..runs import Run, load_run
 
     log = log if log is not None else (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda _: None)
+    if classifiers is not None:
+        if judges is not None:
+            raise ValueError("give judges or classifiers (its former name), not both")
+        judges = classifiers
     names = parse_metrics(metrics)
     options = dict(options or {})
     unknown = [k for k in options if k not in METRICS]
@@ -267,9 +251,9 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
         raise ValueError(f"options for unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     if not isinstance(run, Run):
         run = load_run(run, checkpoint=checkpoint)
-    ctx = Context(run, Path(run.path) / "evaluation" / "figures", classifiers, progress, seed)
-    if any(METRICS[n].needs_classifiers for n in names):
-        judges = ctx.classifiers  # fail before any slow work when a judge is missing or refused
+    ctx = Context(run, Path(run.path) / "evaluation" / "figures", judges, progress, seed)
+    if any(METRICS[n].needs_judges for n in names):
+        judges = ctx.judges  # fail before any slow work when a judge is missing or refused
     else:
         judges = {}
 
@@ -307,7 +291,7 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
             if "classifiers" in previous:
                 results["classifiers"] = previous["classifiers"]
     if judges:
-        results["classifiers"] = _plain(_classifier_summary(judges))
+        results["classifiers"] = io.json_ready(_judge_summary(judges), drop=("per_item",))
         for modality, info in results["classifiers"].items():
             if "test_accuracy" in info:
                 trained_on = info.get("trained_on") or {}
@@ -325,8 +309,8 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
         seconds = time.perf_counter() - start
         after = _figure_stamps(ctx.figures_dir)
         figures = sorted(str(p.relative_to(Path(run.path))) for p, stamp in after.items() if before.get(p) != stamp)
-        results["metrics"][name] = {"values": _plain(values), "wall_time_s": round(seconds, 3), "figures": figures,
-                                    "options": _plain(options.get(name, {})),
+        results["metrics"][name] = {"values": io.json_ready(values, drop=("per_item",)), "wall_time_s": round(seconds, 3), "figures": figures,
+                                    "options": io.json_ready(options.get(name, {}), drop=("per_item",)),
                                     "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         log(f"{name}: done in {seconds:.1f} s" + _headline(name, values))
         if write:  # after each metric, so a later failure keeps the finished ones
@@ -368,4 +352,4 @@ def _headline(name: str, values: dict) -> str:
     return (": " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])) if shown else ""
 
 
-__all__ = ["evaluate", "METRICS", "DEFAULT_METRICS", "parse_metrics", "resolve_classifiers", "results_path", "Metric", "headline"]
+__all__ = ["evaluate", "METRICS", "DEFAULT_METRICS", "parse_metrics", "resolve_judges", "results_path", "Metric", "headline"]
