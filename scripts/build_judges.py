@@ -1,8 +1,8 @@
-"""Build the judges that ship with memevae: src/memevae/evaluation/judges/<variant>/.
+"""Build the judges that ship with memevae: src/memevae/evaluation/shipped_judges/<variant>/.
 
-The per-epoch coherence of a run (``memevae train``) and the README's first run need judge
-classifiers without a training step of their own. This script trains them exactly as
-``memevae classifiers train`` does (one DigitCNN per modality, the TRAIN split only, sha256 of
+The per-epoch coherence of a run (``memevae train``) and the README's first run need judges
+(digit classifiers) without a training step of their own. This script trains them exactly as
+``memevae judges train`` does (one JudgeCNN per modality, the TRAIN split only, sha256 of
 the weights recorded beside them) on the full official MNIST train split, textured digits in
 memevae's default rendering, data seed 0:
 
@@ -18,18 +18,18 @@ import argparse
 import json
 
 from memevae import io
-from memevae.evaluation.classifiers import SHIPPED_JUDGES, info_path, train_classifiers
 from memevae.data import DataConfig
+from memevae.evaluation.judges import SHIPPED_JUDGES, info_path, train_judges
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist-dir", required=True, help="folder with the official MNIST files")
-    parser.add_argument("--seed", type=int, default=0, help="classifier training seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="judge training seed (default 0)")
     args = parser.parse_args(argv)
     data = DataConfig(data_dir=args.mnist_dir)
     out = SHIPPED_JUDGES / data.variant
-    records = train_classifiers(data, out, seed=args.seed)
+    records = train_judges(data, out, seed=args.seed)
     for modality, record in records.items():
         record["trained_on"]["data_dir"] = None
         record["trained_on"]["source"] = "the official MNIST train files (md5-verified)"

@@ -108,7 +108,7 @@ def _add_train(sub):
     t.add_argument("--coherence-items", type=int, metavar="N",
                    help=f"test pairs for the per-epoch cross coherence (default {train_default('coherence_items')}; 0: off)")
     t.add_argument("--judges", type=Path, metavar="DIR",
-                   help="judge classifiers for the per-epoch coherence (default: those shipped for the data)")
+                   help="the judges (digit classifiers) for the per-epoch coherence (default: those shipped for the data)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train, model_options=_add_model_options(p.add_argument_group("model")))
 
@@ -240,10 +240,11 @@ def _snr(args):
     print(f"wrote {paths['json']} and {paths['png']}")
 
 
-def _add_classifiers(sub):
-    p = sub.add_parser("classifiers", help="train the digit classifiers that judge generations (coherence)")
+def _add_judges(sub):
+    p = sub.add_parser("judges", aliases=["classifiers"],
+                       help="train the judges: digit classifiers that score generations (coherence); alias: classifiers")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    t = actions.add_parser("train", help="train one digit classifier per modality on the TRAIN split and save it",
+    t = actions.add_parser("train", help="train one judge (digit classifier) per modality on the TRAIN split and save it",
                            description="Train a small CNN per digit modality of a data set on its train split, report its "
                                        "test accuracy, and save it with a sha256 of its weights. 'memevae evaluate' loads "
                                        "them from the default folder <data-dir or ~/.cache/memevae>/classifiers/<dataset>[/<rendering>]/.")
@@ -258,20 +259,20 @@ def _add_classifiers(sub):
     t.add_argument("--seed", type=int, default=0, help="seeds the data set (textured rendering) and training")
     t.add_argument("--max-items", type=int, metavar="N", help="cap the training images per modality (quick checks only)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.set_defaults(func=_classifiers_train)
+    t.set_defaults(func=_judges_train)
     p.set_defaults(func=lambda args: p.print_help())
 
 
-def _classifiers_train(args):
-    from .evaluation.classifiers import default_classifier_dir, train_classifiers
+def _judges_train(args):
+    from .evaluation.judges import default_judges_dir, train_judges
     from .data import DataConfig
 
     data = DataConfig(dataset=args.dataset, rendering=args.rendering, data_dir=args.data_dir, seed=args.seed)
-    out = args.out or default_classifier_dir(data.variant, data.data_dir)
+    out = args.out or default_judges_dir(data.variant, data.data_dir)
     modalities = [m.strip() for m in args.modalities.split(",")] if args.modalities else None
-    train_classifiers(data, out, modalities=modalities, epochs=args.epochs, batch_size=args.batch_size,
-                      learning_rate=args.lr, seed=args.seed, max_items=args.max_items, progress=not args.quiet)
-    print(f"classifiers written to {out}")
+    train_judges(data, out, modalities=modalities, epochs=args.epochs, batch_size=args.batch_size,
+                 learning_rate=args.lr, seed=args.seed, max_items=args.max_items, progress=not args.quiet)
+    print(f"judges written to {out}")
 
 
 def _add_evaluate(sub):
@@ -284,14 +285,14 @@ def _add_evaluate(sub):
                                    "RUN/evaluation/figures/), with each metric's wall time and the paper's MNIST-SVHN "
                                    "numbers alongside.",
                        epilog=f"metrics:\n{listing}\n\nexamples:\n  memevae evaluate runs/meme-mnist-textured-f1-seed0\n"
-                              "  memevae evaluate RUN --metrics coherence --classifiers classifiers/\n"
+                              "  memevae evaluate RUN --metrics coherence --judges judges/\n"
                               "  memevae evaluate RUN --metrics likelihood --likelihood-samples 100",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run directory")
     p.add_argument("--metrics", default=",".join(default_metrics()),
                    help=f"comma-separated, or 'all' (default {','.join(default_metrics())})")
-    p.add_argument("--classifiers", type=Path, metavar="DIR",
-                   help="folder of judge classifiers (default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
+    p.add_argument("--judges", "--classifiers", dest="judges", type=Path, metavar="DIR",
+                   help="folder of the judges (digit classifiers; default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
     p.add_argument("--checkpoint", default="last", help="checkpoint name (default last)")
     p.add_argument("--seed", type=int, default=0, help="seeds the metrics' sampling (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -308,7 +309,7 @@ def _evaluate(args):
     from .options import given
 
     options = {name: given(args, dests) for name, dests in args.metric_options.items()}
-    results = evaluate(args.run, metrics=args.metrics, classifiers=args.classifiers, checkpoint=args.checkpoint,
+    results = evaluate(args.run, metrics=args.metrics, judges=args.judges, checkpoint=args.checkpoint,
                        options={name: values for name, values in options.items() if values}, seed=args.seed,
                        progress=not args.quiet)
     for name, entry in results["metrics"].items():
@@ -367,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_translate(sub)
-    _add_classifiers(sub)
+    _add_judges(sub)
     _add_evaluate(sub)
     _add_report(sub)
     _add_curves(sub)

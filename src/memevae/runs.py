@@ -23,7 +23,7 @@ from .data import DataConfig, MultimodalDataset, default_kinds
 from .data.dataset import as_float_images
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
-from .evaluation.classifiers import load_classifiers, shipped_judges_dir, train_command
+from .evaluation.judges import load_judges, shipped_judges_dir, train_command
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves
 from .models import MultimodalVAE, build_config, model_class
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
@@ -85,8 +85,8 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
               f"'{train_command(data_config.dataset, data_config.data_dir, rendering=data_config.rendering)}' "
               f"and pass --judges DIR", file=sys.stderr)
         return {}
-    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
-                            rendering=data_config.rendering)
+    return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+                       rendering=data_config.rendering)
 
 
 def build_model(name: str, kinds: dict[str, str], options: dict) -> MultimodalVAE:

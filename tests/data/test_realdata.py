@@ -64,9 +64,9 @@ def test_bright_rendering_acceptance_on_full_mnist_and_the_inverted_one_fails_it
     no digit: the same judge reads at most a few of them (measured: 2 of 10)."""
     import torch
 
-    from memevae.evaluation.classifiers import accuracy, load_classifier, modality_examples, shipped_judges_dir
+    from memevae.evaluation.judges import accuracy, load_judge, modality_examples, shipped_judges_dir
 
-    judge = load_classifier(shipped_judges_dir("mnist-textured/bright-v1"), "textured", dataset="mnist-textured")
+    judge = load_judge(shipped_judges_dir("mnist-textured/bright-v1"), "textured", dataset="mnist-textured")
     read = {}
     for rendering in ("bright", "inverted"):
         images, labels = modality_examples(load_pairs("mnist-textured", "test", MNIST_DIR, rendering=rendering), "textured")

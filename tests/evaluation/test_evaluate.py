@@ -24,11 +24,11 @@ def trained(tmp_path_factory):
     run = memevae.train(root / "run", data=DataConfig(limit=640), training=TrainConfig(epochs=1, batch_size=64, test_samples=200),
                         model_options={"latent_dim": 8}, progress=False)
     judges = root / "judges"
-    assert main(["classifiers", "train", "--out", str(judges), "--epochs", "1", "--max-items", "300", "--quiet"]) == 0
+    assert main(["judges", "train", "--out", str(judges), "--epochs", "1", "--max-items", "300", "--quiet"]) == 0
     return run, judges
 
 
-def test_classifiers_train_writes_weights_and_records(trained):
+def test_judges_train_writes_weights_and_records(trained):
     _, judges = trained
     for modality in ("mnist", "textured"):
         record = json.loads((judges / f"{modality}.json").read_text())
@@ -37,10 +37,10 @@ def test_classifiers_train_writes_weights_and_records(trained):
         assert len(record["sha256"]) == 64 and (judges / f"{modality}.pt").exists()
         # the recorded accuracy is the judge's on the test split (known answer: recomputed here)
         from memevae.data import load_pairs
-        from memevae.evaluation.classifiers import accuracy, load_classifier, modality_examples
+        from memevae.evaluation.judges import accuracy, load_judge, modality_examples
 
         images, labels = modality_examples(load_pairs("mnist-textured", "test"), modality)
-        assert record["test_accuracy"] == accuracy(load_classifier(judges, modality), images, labels)
+        assert record["test_accuracy"] == accuracy(load_judge(judges, modality), images, labels)
 
 
 def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
@@ -48,7 +48,7 @@ def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
     replaced = []
     real_replace = os.replace
     monkeypatch.setattr("memevae.io.os.replace", lambda src, dst: (replaced.append(str(dst)), real_replace(src, dst))[1])
-    results = evaluate(run, classifiers=judges, options=FAST, progress=False)
+    results = evaluate(run, judges=judges, options=FAST, progress=False)
     path = results_path(run.path)
     assert str(path) in replaced  # written through a temporary file and a rename
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
@@ -58,10 +58,10 @@ def test_evaluate_writes_metrics_json_and_figures(trained, monkeypatch):
     for entry in on_disk["metrics"].values():
         assert entry["wall_time_s"] > 0
     values = on_disk["metrics"]["coherence"]["values"]
-    from memevae.evaluation.classifiers import load_classifiers
+    from memevae.evaluation.judges import load_judges
     from memevae.evaluation.metrics.coherence import cross_coherence
 
-    direct = cross_coherence(run.model, run.data_config.load("test"), load_classifiers(judges, ["mnist", "textured"]),
+    direct = cross_coherence(run.model, run.data_config.load("test"), load_judges(judges, ["mnist", "textured"]),
                              seed=0, progress=False)
     assert values == direct and values["items"] == 500  # the pipeline computes exactly the metric, on all test pairs
     assert on_disk["metrics"]["latent"]["values"]["train_items/mnist"] == 600
@@ -87,14 +87,14 @@ def test_a_failing_metric_keeps_the_finished_ones(trained, monkeypatch):
 
     monkeypatch.setattr("memevae.evaluation.pipeline.registered", lambda: {**metrics(), "broken": Broken})
     with pytest.raises(RuntimeError, match="boom"):
-        evaluate(run, metrics=["relatedness", "broken"], classifiers=judges, progress=False)
+        evaluate(run, metrics=["relatedness", "broken"], classifiers=judges, progress=False)  # the former keyword
     saved = json.loads(results_path(run.path).read_text())
     assert "relatedness" in saved["metrics"]
 
 
 def test_cli_evaluate_merges_and_reports(trained, capsys, tmp_path):
     run, judges = trained
-    assert main(["evaluate", str(run.path), "--metrics", "coherence", "--classifiers", str(judges), "--quiet"]) == 0
+    assert main(["evaluate", str(run.path), "--metrics", "coherence", "--judges", str(judges), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "coherence" in out and "MNIST-Textured (bright-v1) results written to" in out
     saved = json.loads(results_path(run.path).read_text())
@@ -106,10 +106,10 @@ def test_cli_evaluate_merges_and_reports(trained, capsys, tmp_path):
 
 def test_cli_evaluate_without_judges_names_the_command(trained, capsys, tmp_path):
     run, _ = trained
-    code = main(["evaluate", str(run.path), "--metrics", "coherence", "--classifiers", str(tmp_path / "none")])
+    code = main(["evaluate", str(run.path), "--metrics", "coherence", "--classifiers", str(tmp_path / "none")])  # former option
     err = capsys.readouterr().err
     assert code == 1
-    assert "memevae classifiers train --dataset mnist-textured" in err and err.count("\n") == 1
+    assert "memevae judges train --dataset mnist-textured" in err and err.count("\n") == 1
 
 
 def test_cli_evaluate_rejects_unknown_metrics_and_options(trained, capsys):

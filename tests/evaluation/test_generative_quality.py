@@ -1,11 +1,13 @@
-"""Table 6: BALD mutual information from predictive samples, and the GP-last-layer classifier."""
+"""Table 6: BALD mutual information from predictive samples, and the GP-last-layer classifier (gp_classifier.py)."""
 
 import math
 
 import pytest
 import torch
 
-from memevae.evaluation.generative_quality import bald_mutual_information, modality_examples
+from memevae.data.dataset import as_float_images
+from memevae.evaluation.generative_quality import bald_mutual_information
+from memevae.evaluation.judges import modality_examples
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,7 +65,7 @@ def test_modality_examples_deduplicates_bank_entries():
     data = MultimodalDataset(banks, index, torch.tensor([4, 5, 4, 6, 7]), "toy")
     images, labels = modality_examples(data, "a")
     assert images.shape == (3, 1, 2, 2) and labels.tolist() == [4, 5, 6]
-    assert images[:, 0, 0, 0].mul(255).round().tolist() == [0, 1, 2]
+    assert images.dtype == torch.uint8 and images[:, 0, 0, 0].tolist() == [0, 1, 2]  # as stored, in bank order
     with pytest.raises(ValueError, match="no modality"):
         modality_examples(data, "c")
 
@@ -75,13 +77,14 @@ def sample_mnist():
     from memevae.data import load_pairs
 
     train, test = load_pairs("mnist-textured", "train"), load_pairs("mnist-textured", "test")
-    return modality_examples(train, "mnist"), modality_examples(test, "mnist"), test
+    (x, y), (xt, yt) = modality_examples(train, "mnist"), modality_examples(test, "mnist")
+    return (as_float_images(x), y), (as_float_images(xt), yt), test
 
 
 @pytest.fixture(scope="module")
 def tiny_classifier(sample_mnist):
     pytest.importorskip("gpytorch")
-    from memevae.evaluation.generative_quality import train_gp_classifier
+    from memevae.evaluation.gp_classifier import train_gp_classifier
 
     (x, y), (xt, yt), _ = sample_mnist
     before = torch.get_num_threads()
@@ -110,7 +113,7 @@ def test_tiny_gp_classifier_beats_chance(tiny_classifier, sample_mnist):
 
 
 def test_classifier_round_trips_through_a_file(tiny_classifier, sample_mnist, tmp_path):
-    from memevae.evaluation.generative_quality import load_gp_classifier, save_gp_classifier
+    from memevae.evaluation.gp_classifier import load_gp_classifier, save_gp_classifier
 
     (_, _), (xt, _), _ = sample_mnist
     path = save_gp_classifier(tiny_classifier, tmp_path / "gp-mnist.pt")
@@ -181,7 +184,7 @@ def test_image_form_rejects_bad_input(tiny_classifier):
 def test_missing_gpytorch_is_a_one_line_error(monkeypatch):
     import builtins
 
-    from memevae.evaluation import generative_quality as gq
+    from memevae.evaluation import gp_classifier
 
     real_import = builtins.__import__
 
@@ -192,5 +195,5 @@ def test_missing_gpytorch_is_a_one_line_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_gpytorch)
     with pytest.raises(ImportError, match=r'pip install "memevae\[eval\]"') as info:
-        gq.train_gp_classifier(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))
+        gp_classifier.train_gp_classifier(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))
     assert isinstance(info.value, ValueError)  # so the CLI reports it in one line

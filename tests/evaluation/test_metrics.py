@@ -123,7 +123,7 @@ def test_coherence_is_reproducible_given_a_seed(fakes):
 
 
 def test_coherence_needs_a_judge_per_target(fakes):
-    with pytest.raises(ValueError, match="no judge classifier for b"):
+    with pytest.raises(ValueError, match="no judge for b"):
         cross_coherence(fakes.Model(), fakes.pairs(20), {"a": fakes.Judge()}, progress=False)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from memevae import DataConfig, TrainConfig, load_run, train
 from memevae.data import load_pairs
-from memevae.evaluation.classifiers import ClassifierError, accuracy, load_classifiers, modality_examples, shipped_judges_dir
+from memevae.evaluation.judges import JudgeError, accuracy, load_judges, modality_examples, shipped_judges_dir
 from memevae.evaluation.monitor import CoherenceMonitor, plot_curves
 from memevae.models import MEME, MEMEConfig
 from memevae.training.trainer import Trainer
@@ -76,7 +76,7 @@ def test_coherence_off_and_judges_of_another_rendering_refused(tmp_path, capsys)
           model_options=OPTIONS, progress=False)
     assert "no judges ship for mnist-textured/inverted-v1, so the per-epoch coherence is off" in capsys.readouterr().err
     shipped = str(shipped_judges_dir("mnist-textured/bright-v1"))
-    with pytest.raises(ClassifierError, match="trained on mnist-textured/bright-v1, not on mnist-textured/inverted-v1"):
+    with pytest.raises(JudgeError, match="trained on mnist-textured/bright-v1, not on mnist-textured/inverted-v1"):
         train(tmp_path / "refused", data=DataConfig(limit=64, rendering="inverted"), training=TrainConfig(judges=shipped, **training),
               model_options=OPTIONS, progress=False)
     assert not (tmp_path / "refused").exists()  # refused before the run directory is written
@@ -92,7 +92,7 @@ def test_the_shipped_judges_pass_the_rendering_acceptance():
     """The revised stand-in's acceptance: the textured judge reads at least 9 of the 10 per-class
     median test images correctly and real test images at >= 95% (here on the shipped sample's test
     pairs; on full MNIST in test_realdata)."""
-    judges = load_classifiers(shipped_judges_dir("mnist-textured/bright-v1"), ["mnist", "textured"], dataset="mnist-textured")
+    judges = load_judges(shipped_judges_dir("mnist-textured/bright-v1"), ["mnist", "textured"], dataset="mnist-textured")
     test = load_pairs("mnist-textured", "test")
     for modality, judge in judges.items():
         images, labels = modality_examples(test, modality)

@@ -16,8 +16,7 @@ import importlib
 
 _EXPORTS = {
     "evaluate": "pipeline", "Metric": "metric", "metrics": "metric", "default_metrics": "metric",
-    "ClassifierError": "classifiers", "default_classifier_dir": "classifiers", "load_classifiers": "classifiers",
-    "train_classifiers": "classifiers",
+    "JudgeError": "judges", "default_judges_dir": "judges", "load_judges": "judges", "train_judges": "judges",
     "cross_coherence": "metrics.coherence",
     "latent_accuracy": "metrics.latent",
     "w2_distance": "metrics.relatedness", "w2_pairwise": "metrics.relatedness",

@@ -14,13 +14,9 @@ last layer is a sparse variational GP, and both terms are estimated by Monte-Car
 
 What is computed here:
 
-- :func:`train_gp_classifier`: a small CNN feature extractor h(x) (two conv + max-pool blocks,
-  two linear layers, standardised outputs) whose last layer is 10 independent GPs (one latent
-  function per class, RBF kernel, constant mean) with a variational strategy over M learnt
-  inducing points in feature space (``gpytorch.variational.VariationalStrategy`` inside
-  ``IndependentMultitaskVariationalStrategy``) and ``gpytorch.likelihoods.SoftmaxLikelihood``
-  (p(y|f) = softmax(f), no mixing weights); trained on the real TRAIN images of one modality, the
-  CNN first with a linear softmax layer, then the GP layer on the frozen features (ELBO).
+- the classifier: :class:`memevae.evaluation.gp_classifier.GPClassifier`, a small CNN whose last
+  layer is 10 sparse variational GPs, trained on the real TRAIN images of one modality
+  (:func:`memevae.evaluation.gp_classifier.train_gp_classifier`).
 - :func:`bald_mutual_information`: the equation above from S samples omega_s, given as class
   probabilities p_s = softmax(f_s(x)) with f_s drawn from the GP's predictive marginal
   q(f(x)) = N(mu(x), diag sigma^2(x)) at each image (the MI of one image needs only its marginal):
@@ -34,31 +30,16 @@ What is computed here:
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.dataset import as_float_images
+from .gp_classifier import _gpytorch, load_gp_classifier, save_gp_classifier, train_gp_classifier
+from .judges import modality_examples
 
-__all__ = ["bald_mutual_information", "mutual_information", "generative_quality", "train_gp_classifier",
-           "GPClassifier", "MissingDependencyError", "save_gp_classifier", "load_gp_classifier", "modality_examples"]
-
-INSTALL_HINT = 'the GP classifier of Table 6 needs gpytorch: pip install "memevae[eval]"'
-
-
-class MissingDependencyError(ImportError, ValueError):
-    """An optional dependency is missing (a ValueError too, so the CLI prints it as one line)."""
-
-
-def _gpytorch():
-    try:
-        import gpytorch
-    except ImportError as error:
-        raise MissingDependencyError(INSTALL_HINT) from error
-    return gpytorch
+__all__ = ["bald_mutual_information", "mutual_information", "generative_quality"]
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -93,267 +74,7 @@ def bald_mutual_information(probs: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"mi": (predictive - expected).clamp_min(0.0), "predictive_entropy": predictive, "expected_entropy": expected}
 
 
-# -- the classifier --------------------------------------------------------------------------
-
-class _FeatureExtractor(nn.Module):
-    """Two conv(3x3) + ReLU + max-pool(2) blocks, Linear-ReLU-Linear to ``feature_dim``, then a
-    BatchNorm without affine parameters, so the features the GP's RBF kernel sees stay at unit
-    scale per dimension (the kernel's length-scale starts at sqrt(feature_dim) to match)."""
-
-    def __init__(self, shape: tuple[int, ...], feature_dim: int, width: int = 16):
-        super().__init__()
-        channels, height, width_px = shape
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(2 * width * (height // 4) * (width_px // 4), 128), nn.ReLU(),
-            nn.Linear(128, feature_dim),
-            nn.BatchNorm1d(feature_dim, affine=False),
-        )
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def _gp_layer(num_classes: int, inducing: torch.Tensor):
-    """num_classes independent sparse variational GPs over features, inducing points (C, M, D)."""
-    gpytorch = _gpytorch()
-
-    class GPLayer(gpytorch.models.ApproximateGP):
-        def __init__(self):
-            batch = torch.Size([num_classes])
-            distribution = gpytorch.variational.CholeskyVariationalDistribution(inducing.shape[-2], batch_shape=batch)
-            strategy = gpytorch.variational.IndependentMultitaskVariationalStrategy(
-                gpytorch.variational.VariationalStrategy(self, inducing, distribution, learn_inducing_locations=True),
-                num_tasks=num_classes)
-            super().__init__(strategy)
-            self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
-            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(batch_shape=batch), batch_shape=batch)
-            self.covar_module.base_kernel.lengthscale = math.sqrt(inducing.shape[-1])
-
-        def forward(self, features):
-            return gpytorch.distributions.MultivariateNormal(self.mean_module(features), self.covar_module(features))
-
-    return GPLayer()
-
-
-class GPClassifier(nn.Module):
-    """CNN features -> 10 sparse variational GPs -> softmax (see the module text).
-
-    ``predictive_samples(x, S)`` gives (S, B, C) class probabilities, one per sample of the GP's
-    predictive marginal at each image; ``predict(x)`` their mean (p(y | x, D)).
-    """
-
-    def __init__(self, shape: tuple[int, ...], num_classes: int = 10, feature_dim: int = 16, inducing_points: int = 64):
-        super().__init__()
-        gpytorch = _gpytorch()
-        self.init_args = {"shape": tuple(shape), "num_classes": num_classes, "feature_dim": feature_dim,
-                          "inducing_points": inducing_points}
-        self.shape = tuple(shape)
-        self.num_classes = num_classes
-        self.features = _FeatureExtractor(self.shape, feature_dim)
-        inducing = torch.randn(num_classes, inducing_points, feature_dim)
-        self.gp = _gp_layer(num_classes, inducing)
-        self.likelihood = gpytorch.likelihoods.SoftmaxLikelihood(num_features=num_classes, num_classes=num_classes,
-                                                                mixing_weights=False)
-        self.info: dict = {}
-
-    def _check(self, x):
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"this classifier takes images of shape (batch, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
-
-    def forward(self, x):
-        """The GP's predictive distribution over the C latent functions at images x (B, C)."""
-        self._check(x)
-        return self.gp(self.features(x))
-
-    @torch.no_grad()
-    def predictive_samples(self, x: torch.Tensor, samples: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(samples, B, C) probabilities softmax(f_s), f_s ~ N(mu(x), diag sigma^2(x)) per image."""
-        gpytorch = _gpytorch()
-        was_training = self.training
-        self.eval()
-        try:
-            with gpytorch.settings.fast_pred_var():
-                dist = self(x)
-                mean, var = dist.mean, dist.variance  # (B, C) marginals
-        finally:
-            self.train(was_training)
-        eps = torch.randn((samples, *mean.shape), generator=generator, dtype=mean.dtype).to(mean.device)
-        return torch.softmax(mean + var.clamp_min(0).sqrt() * eps, dim=-1)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, samples: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
-        """p(y | x, D) ~= mean over samples of softmax(f_s): (B, C)."""
-        return self.predictive_samples(x, samples, generator).mean(0)
-
-    def summary(self) -> dict:
-        return {**self.init_args, "shape": list(self.shape), **self.info}
-
-
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator, avoid: int) -> list[torch.Tensor]:
-    """Shuffled batches; a last batch of exactly ``avoid`` items is merged into the previous one
-    (gpytorch's SoftmaxLikelihood mistakes a batch of num_classes items for a transposed input)."""
-    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) in (1, avoid):
-        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
-    return chunks
-
-
-def train_gp_classifier(images, labels, *, num_classes: int = 10, epochs: int = 5, gp_epochs: int = 20,
-                        batch_size: int = 128, learning_rate: float = 1e-3, gp_learning_rate: float = 0.03,
-                        feature_dim: int = 16, inducing_points: int = 64, test_images=None, test_labels=None,
-                        seed: int = 0, progress: bool = True) -> GPClassifier:
-    """Train the Table 6 classifier: a CNN whose last layer is a sparse variational GP (App. H.2).
-
-    Two stages, as "replace the last layer with a sparse variational GP" reads:
-
-    1. the CNN feature extractor h with a linear softmax last layer, cross-entropy, Adam
-       (``learning_rate``), ``epochs`` epochs; the linear layer is then discarded;
-    2. h frozen, the GP last layer fitted on the features h(x_i): maximise the variational ELBO
-       sum_i E_q(f_i) log softmax(f_i)_{y_i} - KL(q(u) || p(u)) (``gpytorch.mlls.VariationalELBO``,
-       num_data = N) over q(u), the inducing locations (started at features of random training
-       images), the kernel and mean hyper-parameters, Adam (``gp_learning_rate``), ``gp_epochs``
-       epochs. Stage 2 is cheap (features are computed once), so it can run many epochs.
-
-    (Training CNN and GP jointly from scratch on the ELBO learns far more slowly: the GP starts
-    near its prior, whose softmax is almost uniform.) With ``test_images``/``test_labels`` the
-    test accuracy of argmax p(y|x, D) is stored in ``classifier.info``.
-
-    Args:
-        images: (N, C, H, W) real images of one modality (uint8 or float in [0, 1]).
-        labels: (N,) integer classes in [0, num_classes).
-
-    Example:
-        >>> from memevae.data import load_pairs
-        >>> images, labels = modality_examples(load_pairs("mnist-textured", "train"), "mnist")  # doctest: +SKIP
-        >>> classifier = train_gp_classifier(images, labels)                                    # doctest: +SKIP
-    """
-    gpytorch = _gpytorch()
-    images, labels = as_float_images(images), torch.as_tensor(labels).long()
-    if images.dim() != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    if labels.shape != (len(images),):
-        raise ValueError(f"labels must be ({len(images)},) to match the images, got {tuple(labels.shape)}")
-    if len(images) < 2:
-        raise ValueError("a classifier needs at least two training images")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min().item()}, {labels.max().item()}]")
-    for name, value, low in (("epochs", epochs, 0), ("gp_epochs", gp_epochs, 1), ("batch_size", batch_size, 2),
-                             ("feature_dim", feature_dim, 1), ("inducing_points", inducing_points, 1)):
-        if int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value}")
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        classifier = GPClassifier(tuple(images.shape[1:]), num_classes, feature_dim, inducing_points)
-        bar = tqdm(total=epochs + gp_epochs, desc="GP classifier", unit="epoch", file=sys.stderr,
-                   disable=not progress, leave=False, dynamic_ncols=True)
-
-        # stage 1: the CNN with a linear softmax head
-        head = nn.Linear(feature_dim, num_classes)
-        optimizer = torch.optim.Adam([*classifier.features.parameters(), *head.parameters()], lr=learning_rate)
-        classifier.features.train()
-        cnn_loss = float("nan")
-        for _ in range(epochs):
-            total = 0.0
-            for rows in _batches(len(images), batch_size, generator, avoid=-1):
-                loss = nn.functional.cross_entropy(head(classifier.features(images[rows])), labels[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(rows)
-            cnn_loss = total / len(images)
-            bar.update(1)
-            bar.set_postfix(cross_entropy=f"{cnn_loss:.3f}", refresh=False)
-
-        # stage 2: the GP last layer on the frozen features
-        classifier.features.eval()
-        with torch.no_grad():
-            features = torch.cat([classifier.features(images[rows]) for rows in torch.arange(len(images)).split(512)])
-            start = features[torch.randint(len(images), (num_classes * inducing_points,), generator=generator)]
-            classifier.gp.variational_strategy.base_variational_strategy.inducing_points.copy_(
-                start.reshape(num_classes, inducing_points, feature_dim))
-        for p in classifier.features.parameters():
-            p.requires_grad_(False)
-        classifier.gp.train()
-        classifier.likelihood.train()
-        objective = gpytorch.mlls.VariationalELBO(classifier.likelihood, classifier.gp, num_data=len(images))
-        optimizer = torch.optim.Adam([*classifier.gp.parameters(), *classifier.likelihood.parameters()], lr=gp_learning_rate)
-        gp_loss = float("nan")
-        for _ in range(gp_epochs):
-            total = 0.0
-            for rows in _batches(len(images), batch_size, generator, avoid=num_classes):
-                loss = -objective(classifier.gp(features[rows]), labels[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(rows)
-            gp_loss = total / len(images)
-            bar.update(1)
-            bar.set_postfix(neg_elbo=f"{gp_loss:.3f}", refresh=False)
-        bar.close()
-        for p in classifier.features.parameters():
-            p.requires_grad_(True)
-        classifier.eval()
-    classifier.info = {"train_items": len(images), "epochs": epochs, "gp_epochs": gp_epochs, "seed": seed,
-                       "final_cross_entropy": cnn_loss, "final_negative_elbo_per_item": gp_loss}
-    if test_images is not None:
-        classifier.info["test_accuracy"] = _accuracy(classifier, as_float_images(test_images), torch.as_tensor(test_labels).long())
-    return classifier
-
-
-@torch.no_grad()
-def _accuracy(classifier: GPClassifier, images, labels, batch_size: int = 512) -> float:
-    generator = torch.Generator().manual_seed(0)
-    correct = 0
-    for rows in torch.arange(len(images)).split(batch_size):
-        correct += (classifier.predict(images[rows], 32, generator).argmax(-1) == labels[rows]).sum().item()
-    return correct / len(images)
-
-
-def save_gp_classifier(classifier: GPClassifier, path) -> Path:
-    """Write the classifier (constructor arguments, weights, info) atomically."""
-    from .. import io
-
-    return io.save_torch(path, {"format": 1, "kind": "gp-classifier", "init_args": classifier.init_args,
-                                "state": classifier.state_dict(), "info": classifier.info})
-
-
-def load_gp_classifier(path, map_location="cpu") -> GPClassifier:
-    """Rebuild a classifier written by :func:`save_gp_classifier`."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != "gp-classifier":
-        raise ValueError(f"{path} is not a GP classifier written by save_gp_classifier")
-    classifier = GPClassifier(**state["init_args"])
-    classifier.load_state_dict(state["state"])
-    classifier.info = dict(state.get("info", {}))
-    return classifier.eval()
-
-
 # -- scoring images and models --------------------------------------------------------------
-
-def modality_examples(data, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every distinct example of ``modality`` in a MultimodalDataset, with its label: (images, labels)."""
-    if modality not in data.modalities:
-        raise ValueError(f"the data has no modality {modality!r}; it has {', '.join(data.modalities)}")
-    index = data.index[modality]
-    seen = index >= 0
-    bank_rows, first = _first_rows(index[seen])
-    rows = seen.nonzero().squeeze(1)[first]
-    return as_float_images(data.banks[modality][bank_rows]), data.labels[rows]
-
-
-def _first_rows(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    unique, inverse = torch.unique(values, return_inverse=True)
-    positions = torch.arange(len(values))
-    first = torch.full((len(unique),), len(values), dtype=torch.long).scatter_reduce(0, inverse, positions, "amin")
-    return unique, first
-
 
 def _image_mi(images, classifier, labels, samples, batch_size, seed) -> dict:
     images = as_float_images(images)

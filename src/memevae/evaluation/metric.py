@@ -115,9 +115,9 @@ class Context:
 
     @cached_property
     def judges(self) -> dict:
-        from .pipeline import resolve_classifiers
+        from .pipeline import resolve_judges
 
-        return resolve_classifiers(self.judges_source, self.data_config, self.test.modalities)
+        return resolve_judges(self.judges_source, self.data_config, self.test.modalities)
 
     @property
     def title(self) -> str:

@@ -4,7 +4,7 @@ These are trainer callbacks (:class:`memevae.training.trainer.Callback`) that :f
 adds to every run:
 
 - :class:`CoherenceMonitor` measures cross coherence in every direction (paper Sec. 4.1, "Cross
-  Coherence") after each epoch on a fixed set of test pairs, with judge classifiers trained on the
+  Coherence") after each epoch on a fixed set of test pairs, with judges (digit classifiers) trained on the
   train split only, and adds ``coherence/<source>-><target>`` to the epoch's record, so it lands in
   ``metrics.jsonl`` and the checkpoint's history beside the losses.
 - :class:`LearningCurves` redraws ``figures/curves.png`` (losses and coherence against epochs)

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from .. import __version__, io
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
-from .classifiers import ClassifierError, default_classifier_dir, load_classifiers
+from .judges import JudgeError, default_judges_dir, load_judges
 from .metric import Context, Metric, default_metrics, metrics as registered
 from .reference import paper_values
 
@@ -48,43 +44,26 @@ def parse_metrics(names) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def resolve_classifiers(source, data_config, modalities) -> dict:
+def resolve_judges(source, data_config, modalities) -> dict:
     """Judges by modality: ``source`` may be a dict of callables (used as given), a folder, or None
-    (the default folder of the run's data set, see :func:`default_classifier_dir`)."""
+    (the default folder of the run's data set, see :func:`~memevae.evaluation.judges.default_judges_dir`)."""
     if isinstance(source, dict):
         missing = [m for m in modalities if m not in source]
         if missing:
-            raise ClassifierError(f"classifiers given for {', '.join(source)} but not {', '.join(missing)}")
+            raise JudgeError(f"judges given for {', '.join(source)} but not {', '.join(missing)}")
         return source
-    folder = Path(source) if source is not None else default_classifier_dir(data_config.variant, data_config.data_dir)
-    return load_classifiers(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
-                            rendering=data_config.rendering)
-
-
-def _plain(value):
-    """JSON-ready copy: tensors and numpy scalars as floats, NaN/inf as strings; ``per_item`` lists dropped."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if k != "per_item"}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _plain(value.item() if value.numel() == 1 else value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    folder = Path(source) if source is not None else default_judges_dir(data_config.variant, data_config.data_dir)
+    return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+                       rendering=data_config.rendering)
 
 
 def results_path(run_path) -> Path:
     return Path(run_path) / "evaluation" / "metrics.json"
 
 
-def _classifier_summary(classifiers: dict) -> dict:
-    return {m: (c.summary() if hasattr(c, "summary") else {"modality": m, "note": "classifier given in Python, not a saved file"})
-            for m, c in classifiers.items()}
+def _judge_summary(judges: dict) -> dict:
+    return {m: (j.summary() if hasattr(j, "summary") else {"modality": m, "note": "classifier given in Python, not a saved file"})
+            for m, j in judges.items()}
 
 
 def _chosen(metrics, options) -> list[tuple[Metric, object]]:
@@ -146,20 +125,21 @@ def _measure(metric: Metric, options, context: Context, root: Path) -> tuple[dic
     after = _figure_stamps(context.figures_dir)
     figures = sorted(str(p.relative_to(root)) for p, stamp in after.items() if before.get(p) != stamp)
     changed = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if getattr(options, f.name) != f.default}
-    return values, {"values": _plain(values), "wall_time_s": round(seconds, 3), "figures": figures, "options": _plain(changed),
+    return values, {"values": io.json_ready(values, drop=("per_item",)), "wall_time_s": round(seconds, 3), "figures": figures, "options": io.json_ready(changed),
                     "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", options: dict | None = None, seed: int = 0,
-             progress: bool = True, write: bool = True, log=None) -> dict:
+def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", options: dict | None = None, seed: int = 0,
+             progress: bool = True, write: bool = True, log=None, classifiers=None) -> dict:
     """Compute ``metrics`` for a run and (with ``write``) save them to ``RUN/evaluation/metrics.json``.
 
     Args:
         run: a :class:`memevae.runs.Run` or a run directory (loaded at ``checkpoint``).
         metrics: names of :func:`~memevae.evaluation.metric.metrics` (list or comma-separated);
             default the cheap ones (coherence, latent, relatedness, tsne, grids); "all": every one.
-        classifiers: judge folder, ``{modality: callable}``, or None for the default folder
-            ``<data-dir or ~/.cache/memevae>/classifiers/<dataset>/``.
+        judges: judge folder, ``{modality: callable}``, or None for the default folder
+            ``<data-dir or ~/.cache/memevae>/classifiers/<dataset>/``; ``classifiers`` is its
+            name in memevae 0.1 (still accepted).
         options: per-metric options, ``{"tsne": {"points": 500}}`` or ``{"tsne": TSNEOptions(points=500)}``.
         seed: seeds every metric's sampling.
 
@@ -171,17 +151,21 @@ def evaluate(run, metrics=None, classifiers=None, *, checkpoint: str = "last", o
     from ..runs import Run, load_run
 
     log = log if log is not None else (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda _: None)
+    if classifiers is not None:
+        if judges is not None:
+            raise ValueError("give judges or classifiers (its former name), not both")
+        judges = classifiers
     chosen = _chosen(metrics, options)
     if not isinstance(run, Run):
         run = load_run(run, checkpoint=checkpoint)
-    context = Context(run, Path(run.path) / "evaluation" / "figures", classifiers, progress, seed)
+    context = Context(run, Path(run.path) / "evaluation" / "figures", judges, progress, seed)
     judges = context.judges if any("judges" in metric.needs for metric, _ in chosen) else {}  # refused before slow work
     results = _header(run, checkpoint, seed)
     path = results_path(run.path)
     if write and path.exists():
         results.update(_earlier(path, results))
     if judges:
-        results["classifiers"] = _plain(_classifier_summary(judges))
+        results["classifiers"] = io.json_ready(_judge_summary(judges))  # the key memevae 0.1 wrote
         _log_judges(results, log)
     results["reference"] = _reference(run.config, run.model.modality_names, results["dataset_label"])
     for metric, metric_options in chosen:
@@ -209,4 +193,4 @@ def _headline(metric: Metric, values: dict) -> str:
     return (": " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])) if shown else ""
 
 
-__all__ = ["evaluate", "parse_metrics", "resolve_classifiers", "results_path", "headline"]
+__all__ = ["evaluate", "parse_metrics", "resolve_judges", "results_path", "headline"]

@@ -67,11 +67,29 @@ LATENT = {
 }
 
 
+def to_paper_names(key: str) -> str:
+    """A run's modality name or direction in the paper's names: every modality but MNIST is "svhn".
+
+    >>> to_paper_names("mnist->textured"), to_paper_names("textured")
+    ('mnist->svhn', 'svhn')
+    """
+    return "->".join("svhn" if part != "mnist" else part for part in key.split("->"))
+
+
+def from_paper_names(key: str, other: str) -> str:
+    """The paper's modality name or direction in a run's names: "svhn" becomes ``other``.
+
+    >>> from_paper_names("svhn->mnist", "textured")
+    'textured->mnist'
+    """
+    return "->".join(other if part == "svhn" else part for part in key.split("->"))
+
+
 def paper_scheme(unpaired: str | None, modalities=("mnist", "svhn")) -> str | None:
     """The paper's scheme name for a run's ``unpaired`` setting: the non-MNIST modality is "svhn"."""
     if unpaired in (None, "split", "mnist"):
         return unpaired
-    return "svhn" if unpaired in modalities else None
+    return to_paper_names(unpaired) if unpaired in modalities else None
 
 
 def _lookup(table: dict, model: str, scheme: str | None, f: float):
@@ -83,10 +101,6 @@ def _lookup(table: dict, model: str, scheme: str | None, f: float):
             if name == model and 1.0 in rows:
                 return rows[1.0]
     return None
-
-
-def _rename(key: str, other: str) -> str:
-    return "->".join(other if part == "svhn" else part for part in key.split("->"))
 
 
 def paper_values(model: str, modalities, unpaired: str | None = None, paired_fraction: float = 1.0,
@@ -107,5 +121,5 @@ def paper_values(model: str, modalities, unpaired: str | None = None, paired_fra
         for key, rows in table.items():
             value = _lookup(rows, model, scheme, float(paired_fraction))
             if value is not None:
-                out[name][_rename(key, other)] = {"mean": value[0], "std": value[1], "paper_key": key.upper()}
+                out[name][from_paper_names(key, other)] = {"mean": value[0], "std": value[1], "paper_key": key.upper()}
     return out

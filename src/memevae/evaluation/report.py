@@ -27,7 +27,7 @@ from ..training.rundir import RunError
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .plotting import save
-from .reference import COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme
+from .reference import COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
 from .pipeline import results_path
 
 FULL = "full"
@@ -115,8 +115,7 @@ def summarise(records: list[RunRecord], metric: str, key: str) -> dict[tuple, Ce
 
 
 def _paper_cell(table: dict, key: str, model: str, scheme: str, f: float, modalities) -> str:
-    paper_key = "->".join("svhn" if part != "mnist" else part for part in key.split("->"))
-    rows = table.get(paper_key)
+    rows = table.get(to_paper_names(key))
     if rows is None:
         return ""
     value = _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities), f)
@@ -166,8 +165,7 @@ def table(records: list[RunRecord], dataset: str, metric: str, key: str, paper_t
 
 
 def _paper_name(scheme: str, modalities) -> str:
-    if scheme in (FULL, "split", "mnist", "paired-only"):
-        return scheme
+    """The paper's name of a scheme row ("svhn" for the non-MNIST modality; other names as they are)."""
     return paper_scheme(scheme, modalities) or scheme
 
 
@@ -209,8 +207,7 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
             colour = colours(k % 10)
             ax.plot(f, mean, "o-", color=colour, label=f"{_label(model, scheme)} ({dataset_label(dataset)})")
             ax.fill_between(f, mean - std, mean + std, color=colour, alpha=0.2)
-            paper_key = "->".join("svhn" if part != "mnist" else part for part in key.split("->"))
-            rows = paper_table.get(paper_key, {})
+            rows = paper_table.get(to_paper_names(key), {})
             ref = [(fr, _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities), fr)) for fr in FRACTIONS]
             ref = sorted((fr, v[0]) for fr, v in ref if v is not None and (scheme != FULL or fr == 1.0))
             if ref:

@@ -351,21 +351,11 @@ def plot_snr(result: dict, path, statistic: str | None = None, title: str | None
     return Path(path)
 
 
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "inf" / "nan": strict JSON has no infinities
-    return value
-
-
 def write_snr(result: dict, out_dir) -> dict[str, Path]:
     """Write ``snr.json`` (infinities as the string "inf") and ``snr.png`` into ``out_dir``, atomically."""
     from .. import io
 
     out_dir = Path(out_dir)
-    json_path = io.write_json(out_dir / "snr.json", _json_ready(result))
+    json_path = io.write_json(out_dir / "snr.json", io.json_ready(result))
     png_path = plot_snr(result, out_dir / "snr.png")
     return {"json": json_path, "png": png_path}

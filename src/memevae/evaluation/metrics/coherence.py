@@ -1,7 +1,7 @@
 """Cross coherence (paper Sec. 4.1 "Cross Coherence", Fig. 5, Table 3).
 
 For every paired test item (s, t) and each direction s -> t: encode s, draw z ~ q(z | s), decode
-t's likelihood mean at z, and ask t's judge classifier for its digit. Coherence s -> t is the
+t's likelihood mean at z, and ask t's judge (a digit classifier) for its digit. Coherence s -> t is the
 fraction of test items whose predicted digit equals the label of s (Shi et al. 2019).
 """
 
@@ -15,15 +15,15 @@ from .._common import as_float, batches, evaluation_mode, model_device, paired_r
 from ..metric import Metric
 
 
-def cross_coherence(model, data, classifiers, *, directions=None, batch_size: int = 500, seed: int = 0,
+def cross_coherence(model, data, judges, *, directions=None, batch_size: int = 500, seed: int = 0,
                     sample: bool = True, progress: bool = True) -> dict[str, float]:
     """Cross coherence in every direction between the modalities of ``data`` (a MultimodalDataset of
     test pairs), over all its fully observed rows.
 
     Args:
         model: any memevae model (``encode``, ``decode``, ``modality_names``).
-        classifiers: ``{modality: callable}`` mapping float images (B, C, H, W) in [0, 1] to
-            logits (B, 10); see :mod:`memevae.evaluation.classifiers`.
+        judges: ``{modality: callable}`` mapping float images (B, C, H, W) in [0, 1] to
+            logits (B, 10); see :mod:`memevae.evaluation.judges`.
         directions: (source, target) pairs; default every ordered pair of distinct modalities.
         sample: draw z from the posterior (default, as the paper); False uses its mean.
         seed: seeds the latent samples (a CPU generator), so results are reproducible.
@@ -34,9 +34,9 @@ def cross_coherence(model, data, classifiers, *, directions=None, batch_size: in
     names = tuple(data.modalities)
     if directions is None:
         directions = [(s, t) for s in names for t in names if s != t]
-    missing = sorted({t for _, t in directions if t not in classifiers})
+    missing = sorted({t for _, t in directions if t not in judges})
     if missing:
-        raise ValueError(f"no judge classifier for {', '.join(missing)}; coherence needs one per target modality")
+        raise ValueError(f"no judge for {', '.join(missing)}; coherence needs one per target modality")
     rows = paired_rows(data)
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)
@@ -49,7 +49,7 @@ def cross_coherence(model, data, classifiers, *, directions=None, batch_size: in
                 q = model.posterior({source: as_float(batch.data[source]).to(device)})
                 z = q.rsample(generator=generator) if sample else q.loc  # in the posterior's own family
                 generated = model.decode(target, z)
-                predicted = classifiers[target](generated).argmax(-1).cpu()
+                predicted = judges[target](generated).argmax(-1).cpu()
                 correct[source, target] += (predicted == batch.labels).sum().item()
                 bar.update(1)
     bar.close()

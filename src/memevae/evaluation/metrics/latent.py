@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .._common import posteriors
-from ..classifiers import modality_examples
+from ..judges import modality_examples
 from ..metric import Metric
 
 DEFAULT_TRAIN_ITEMS = 10_000

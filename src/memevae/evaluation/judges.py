@@ -1,5 +1,6 @@
-"""Digit classifiers that judge generated images (paper Sec. 4.1, "Cross
-Coherence": "matching digit predictions ... obtained from a pre-trained classifier").
+"""Judges: the digit classifiers that score generated images (paper Sec. 4.1, "Cross Coherence":
+"matching digit predictions ... obtained from a pre-trained classifier"). Called judges here so
+that "classifier" keeps one meaning: MEME's q(t|z).
 
 One small CNN per digit modality (MNIST 1x28x28; SVHN or textured digits 3x32x32), trained on the
 TRAIN split only and saved as a pair of files in one folder:
@@ -8,15 +9,15 @@ TRAIN split only and saved as a pair of files in one folder:
 - ``<modality>.json``: its sha256 (of the ``.pt`` file's bytes), test accuracy, the data config
   it was trained on, the training settings and the memevae version.
 
-:func:`load_classifier` checks the hash before deserialising the weights and refuses a file whose
+:func:`load_judge` checks the hash before deserialising the weights and refuses a file whose
 hash differs, or whose recorded training data is the test split: a judge that saw the test images
 would inflate coherence.
 
 Example:
     >>> from memevae.runs import DataConfig
-    >>> info = train_classifiers(DataConfig(), "classifiers/mnist-textured", epochs=3)  # doctest: +SKIP
-    >>> judges = load_classifiers("classifiers/mnist-textured", ["mnist", "textured"])   # doctest: +SKIP
-    >>> judges["mnist"].predict(images)                                                 # doctest: +SKIP
+    >>> info = train_judges(DataConfig(), "classifiers/mnist-textured", epochs=3)  # doctest: +SKIP
+    >>> judges = load_judges("classifiers/mnist-textured", ["mnist", "textured"])  # doctest: +SKIP
+    >>> judges["mnist"].predict(images)                                           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ from ..data.textured import DEFAULT_RENDERING
 
 FORMAT = 1
 ARCHITECTURE = "digit-cnn"
+"""The architecture name a judge's record carries (kept from memevae 0.1: the shipped judges say so)."""
 
 
-class ClassifierError(ValueError):
-    """A judge classifier is missing, altered, or unfit to judge (one line: the problem and the fix)."""
+class JudgeError(ValueError):
+    """A judge is missing, altered, or unfit to judge (one line: the problem and the fix)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -52,7 +54,7 @@ class ClassifierError(ValueError):
 # --------------------------------------------------------------------------------------------------
 
 
-class DigitCNN(nn.Module):
+class JudgeCNN(nn.Module):
     """Three conv blocks (32, 64, 128 channels; 3x3 conv, BatchNorm, ReLU, 2x2 max-pool), dropout,
     a linear layer to 10 logits. About 0.1M parameters; ~10M multiply-adds per 32x32 image."""
 
@@ -71,7 +73,7 @@ class DigitCNN(nn.Module):
         return self.head(self.features(x))
 
 
-class DigitClassifier:
+class Judge:
     """A loaded judge: the network in eval mode plus its recorded metadata (``info``)."""
 
     def __init__(self, net: nn.Module, info: dict):
@@ -99,11 +101,11 @@ class DigitClassifier:
 
 
 # --------------------------------------------------------------------------------------------------
-# Where classifiers live
+# Where judges live
 # --------------------------------------------------------------------------------------------------
 
 
-SHIPPED_JUDGES = Path(__file__).parent / "judges"
+SHIPPED_JUDGES = Path(__file__).parent / "shipped_judges"
 """Judges that ship with memevae, one folder per data variant (built by ``scripts/build_judges.py``
 on the full MNIST train split): they give every run of that variant a per-epoch coherence."""
 
@@ -120,20 +122,21 @@ def cache_root() -> Path:
     return Path(base) / "memevae"
 
 
-def default_classifier_dir(variant: str, data_dir: str | os.PathLike | None = None) -> Path:
+def default_judges_dir(variant: str, data_dir: str | os.PathLike | None = None) -> Path:
     """``<data_dir or ~/.cache/memevae>/classifiers/<variant>/``, e.g. ``.../mnist-textured/bright-v1``
-    (a data variant, see :func:`memevae.data.pairs.data_variant`, or a bare data set name)."""
+    (a data variant, see :func:`memevae.data.pairs.data_variant`, or a bare data set name). The
+    folder keeps the name "classifiers" of memevae 0.1, so judges trained then are still found."""
     return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / variant
 
 
 def train_command(dataset: str, data_dir=None, out=None, rendering: str = DEFAULT_RENDERING) -> str:
-    """The exact ``memevae classifiers train`` command that writes the classifiers for ``dataset``."""
-    parts = ["memevae", "classifiers", "train", "--dataset", dataset]
+    """The exact ``memevae judges train`` command that writes the judges for ``dataset``."""
+    parts = ["memevae", "judges", "train", "--dataset", dataset]
     if dataset == "mnist-textured" and rendering != DEFAULT_RENDERING:
         parts += ["--rendering", rendering]
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
-    if out is not None and Path(out) != default_classifier_dir(data_variant(dataset, rendering), data_dir):
+    if out is not None and Path(out) != default_judges_dir(data_variant(dataset, rendering), data_dir):
         parts += ["--out", str(out)]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -161,7 +164,7 @@ def sha256_bytes(data: bytes) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def save_classifier(net: nn.Module, folder, modality: str, info: dict) -> Path:
+def save_judge(net: nn.Module, folder, modality: str, info: dict) -> Path:
     """Write ``<modality>.pt`` then ``<modality>.json`` (both atomically) with the sha256 of the
     weights file's bytes. ``info`` needs at least ``trained_on`` (a data-config dict with
     ``split``); returns the json path."""
@@ -183,50 +186,50 @@ def save_classifier(net: nn.Module, folder, modality: str, info: dict) -> Path:
     return io.write_json(info_path(folder, modality), record)
 
 
-def load_classifier(folder, modality: str, dataset: str | None = None, data_dir=None, device: str = "cpu",
-                    rendering: str = DEFAULT_RENDERING) -> DigitClassifier:
+def load_judge(folder, modality: str, dataset: str | None = None, data_dir=None, device: str = "cpu",
+               rendering: str = DEFAULT_RENDERING) -> Judge:
     """Load and verify the judge of ``modality`` from ``folder``.
 
-    Refuses (ClassifierError): a missing file (the message gives the command that writes it), a
-    weights file whose sha256 differs from the recorded one, a classifier whose recorded
+    Refuses (JudgeError): a missing file (the message gives the command that writes it), a
+    weights file whose sha256 differs from the recorded one, a judge whose recorded
     training data is not the train split, and, when ``dataset`` is given, one trained on another
     data variant (e.g. another textured rendering) than ``data_variant(dataset, rendering)``.
     """
     folder = Path(folder)
     meta, weights = info_path(folder, modality), weights_path(folder, modality)
-    command = train_command(dataset, data_dir, folder, rendering) if dataset else "memevae classifiers train --dataset DATASET"
+    command = train_command(dataset, data_dir, folder, rendering) if dataset else "memevae judges train --dataset DATASET"
     if not meta.exists() or not weights.exists():
         missing = meta if not meta.exists() else weights
-        raise ClassifierError(f"no {modality} classifier at {missing}; train the judges first: {command}")
+        raise JudgeError(f"no {modality} judge at {missing}; train the judges first: {command}")
     try:
         info = json.loads(meta.read_text())
     except json.JSONDecodeError as error:
-        raise ClassifierError(f"{meta} is not valid JSON ({error}); retrain with: {command}") from error
+        raise JudgeError(f"{meta} is not valid JSON ({error}); retrain with: {command}") from error
     if info.get("format") != FORMAT or info.get("architecture") != ARCHITECTURE:
-        raise ClassifierError(f"{meta} has format {info.get('format')!r} / architecture {info.get('architecture')!r}; "
+        raise JudgeError(f"{meta} has format {info.get('format')!r} / architecture {info.get('architecture')!r}; "
                               f"this memevae reads format {FORMAT}, {ARCHITECTURE}")
     split = (info.get("trained_on") or {}).get("split")
     if split != "train":
-        raise ClassifierError(f"refusing the {modality} classifier in {folder}: it records training on the "
+        raise JudgeError(f"refusing the {modality} judge in {folder}: it records training on the "
                               f"{split!r} split; a judge must be trained on the train split only")
     data = weights.read_bytes()
     digest = sha256_bytes(data)
     if digest != info.get("sha256"):
-        raise ClassifierError(f"{weights} does not match its record (sha256 {digest[:12]}..., {meta.name} says "
+        raise JudgeError(f"{weights} does not match its record (sha256 {digest[:12]}..., {meta.name} says "
                               f"{str(info.get('sha256'))[:12]}...): the weights were altered or replaced; retrain with: "
                               f"{command}")
     if dataset is not None and judged_variant(info) != data_variant(dataset, rendering):
-        raise ClassifierError(f"the {modality} classifier in {folder} was trained on {judged_variant(info)}, not on "
+        raise JudgeError(f"the {modality} judge in {folder} was trained on {judged_variant(info)}, not on "
                               f"{data_variant(dataset, rendering)}; train judges for it: {command}")
-    net = DigitCNN(tuple(info["input_shape"]), info.get("classes", 10))
+    net = JudgeCNN(tuple(info["input_shape"]), info.get("classes", 10))
     net.load_state_dict(torch.load(_io.BytesIO(data), map_location=device, weights_only=True))
-    return DigitClassifier(net.to(device), info)
+    return Judge(net.to(device), info)
 
 
-def load_classifiers(folder, modalities, dataset: str | None = None, data_dir=None, device: str = "cpu",
-                     rendering: str = DEFAULT_RENDERING) -> dict[str, DigitClassifier]:
-    """:func:`load_classifier` for each modality."""
-    return {m: load_classifier(folder, m, dataset=dataset, data_dir=data_dir, device=device, rendering=rendering)
+def load_judges(folder, modalities, dataset: str | None = None, data_dir=None, device: str = "cpu",
+                rendering: str = DEFAULT_RENDERING) -> dict[str, Judge]:
+    """:func:`load_judge` for each modality."""
+    return {m: load_judge(folder, m, dataset=dataset, data_dir=data_dir, device=device, rendering=rendering)
             for m in modalities}
 
 
@@ -237,7 +240,9 @@ def load_classifiers(folder, modalities, dataset: str | None = None, data_dir=No
 
 def modality_examples(data, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Every distinct example of ``modality`` in a MultimodalDataset (its bank entries that some row
-    uses) with its label: (uint8 or float images, int64 labels)."""
+    uses, in bank order) with its label: (images as stored, uint8 or float; int64 labels)."""
+    if modality not in data.modalities:
+        raise ValueError(f"the data has no modality {modality!r}; it has {', '.join(data.modalities)}")
     index = data.index[modality]
     seen = index >= 0
     used, first = np.unique(index[seen].numpy(), return_index=True)
@@ -262,91 +267,80 @@ def accuracy(classify, images: torch.Tensor, labels: torch.Tensor, batch_size: i
     return correct / max(len(labels), 1)
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 3, batch_size: int = 128, learning_rate: float = 1e-3,
-                     seed: int = 0, progress: bool = True, description: str = "classifier") -> DigitCNN:
-    """Fit a :class:`DigitCNN` with Adam on (images, labels); random 2-pixel shifts as augmentation."""
-    from tqdm.auto import tqdm
-
+def train_judge(images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 3, batch_size: int = 128, learning_rate: float = 1e-3,
+                seed: int = 0, progress: bool = True, description: str = "judge") -> JudgeCNN:
+    """Fit a :class:`JudgeCNN` with Adam on (images, labels); random 2-pixel shifts as augmentation."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = DigitCNN(tuple(images.shape[1:]))
+    net = JudgeCNN(tuple(images.shape[1:]))
     optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
     steps = (len(labels) + batch_size - 1) // batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, total_steps=epochs * steps)
     net.train()
     for epoch in range(epochs):
-        order = torch.randperm(len(labels), generator=generator)
-        bar = tqdm(range(steps), desc=f"{description} epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
-                   leave=False, dynamic_ncols=True)
-        total = 0.0
-        for step in bar:
-            rows = order[step * batch_size:(step + 1) * batch_size]
-            x = _shift(as_float_images(images[rows]), generator)
-            loss = F.cross_entropy(net(x), labels[rows])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (step + 1):.3f}", refresh=False)
-        bar.close()
+        _train_epoch(net, optimiser, schedule, images, labels, batch_size, steps, generator,
+                     progress, f"{description} epoch {epoch + 1}/{epochs}")
     return net.eval()
+
+
+def _train_epoch(net, optimiser, schedule, images, labels, batch_size, steps, generator, progress, description):
+    """One pass over a fresh permutation of (images, labels), one-cycle step per batch."""
+    from tqdm.auto import tqdm
+
+    order = torch.randperm(len(labels), generator=generator)
+    bar = tqdm(range(steps), desc=description, unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+    total = 0.0
+    for step in bar:
+        rows = order[step * batch_size:(step + 1) * batch_size]
+        x = _shift(as_float_images(images[rows]), generator)
+        loss = F.cross_entropy(net(x), labels[rows])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        total += loss.item()
+        bar.set_postfix(loss=f"{total / (step + 1):.3f}", refresh=False)
+    bar.close()
 
 
 def auto_epochs(items: int, images_seen: int = 150_000, most: int = 30) -> int:
     """Epochs to see about ``images_seen`` training images, between 3 and ``most``: 5 on the full
     data sets (~30k images per modality), 30 on the shipped sample (3,000).
 
-    Measured (``memevae classifiers train``, test split): full MNIST-Textured, 5 epochs: MNIST
+    Measured (``memevae judges train``, test split): full MNIST-Textured, 5 epochs: MNIST
     99.10%, textured 98.34% (3 epochs: 99.02%, 97.88%); the shipped sample, 30 epochs: MNIST
     98.2%, textured 97.4% (500 test images each)."""
     return int(min(most, max(3, round(images_seen / max(items, 1)))))
 
 
-def train_classifiers(data_config, out, *, modalities=None, epochs: int | None = None, batch_size: int = 128, learning_rate: float = 1e-3,
-                      seed: int = 0, max_items: int | None = None, progress: bool = True, log=print) -> dict[str, dict]:
+def train_judges(data_config, out, *, modalities=None, epochs: int | None = None, batch_size: int = 128, learning_rate: float = 1e-3,
+                 seed: int = 0, max_items: int | None = None, progress: bool = True, log=print) -> dict[str, dict]:
     """Train one judge per modality of ``data_config``'s data set on its TRAIN split, measure its
-    accuracy on the test split, and save it in ``out`` (see :func:`save_classifier`).
+    accuracy on the test split, and save it in ``out`` (see :func:`save_judge`).
 
     ``data_config`` is a :class:`memevae.runs.DataConfig`; only ``dataset``, ``rendering``,
     ``data_dir``, ``seed`` and ``verify`` matter (the partial-observation scheme is ignored: judges see every train image).
     ``max_items`` caps the training images per modality (for quick tests). ``epochs`` None: see
     :func:`auto_epochs`. Returns the records written, by modality.
     """
-    from ..data import load_pairs
-
-    dataset, data_dir, data_seed = data_config.dataset, data_config.data_dir, data_config.seed
-    verify, rendering = data_config.verify, data_config.rendering
-    train = load_pairs(dataset, "train", data_dir, seed=data_seed, verify=verify, rendering=rendering)
-    test = load_pairs(dataset, "test", data_dir, seed=data_seed, verify=verify, rendering=rendering)
+    train, test = _train_and_test(data_config)
     modalities = list(modalities or train.modalities)
     unknown = [m for m in modalities if m not in train.modalities]
     if unknown:
-        raise ClassifierError(f"{dataset} has no modality {', '.join(unknown)}; it has {', '.join(train.modalities)}")
+        raise JudgeError(f"{data_config.dataset} has no modality {', '.join(unknown)}; it has {', '.join(train.modalities)}")
+    settings = {"batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
     records = {}
     for modality in modalities:
-        images, labels = modality_examples(train, modality)
-        if max_items is not None and max_items < len(labels):
-            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:max_items]
-            images, labels = images[keep], labels[keep]
+        images, labels = _capped(*modality_examples(train, modality), max_items, seed)
         start = time.perf_counter()
         epochs_used = epochs if epochs is not None else auto_epochs(len(labels))
-        net = train_classifier(images, labels, epochs=epochs_used, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                               progress=progress, description=modality)
+        net = train_judge(images, labels, epochs=epochs_used, **settings, progress=progress, description=modality)
         seconds = time.perf_counter() - start
         test_images, test_labels = modality_examples(test, modality)
         test_accuracy = accuracy(net, test_images, test_labels)
-        info = {
-            "test_accuracy": test_accuracy,
-            "test_items": len(test_labels),
-            "train_items": len(labels),
-            "trained_on": {"dataset": dataset, "variant": data_variant(dataset, rendering), "data_dir": data_dir,
-                           "split": "train", "seed": data_seed,
-                           "source": "shipped MNIST sample" if data_dir is None else "official files"},
-            "training": {"epochs": epochs_used, "batch_size": batch_size, "learning_rate": learning_rate, "optimiser": "Adam (one-cycle)",
-                         "augmentation": "random shifts of up to 2 pixels", "seed": seed, "seconds": round(seconds, 1)},
-        }
-        save_classifier(net, out, modality, info)
+        info = _judge_info(data_config, test_accuracy, len(test_labels), len(labels),
+                           {"epochs": epochs_used, **settings}, seconds)
+        save_judge(net, out, modality, info)
         records[modality] = json.loads(info_path(out, modality).read_text())
         if log:
             log(f"{modality}: test accuracy {test_accuracy:.4f} on {len(test_labels)} test images "
@@ -354,5 +348,39 @@ def train_classifiers(data_config, out, *, modalities=None, epochs: int | None =
     return records
 
 
-__all__ = ["ClassifierError", "DigitCNN", "DigitClassifier", "default_classifier_dir", "shipped_judges_dir", "train_command", "save_classifier",
-           "load_classifier", "load_classifiers", "train_classifier", "train_classifiers", "modality_examples", "accuracy"]
+def _train_and_test(data_config):
+    """Every pair of the train and the test split of ``data_config``'s data set (no scheme applied)."""
+    from ..data import load_pairs
+
+    c = data_config
+    train = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
+    test = load_pairs(c.dataset, "test", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
+    return train, test
+
+
+def _capped(images, labels, max_items, seed):
+    """At most ``max_items`` of (images, labels), a random subset drawn with ``seed``."""
+    if max_items is not None and max_items < len(labels):
+        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:max_items]
+        images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def _judge_info(data_config, test_accuracy, test_items, train_items, settings, seconds) -> dict:
+    """The record :func:`save_judge` stores beside a judge's weights."""
+    dataset, data_dir, rendering = data_config.dataset, data_config.data_dir, data_config.rendering
+    return {
+        "test_accuracy": test_accuracy,
+        "test_items": test_items,
+        "train_items": train_items,
+        "trained_on": {"dataset": dataset, "variant": data_variant(dataset, rendering), "data_dir": data_dir,
+                       "split": "train", "seed": data_config.seed,
+                       "source": "shipped MNIST sample" if data_dir is None else "official files"},
+        "training": {"epochs": settings["epochs"], "batch_size": settings["batch_size"],
+                     "learning_rate": settings["learning_rate"], "optimiser": "Adam (one-cycle)",
+                     "augmentation": "random shifts of up to 2 pixels", "seed": settings["seed"], "seconds": round(seconds, 1)},
+    }
+
+
+__all__ = ["JudgeError", "JudgeCNN", "Judge", "default_judges_dir", "shipped_judges_dir", "train_command", "save_judge",
+           "load_judge", "load_judges", "train_judge", "train_judges", "modality_examples", "accuracy"]
