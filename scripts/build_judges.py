@@ -15,7 +15,6 @@ data folder's path on the building machine.
 from __future__ import annotations
 
 import argparse
-import json
 
 from memevae import io
 from memevae.data import DataConfig

@@ -222,7 +222,7 @@ def _add_snr(sub):
 
 
 def _snr(args):
-    from .evaluation import snr
+    from .evaluation.metrics import snr
     from .models import build_config
     from .data import DataConfig, default_kinds
 

@@ -7,8 +7,8 @@ line reads all three from here, so a default or a choice is written in one place
 
 Example:
     >>> from memevae.models import MEMEConfig
-    >>> choices(MEMEConfig, "kl"), field_help(MEMEConfig)["classifier_scale"]
-    (('analytic', 'monte-carlo'), 'c, the weight of log q(t|s) in Eq. 6.')
+    >>> choices(MEMEConfig, "kl"), field_help(MEMEConfig)["latent_dim"]
+    (('analytic', 'monte-carlo'), 'Latent size L.')
     >>> MEMEConfig(kl="exact")
     Traceback (most recent call last):
     ...
@@ -145,12 +145,14 @@ def given(args, dests: dict[str, str]) -> dict:
 
 
 def build(cls, values: dict, what: str):
-    """``cls(**values)`` with an unknown key as a one-line error naming the known ones."""
+    """``cls(**values)``, an unknown key or a value outside a ``Literal`` field's choices a one-line error."""
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{what} has no option(s) {', '.join(unknown)}; its options are {', '.join(sorted(known))}")
-    return cls(**values)
+    built = cls(**values)
+    check_choices(built)
+    return built
 
 
 __all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "build"]

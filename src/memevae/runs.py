@@ -232,17 +232,17 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         resolve_device(train_config.device)
         if checkpoint != "last" or run_dir.has_checkpoint("last"):
             state = run_dir.load_checkpoint(checkpoint)
-        name, options = config["model"], config["model_options"]
+        name, options, kinds = config["model"], config["model_options"], config["model_config"]["modalities"]
     else:
         data_config, train_config = data or DataConfig(), training or TrainConfig()
         name, options = model or "meme", dict(model_options or {})
         model_class(name)  # fail early on an unknown model name
-        config = None
+        kinds, config = default_kinds(data_config.dataset), None
         run_dir.check_free()  # before any data is loaded
     train_data, test_data = data_config.load("train"), data_config.load("test")
     judges = _monitor_judges(train_config, data_config, test_data.modalities)
     torch.manual_seed(train_config.seed)
-    network = build_model(name, default_kinds(data_config.dataset), options)
+    network = build_model(name, kinds, options)
     partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
     if partial and not network.learns_from_unpaired:
         raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "

@@ -64,12 +64,12 @@ def test_bright_rendering_acceptance_on_full_mnist_and_the_inverted_one_fails_it
     no digit: the same judge reads at most a few of them (measured: 2 of 10)."""
     import torch
 
-    from memevae.evaluation.judges import accuracy, load_judge, modality_examples, shipped_judges_dir
+    from memevae.evaluation.judges import accuracy, load_judge, shipped_judges_dir
 
     judge = load_judge(shipped_judges_dir("mnist-textured/bright-v1"), "textured", dataset="mnist-textured")
     read = {}
     for rendering in ("bright", "inverted"):
-        images, labels = modality_examples(load_pairs("mnist-textured", "test", MNIST_DIR, rendering=rendering), "textured")
+        images, labels = load_pairs("mnist-textured", "test", MNIST_DIR, rendering=rendering).examples("textured")
         medians = torch.stack([images[labels == c].float().median(0).values for c in range(10)]) / 255
         read[rendering] = (judge.predict(medians) == torch.arange(10)).sum().item()
         if rendering == "bright":

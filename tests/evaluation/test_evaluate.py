@@ -37,9 +37,9 @@ def test_judges_train_writes_weights_and_records(trained):
         assert len(record["sha256"]) == 64 and (judges / f"{modality}.pt").exists()
         # the recorded accuracy is the judge's on the test split (known answer: recomputed here)
         from memevae.data import load_pairs
-        from memevae.evaluation.judges import accuracy, load_judge, modality_examples
+        from memevae.evaluation.judges import accuracy, load_judge
 
-        images, labels = modality_examples(load_pairs("mnist-textured", "test"), modality)
+        images, labels = load_pairs("mnist-textured", "test").examples(modality)
         assert record["test_accuracy"] == accuracy(load_judge(judges, modality), images, labels)
 
 
@@ -139,3 +139,14 @@ def test_cli_metric_options_reach_the_metric_and_are_recorded(trained, capsys):
     assert entry["values"]["items"] == 5 and entry["values"]["samples"] == 3
     assert entry["options"] == {"samples": 3, "max_items": 5, "joint": False}  # what differs from the defaults
     assert "joint" not in entry["values"]["estimates"]["mnist->textured"]
+
+
+def test_snr_runs_as_a_metric_and_draws_its_figure(trained):
+    run, _ = trained
+    results = evaluate(run, metrics="snr", options={"snr": {"steps": 2, "every": 1, "repeats": 2, "batch_size": 8,
+                                                            "estimators": "full"}}, progress=False)
+    entry = results["metrics"]["snr"]
+    assert entry["values"]["curves"]["full"]["step"] == [0, 1, 2]
+    assert "evaluation/figures/snr.png" in entry["figures"]
+    with pytest.raises(ValueError, match="unknown estimators 'dreg'"):
+        evaluate(run, metrics="snr", options={"snr": {"estimators": "dreg"}}, progress=False)

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from memevae.data.dataset import as_float_images
-from memevae.evaluation.generative_quality import bald_mutual_information
-from memevae.evaluation.judges import modality_examples
+from memevae.evaluation.metrics.mutual_information import bald_mutual_information
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,20 +55,6 @@ def test_bad_probabilities_are_one_line_errors(probs, message):
         bald_mutual_information(probs)
 
 
-def test_modality_examples_deduplicates_bank_entries():
-    from memevae.data import MultimodalDataset
-
-    banks = {"a": torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 1, 2, 2).contiguous(),
-             "b": torch.zeros(2, 1, 2, 2, dtype=torch.uint8)}
-    index = {"a": torch.tensor([0, 1, 0, 2, -1]), "b": torch.tensor([0, 1, 1, -1, 0])}
-    data = MultimodalDataset(banks, index, torch.tensor([4, 5, 4, 6, 7]), "toy")
-    images, labels = modality_examples(data, "a")
-    assert images.shape == (3, 1, 2, 2) and labels.tolist() == [4, 5, 6]
-    assert images.dtype == torch.uint8 and images[:, 0, 0, 0].tolist() == [0, 1, 2]  # as stored, in bank order
-    with pytest.raises(ValueError, match="no modality"):
-        modality_examples(data, "c")
-
-
 # -- the GP classifier (gpytorch) -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -77,7 +62,7 @@ def sample_mnist():
     from memevae.data import load_pairs
 
     train, test = load_pairs("mnist-textured", "train"), load_pairs("mnist-textured", "test")
-    (x, y), (xt, yt) = modality_examples(train, "mnist"), modality_examples(test, "mnist")
+    (x, y), (xt, yt) = train.examples("mnist"), test.examples("mnist")
     return (as_float_images(x), y), (as_float_images(xt), yt), test
 
 
@@ -97,7 +82,7 @@ def tiny_classifier(sample_mnist):
 
 
 def test_tiny_gp_classifier_beats_chance(tiny_classifier, sample_mnist):
-    from memevae.evaluation.generative_quality import mutual_information
+    from memevae.evaluation.metrics.mutual_information import mutual_information
 
     (_, _), (xt, yt), _ = sample_mnist
     assert tiny_classifier.info["test_accuracy"] > 0.5  # chance: 0.1
@@ -127,7 +112,7 @@ def test_classifier_round_trips_through_a_file(tiny_classifier, sample_mnist, tm
 
 def test_generative_quality_of_a_tiny_meme(tiny_classifier, sample_mnist):
     """The model form (what `memevae evaluate` calls): cross, self and real MI per judged modality."""
-    from memevae.evaluation.generative_quality import mutual_information
+    from memevae.evaluation.metrics.mutual_information import mutual_information
     from memevae.models import MEME, MEMEConfig
 
     _, _, test = sample_mnist
@@ -161,7 +146,7 @@ class _TexturedStub:
 
 def test_model_form_needs_a_way_to_get_classifiers(sample_mnist):
     pytest.importorskip("gpytorch")
-    from memevae.evaluation.generative_quality import mutual_information
+    from memevae.evaluation.metrics.mutual_information import mutual_information
     from memevae.models import MEME, MEMEConfig
 
     _, _, test = sample_mnist
@@ -171,7 +156,7 @@ def test_model_form_needs_a_way_to_get_classifiers(sample_mnist):
 
 
 def test_image_form_rejects_bad_input(tiny_classifier):
-    from memevae.evaluation.generative_quality import mutual_information
+    from memevae.evaluation.metrics.mutual_information import mutual_information
 
     with pytest.raises(ValueError, match="GPClassifier"):
         mutual_information(torch.rand(2, 1, 28, 28), "not a classifier")

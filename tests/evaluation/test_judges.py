@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memevae.evaluation.judges import (JudgeCNN, JudgeError, default_judges_dir, info_path, load_judge,
-                                       load_judges, modality_examples, save_judge, train_command, weights_path)
+                                       load_judges, save_judge, train_command, weights_path)
 
 TRAIN_INFO = {"test_accuracy": 0.5, "trained_on": {"dataset": "mnist-textured", "variant": "mnist-textured/bright-v1",
                                                    "data_dir": None, "split": "train", "seed": 0}}
@@ -84,7 +84,7 @@ def test_default_folder_and_command(monkeypatch, tmp_path):
 
 def test_modality_examples_are_distinct_bank_entries(fakes):
     data = fakes.pairs(40)
-    images, labels = modality_examples(data, "b")
+    images, labels = data.examples("b")
     assert len(images) == 40
     assert torch.equal(fakes.read(images.float() / 255), labels)
 

@@ -7,7 +7,7 @@ import torch
 
 from memevae import DataConfig, TrainConfig, load_run, train
 from memevae.data import load_pairs
-from memevae.evaluation.judges import JudgeError, accuracy, load_judges, modality_examples, shipped_judges_dir
+from memevae.evaluation.judges import JudgeError, accuracy, load_judges, shipped_judges_dir
 from memevae.evaluation.monitor import CoherenceMonitor, plot_curves
 from memevae.models import MEME, MEMEConfig
 from memevae.training.trainer import Trainer
@@ -95,7 +95,7 @@ def test_the_shipped_judges_pass_the_rendering_acceptance():
     judges = load_judges(shipped_judges_dir("mnist-textured/bright-v1"), ["mnist", "textured"], dataset="mnist-textured")
     test = load_pairs("mnist-textured", "test")
     for modality, judge in judges.items():
-        images, labels = modality_examples(test, modality)
+        images, labels = test.examples(modality)
         assert accuracy(judge, images, labels) >= 0.95, modality
         medians = torch.stack([images[labels == c].float().median(0).values for c in range(10)]) / 255
         assert (judge.predict(medians) == torch.arange(10)).sum() >= 9, modality

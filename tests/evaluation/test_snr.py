@@ -9,7 +9,7 @@ from torch import nn
 
 from memevae.data import MultimodalDataset
 from memevae.distributions import gaussian_log_prob
-from memevae.evaluation.snr import gradient_snr, gradient_snr_at, network_groups, plot_snr, write_snr
+from memevae.evaluation.metrics.snr import gradient_snr, gradient_snr_at, network_groups, plot_snr, write_snr
 from memevae.modalities import Modality
 from memevae.models import MEME, MEMEConfig
 
@@ -143,7 +143,7 @@ def test_non_meme_models_are_skipped():
 def test_cli_plumbing_writes_both_files(tmp_path, capsys, monkeypatch):
     """The CLI's options reach gradient_snr and both files are written (toy model and data for speed)."""
     from memevae.cli import main
-    from memevae.evaluation import snr
+    from memevae.evaluation.metrics import snr
     from memevae.runs import DataConfig
 
     seen = {}

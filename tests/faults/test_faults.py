@@ -9,7 +9,6 @@ first checkpoint, options a resumed run may and may not change, bad options and 
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys

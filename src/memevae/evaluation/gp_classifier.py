@@ -10,7 +10,7 @@ extractor whose last layer is a sparse variational GP, trained on real images of
   frozen features (ELBO).
 - :func:`save_gp_classifier` / :func:`load_gp_classifier`.
 
-:mod:`memevae.evaluation.generative_quality` scores images with it (BALD mutual information).
+:mod:`memevae.evaluation.metrics.mutual_information` scores images with it (BALD mutual information).
 """
 
 from __future__ import annotations
@@ -173,8 +173,7 @@ def train_gp_classifier(images, labels, *, num_classes: int = 10, epochs: int = 
 
     Example:
         >>> from memevae.data import load_pairs
-        >>> from memevae.evaluation.judges import modality_examples
-        >>> images, labels = modality_examples(load_pairs("mnist-textured", "train"), "mnist")  # doctest: +SKIP
+        >>> images, labels = load_pairs("mnist-textured", "train").examples("mnist")  # doctest: +SKIP
         >>> classifier = train_gp_classifier(images, labels)                                    # doctest: +SKIP
     """
     _gpytorch()

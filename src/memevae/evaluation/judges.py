@@ -30,7 +30,6 @@ import shlex
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -238,18 +237,6 @@ def load_judges(folder, modalities, dataset: str | None = None, data_dir=None, d
 # --------------------------------------------------------------------------------------------------
 
 
-def modality_examples(data, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every distinct example of ``modality`` in a MultimodalDataset (its bank entries that some row
-    uses, in bank order) with its label: (images as stored, uint8 or float; int64 labels)."""
-    if modality not in data.modalities:
-        raise ValueError(f"the data has no modality {modality!r}; it has {', '.join(data.modalities)}")
-    index = data.index[modality]
-    seen = index >= 0
-    used, first = np.unique(index[seen].numpy(), return_index=True)
-    labels = data.labels[seen][torch.from_numpy(first)]
-    return data.banks[modality][torch.from_numpy(used)], labels
-
-
 def _shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -> torch.Tensor:
     """Random translation by up to ``pixels`` in each direction (zero padding): cheap augmentation."""
     padded = F.pad(x, (pixels,) * 4)
@@ -331,12 +318,12 @@ def train_judges(data_config, out, *, modalities=None, epochs: int | None = None
     settings = {"batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
     records = {}
     for modality in modalities:
-        images, labels = _capped(*modality_examples(train, modality), max_items, seed)
+        images, labels = _capped(*train.examples(modality), max_items, seed)
         start = time.perf_counter()
         epochs_used = epochs if epochs is not None else auto_epochs(len(labels))
         net = train_judge(images, labels, epochs=epochs_used, **settings, progress=progress, description=modality)
         seconds = time.perf_counter() - start
-        test_images, test_labels = modality_examples(test, modality)
+        test_images, test_labels = test.examples(modality)
         test_accuracy = accuracy(net, test_images, test_labels)
         info = _judge_info(data_config, test_accuracy, len(test_labels), len(labels),
                            {"epochs": epochs_used, **settings}, seconds)
@@ -383,4 +370,4 @@ def _judge_info(data_config, test_accuracy, test_items, train_items, settings, s
 
 
 __all__ = ["JudgeError", "JudgeCNN", "Judge", "default_judges_dir", "shipped_judges_dir", "train_command", "save_judge",
-           "load_judge", "load_judges", "train_judge", "train_judges", "modality_examples", "accuracy"]
+           "load_judge", "load_judges", "train_judge", "train_judges", "accuracy"]

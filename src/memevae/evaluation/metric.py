@@ -61,6 +61,7 @@ class Metric:
     def options(cls, given=None):
         """``Options`` from a dict (unknown keys a one-line error), an ``Options`` instance, or None (defaults)."""
         if isinstance(given, cls.Options):
+            typed.check_choices(given)
             return given
         return typed.build(cls.Options, dict(given or {}), f"metric {cls.name!r}")
 

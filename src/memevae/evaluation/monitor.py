@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from ..training.trainer import Callback
 from .metrics.coherence import cross_coherence
 

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from ..data import DataConfig, default_kinds
 from ..data.formats import get_format
 from ..distributions import DiagonalGaussian
 from ..options import check_choices
@@ -22,13 +23,14 @@ from ..modalities import MODALITY_KINDS, Modality, build_modality
 class ModelConfig:
     """Fields every model shares."""
 
-    modalities: dict[str, str] = field(default_factory=lambda: {"mnist": "mnist-mlp", "textured": "svhn-conv"})
-    """Data modality name -> network kind ("mnist-mlp", "svhn-conv"); paper Table 8."""
+    modalities: dict[str, str] = field(default_factory=lambda: default_kinds(DataConfig().dataset))
+    """Data modality name -> network kind ("mnist-mlp", "svhn-conv"; paper Table 8); default: those of
+    the default data set, MNIST-Textured."""
     latent_dim: int = 64
     """Latent size L. 64 in the MEME release; MMVAE used 20 (Shi et al. 2019)."""
     architecture: Literal["release", "paper"] = "release"
-    """"release": the authors' networks (MNIST 512-512 MLP; SVHN conv with BatchNorm and a
-    512-channel layer). "paper": Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
+    """The networks: "release", the authors' (MNIST 512-512 MLP; SVHN conv with BatchNorm and a
+    512-channel layer), or "paper", Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
 
     structural: ClassVar[tuple[str, ...]] = ("modalities", "latent_dim", "architecture")
     """The options that shape a model's parameters (:meth:`MultimodalVAE.with_options` keeps them)."""

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from .._common import posteriors
-from ..judges import modality_examples
 from ..metric import Metric
 
 DEFAULT_TRAIN_ITEMS = 10_000
@@ -55,8 +54,8 @@ def latent_accuracy(model, train, test, *, modalities=None, train_items: int | N
     """
     result = {}
     for modality in modalities or test.modalities:
-        x_train, y_train = _subset(*modality_examples(train, modality), train_items, seed)
-        x_test, y_test = modality_examples(test, modality)
+        x_train, y_train = _subset(*train.examples(modality), train_items, seed)
+        x_test, y_test = test.examples(modality)
         z_train, _ = posteriors(model, modality, x_train, batch_size, progress, f"latent: encode {modality} (train)")
         z_test, _ = posteriors(model, modality, x_test, batch_size, progress, f"latent: encode {modality} (test)")
         probe = fit_linear_probe(z_train.numpy(), y_train.numpy(), seed)

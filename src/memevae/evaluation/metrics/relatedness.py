@@ -18,8 +18,6 @@ at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -20,16 +20,16 @@ class MEMEConfig(ModelConfig):
     """K, extra samples z_1..z_K ~ q(z|s) in the estimate of log q(t|s) (App. D, Eq. 8); the
     posterior sample z is always included as well, so K+1 terms enter the logsumexp. Release: 10."""
     classifier_scale: float = 10.0
-    """c, the weight of log q(t|s) in Eq. 6. The paper's derivation gives 1; the release uses 10."""
+    """c, the weight of log q(t|s) in Eq. 6 (the paper's derivation gives 1; the release uses 10)."""
     kl: KLEstimate = "analytic"
     """How log p(z|t) - log q(z|s) is estimated: "analytic" (-KL(q(z|s) || p(z|t)), as the
     release does) or "monte-carlo" (at the posterior sample z, as Eq. 6 is written)."""
     estimator: Estimator = "stop-gradient"
-    """"stop-gradient": the importance weight q(t|z)/q(t|s) is detached (App. B). "full": the
-    naive estimator of Eq. 7, kept for the gradient SNR study (Fig. 10)."""
+    """How the gradient treats the importance weight q(t|z)/q(t|s): "stop-gradient" detaches it
+    (App. B); "full" is the naive estimator of Eq. 7, kept for the gradient SNR study (Fig. 10)."""
     direction: str = "both"
-    """"both": the bi-directional objective 0.5 (L_st + L_ts) of Eq. 2. "s->t" with modality
-    names (e.g. "mnist->textured"): the one-directional objective of Eq. 6 (Table 2)."""
+    """"both", the bi-directional objective 0.5 (L_st + L_ts) of Eq. 2, or one direction "s->t" such
+    as "mnist->textured", the one-directional objective of Eq. 6 (Table 2)."""
     pseudo_samples: int = 128
     """N, learnable pseudo-samples per modality in the mixture prior of Eq. 4 (release: the batch
     size, 128; App. J.1 sweeps 1 to 100). Initialised from real training examples."""

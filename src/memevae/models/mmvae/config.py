@@ -22,25 +22,25 @@ class MMVAEConfig(ModelConfig):
     """K, the samples drawn from EACH expert q(z|x_m) (stratified sampling; M*K in all). The
     official MNIST-SVHN run uses K = 30 with DReG (README: ``--obj dreg --K 30 --looser``)."""
     objective: MMVAEObjective = "dreg"
-    """How the bound's gradient is estimated, as the official ``--obj``: "dreg" (doubly
+    """How the bound's gradient is estimated: "dreg" or "iwae" (the official ``--obj``). "dreg" (doubly
     reparameterised, ``m_dreg*``, used for the paper's results) or "iwae" (the plain
     reparameterised gradient of the same bound, ``m_iwae*``). Note: with a mixture (M > 1) the
     official DReG estimator is biased, see :func:`memevae.objectives.mmvae_dreg_bound`."""
     bound: Bound = "looser"
-    """"looser": (1/M) sum_m log (1/K) sum_k w_mk, the average over experts outside the log (the
+    """Which bound: "looser" or "tighter". "looser": (1/M) sum_m log (1/K) sum_k w_mk, the average over experts outside the log (the
     stratified bound of Shi et al. 2019; official ``--looser``, used for their runs).
     "tighter": log (1/(MK)) sum_{m,k} w_mk over all samples (official default without --looser)."""
     posterior: Posterior = "gaussian"
-    """Latent family of the posterior experts and the prior. "gaussian" (default): as in MEME's
+    """Latent family of the posterior experts and the prior: "gaussian" or "laplace". "gaussian" (default): as in MEME's
     comparison, which restricts all three models to Gaussians (App. I). "laplace": the official
     code's Laplace posterior and prior (MEME App. I, Table 7), with the official scale link
     scale = softmax(raw) * L + 1e-6 on the encoder's scale head."""
     learn_prior: bool = False
-    """Learn the prior's scale, parameterised as softmax(theta) * L (theta = 0: unit scale; location
+    """Learn the prior's scale (as the official ``--learn-prior``). It is parameterised as softmax(theta) * L (theta = 0: unit scale; location
     fixed at 0) as the official ``--learn-prior`` does (used for Shi et al.'s results). Default off:
     N(0, I), the prior of MEME's Gaussian comparison."""
     likelihood_scaling: LikelihoodScaling = "dimension"
-    """Weights lambda_m of log p(x_m|z) in log w. "dimension" (default, the official code's default
+    """Weights lambda_m of log p(x_m|z) in log w: "dimension" or "none". "dimension" (default, the official code's default
     ``llik_scaling``): lambda_m = max_n D_n / D_m, so MNIST's likelihood is scaled by
     3*32*32/(28*28) = 3.92 against SVHN's. "none": all 1."""
 

@@ -21,13 +21,13 @@ class MVAEConfig(ModelConfig):
     """
 
     likelihood_scaling: LikelihoodScaling = "none"
-    """The weights lambda_m of log p(x_m|z) in every ELBO (Wu & Goodman 2018, their ELBO weights). "none": all 1,
+    """The weights lambda_m of log p(x_m|z) in every ELBO: "none" or "dimension". "none": all 1,
     the ELBO itself (default: the official code's weights, e.g. 10 for MNIST labels, balance a
     low-dimensional label against an image and have no setting for two images). "dimension":
     lambda_m = max_n D_n / D_m with D_m the number of values of an example of m, i.e. each
     modality weighted as if it were as large as the largest (MMVAE's rule, 3.92 for MNIST)."""
     kl_annealing_steps: int = 0
-    """Anneal the KL weight beta linearly from 1/S to 1 over the first S training steps, as the
+    """S: raise the KL weight beta linearly from 1/S to 1 over the first S training steps (0: off). As the
     official scripts do by default (``--annealing-epochs``, 200 of 500 epochs for MNIST); counted
     per training forward pass and saved with the model. 0 (default): beta = 1 throughout, the
     plain ELBO, since neither the MVAE paper nor MEME gives a schedule for MNIST-SVHN."""

@@ -33,6 +33,9 @@ objective (the default) every network plays both roles, one per direction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import dataclasses
 import math
 import sys
@@ -41,7 +44,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..training.trainer import Callback, NonFiniteError, Trainer, TrainConfig
+from ...training.trainer import Callback, NonFiniteError, Trainer, TrainConfig
+from ..metric import Metric
 
 __all__ = ["gradient_snr", "gradient_snr_at", "plot_snr", "write_snr", "network_groups", "check_arguments", "STATISTICS"]
 
@@ -113,7 +117,7 @@ def gradient_snr_at(loss_fn, groups: dict[str, list[torch.Tensor]], repeats: int
 def _estimator_model(model, estimator: str, seed: int, train_data):
     """A model for ``estimator``: built from a config (seeded by ``seed``), a copy of a given model,
     or made by a factory ``estimator -> model``."""
-    from ..models import ModelConfig, model_from_config
+    from ...models import ModelConfig, model_from_config
 
     if isinstance(model, ModelConfig):
         torch.manual_seed(seed)
@@ -134,7 +138,7 @@ def _has_estimators(model) -> bool:
 
 
 def _paired_subset(data):
-    from ..data import MultimodalDataset
+    from ...data import MultimodalDataset
 
     if not isinstance(data, MultimodalDataset):
         raise ValueError(f"data must be a MultimodalDataset, got {type(data).__name__}")
@@ -146,7 +150,7 @@ def _paired_subset(data):
 
 def check_arguments(steps, repeats, every, batch_size, learning_rate=5e-4, estimators=("stop-gradient", "full")) -> list[str]:
     """One-line ValueErrors for bad :func:`gradient_snr` settings; returns the estimators as a list."""
-    from ..objectives import ESTIMATORS
+    from ...objectives import ESTIMATORS
 
     for name, value, low in (("steps", steps, 0), ("repeats", repeats, 2), ("every", every, 1), ("batch_size", batch_size, 2)):
         if int(value) != value or value < low:
@@ -305,9 +309,7 @@ def _paper_label(group: str, directions) -> str:
 def plot_snr(result: dict, path, statistic: str | None = None, title: str | None = None):
     """Fig. 10 as a PNG: one panel per network (encoders on top), SNR against training step, one
     curve per estimator, log scale. Written atomically; returns the path."""
-    from .plotting import save, subplots
-
-    from .. import io
+    from ..plotting import save, subplots
 
     statistic = statistic or result.get("statistic", "mean")
     if statistic not in STATISTICS:
@@ -353,9 +355,51 @@ def plot_snr(result: dict, path, statistic: str | None = None, title: str | None
 
 def write_snr(result: dict, out_dir) -> dict[str, Path]:
     """Write ``snr.json`` (infinities as the string "inf") and ``snr.png`` into ``out_dir``, atomically."""
-    from .. import io
+    from ... import io
 
     out_dir = Path(out_dir)
     json_path = io.write_json(out_dir / "snr.json", io.json_ready(result))
     png_path = plot_snr(result, out_dir / "snr.png")
     return {"json": json_path, "png": png_path}
+
+
+@dataclass
+class SNROptions:
+    steps: int = 200
+    """Adam steps of each estimator's short training run."""
+    every: int = 20
+    """Measure every this many steps (and at step 0)."""
+    repeats: int = 20
+    """Gradient estimates per measurement."""
+    batch_size: int = 64
+    """Paired items per training batch and in the fixed measurement batch."""
+    learning_rate: float = 5e-4
+    """Adam's learning rate."""
+    estimators: Literal["both", "stop-gradient", "full"] = "both"
+    """The estimators compared: App. B's stop-gradient, Eq. 7's full one, or both."""
+
+
+class GradientSNR(Metric):
+    """Gradient SNR along a short training run started from this run's parameters (copies; the run
+    is not changed), on its training pairs; ``snr.png`` in the figures folder."""
+
+    name = "snr"
+    description = "gradient signal-to-noise ratio (Fig. 10)"
+    Options = SNROptions
+    needs = frozenset({"train"})
+    cheap = False
+    order = 70
+    figures = ("snr.png",)
+
+    def compute(self, context, options: SNROptions) -> dict:
+        estimators = ("stop-gradient", "full") if options.estimators == "both" else (options.estimators,)
+        result = gradient_snr(context.model, context.train, steps=options.steps, repeats=options.repeats, every=options.every,
+                              batch_size=options.batch_size, learning_rate=options.learning_rate, estimators=estimators,
+                              seed=context.seed, progress=context.progress)
+        if result.get("curves"):
+            plot_snr(result, context.figures_dir / "snr.png")
+        return result
+
+    def headline(self, values: dict) -> dict[str, float]:
+        return {f"{estimator}/{group}": value for estimator, groups in values.get("summary", {}).items()
+                for group, value in groups.items() if isinstance(value, float)}

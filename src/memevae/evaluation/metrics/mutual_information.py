@@ -29,15 +29,18 @@ What is computed here:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..data.dataset import as_float_images
-from .gp_classifier import _gpytorch, load_gp_classifier, save_gp_classifier, train_gp_classifier
-from .judges import modality_examples
+from ...data.dataset import as_float_images
+from ..gp_classifier import _gpytorch, load_gp_classifier, save_gp_classifier, train_gp_classifier
+from ..judges import default_judges_dir
+from ..metric import Metric
 
 __all__ = ["bald_mutual_information", "mutual_information", "generative_quality"]
 
@@ -155,8 +158,8 @@ def _classifier_for(modality, classifiers, classifier_dir, train_data, test, epo
     if train_data is None:
         raise ValueError(f"no GP classifier for {modality!r}: pass train_data (real training images to train one on), "
                          f"classifiers={{{modality!r}: ...}} or a classifier_dir holding gp-{modality}.pt")
-    images, labels = modality_examples(train_data, modality)
-    test_images, test_labels = modality_examples(test, modality)
+    images, labels = train_data.examples(modality)
+    test_images, test_labels = test.examples(modality)
     classifier = train_gp_classifier(images, labels, epochs=epochs, seed=seed, progress=progress,
                                      test_images=test_images, test_labels=test_labels)
     if path is not None:
@@ -183,7 +186,7 @@ def generative_quality(model, test_data, *, train_data=None, classifiers=None, c
     Returns {"unit": "nats", "samples", "items", "classifiers": {m: summary}, "generated":
     {"s->m": {...}}, "real": {m: {...}}}, each entry as :func:`mutual_information` returns.
     """
-    from ..data import MultimodalDataset
+    from ...data import MultimodalDataset
 
     model = getattr(model, "model", model) if not isinstance(model, nn.Module) else model
     _gpytorch()
@@ -221,3 +224,38 @@ def generative_quality(model, test_data, *, train_data=None, classifiers=None, c
     finally:
         model.train(was_training)
     return out
+
+
+@dataclass
+class MutualInformationOptions:
+    samples: int = 100
+    """Draws of the GP classifier's function values per image (BALD's expectation over omega)."""
+    batch_size: int = 256
+    """Images scored at once."""
+    max_items: int | None = 1000
+    """Paired test items translated and scored (None: all)."""
+    classifier_epochs: int = 5
+    """Epochs of the GP classifier's feature network when it has to be trained."""
+
+
+class MutualInformation(Metric):
+    """Table 6: loads ``gp-<modality>.pt`` from the judges' folder, or trains a GP-headed classifier
+    on real training images (saved there for next time), then scores generations."""
+
+    name = "mi"
+    description = "mutual information of generations under a GP classifier (Table 6)"
+    Options = MutualInformationOptions
+    needs = frozenset({"train"})
+    cheap = False
+    order = 80
+
+    def compute(self, context, options: MutualInformationOptions) -> dict:
+        source = context.judges_source
+        folder = None if isinstance(source, dict) else (
+            Path(source) if source is not None else default_judges_dir(context.data_config.variant, context.data_config.data_dir))
+        return generative_quality(context.model, context.test, train_data=context.train, classifier_dir=folder,
+                                  samples=options.samples, batch_size=options.batch_size, max_items=options.max_items,
+                                  classifier_epochs=options.classifier_epochs, seed=context.seed, progress=context.progress)
+
+    def headline(self, values: dict) -> dict[str, float]:
+        return {key: entry["mi"] for key, entry in values.get("generated", {}).items() if isinstance(entry.get("mi"), float)}
