@@ -86,7 +86,7 @@ def field_help(cls) -> dict[str, str]:
 
 
 # a full stop followed by a new sentence, not one of the paper's abbreviations ("Eq. 6", "App. B", "e.g. x")
-_SENTENCE_END = re.compile(r"(?<!\bEq)(?<!\bEqs)(?<!\bApp)(?<!\bFig)(?<!\bSec)(?<!\be\.g)(?<!\bi\.e)(?<!\bet al)\.\s+(?=[A-Z\"(])")
+_SENTENCE_END = re.compile(r"(?<!\bEq)(?<!\bEqs)(?<!\bApp)(?<!\bFig)(?<!\bSec)(?<!\be\.g)(?<!\bi\.e)(?<!\bet al)\.\s+(?=[A-Z0-9\"(])")
 
 
 def _argument_type(hint):
