@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from memevae.modalities import MODALITY_KINDS, build_modality
+from memevae.modalities import modality_kinds, build_modality
 from memevae.modalities.likelihoods import LaplaceLikelihood, build_likelihood
 
 
 def test_kinds_are_declared_once_with_format_and_likelihood():
-    assert list(MODALITY_KINDS) == ["mnist-mlp", "svhn-conv"]
-    for kind in MODALITY_KINDS.values():
+    assert list(modality_kinds()) == ["mnist-mlp", "svhn-conv"]
+    for kind in modality_kinds().values():
         assert kind.format == "image" and kind.likelihood == "laplace" and dict(kind.likelihood_params) == {"scale": 1.0}
         m = build_modality(kind.name, latent_dim=3, architecture="paper", name="x")
         assert (m.name, m.kind, m.shape, m.format) == ("x", kind.name, kind.shape, "image")

@@ -4,7 +4,7 @@ import pytest
 
 from memevae.data import DATASETS, DataConfig, DataError, default_kinds, load_pairs, registry
 from memevae.data.pairs import data_variant
-from memevae.modalities import MODALITY_KINDS
+from memevae.modalities import modality_kinds
 
 
 def test_every_module_declaring_a_data_set_is_found():
@@ -17,7 +17,7 @@ def test_every_module_declaring_a_data_set_is_found():
 def test_default_kinds_and_variants_come_from_the_declarations():
     assert default_kinds("mnist-svhn") == {"mnist": "mnist-mlp", "svhn": "svhn-conv"}
     assert default_kinds("mnist-textured") == {"mnist": "mnist-mlp", "textured": "svhn-conv"}
-    assert all(kind in MODALITY_KINDS for name in DATASETS for kind in default_kinds(name).values())
+    assert all(kind in modality_kinds() for name in DATASETS for kind in default_kinds(name).values())
     assert data_variant("mnist-textured", "inverted") == "mnist-textured/inverted-v1"
     assert data_variant("mnist-svhn", "inverted") == "mnist-svhn"
     assert data_variant("?") == "?"  # a name no data set declares is filed as it is
@@ -31,7 +31,7 @@ def test_loaded_data_match_the_declaration():
     assert data.modalities == tuple(spec.modalities)
     for name, modality in spec.modalities.items():
         assert data.shape(name) == modality.shape and data.formats[name].name == modality.format
-        assert MODALITY_KINDS[modality.default_kind].shape == modality.shape
+        assert modality_kinds()[modality.default_kind].shape == modality.shape
 
 
 def test_data_config_lives_in_the_data_layer():

@@ -17,8 +17,12 @@ from . import registry
 from .registry import DataSet, ModalitySpec, default_kinds
 from .schemes import apply_scheme
 
-DATASETS = registry.names()
-"""The names of the data sets, e.g. ("mnist-svhn", "mnist-textured")."""
+
+def __getattr__(name):
+    if name == "DATASETS":  # found on first use, not at import
+        return registry.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Batch", "MultimodalDataset", "load_pairs", "apply_scheme", "DATASETS", "DataError", "DataConfig", "DataSet",
            "ModalitySpec", "default_kinds", "Format", "FORMATS"]

@@ -24,7 +24,7 @@ from .textured import rendering_tag
 class ModalitySpec:
     """One modality of a data set: its bank format (:mod:`memevae.data.formats`), the shape of one
     example and the network kind a model uses for it by default (a name of
-    :data:`memevae.modalities.MODALITY_KINDS`)."""
+    :func:`memevae.modalities.modality_kinds`)."""
 
     format: str
     shape: tuple[int, ...]

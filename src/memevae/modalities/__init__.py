@@ -3,7 +3,7 @@
 A model never branches on a data set's name: it asks its modalities for posteriors, decodings
 and log-likelihoods. Kinds are chosen by name through :func:`build_modality`; each is a
 :class:`ModalityKind` listed in the ``KINDS`` of a module of this package (e.g.
-:mod:`memevae.modalities.images`), collected into :data:`MODALITY_KINDS`.
+:mod:`memevae.modalities.images`), collected by :func:`modality_kinds`.
 
 Example:
     >>> import torch
@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from functools import cache
 
 from .modality import Modality, ModalityKind
 
 ARCHITECTURES = ("release", "paper")
 
 
-def _discover() -> dict[str, ModalityKind]:
+@cache
+def modality_kinds() -> dict[str, ModalityKind]:
+    """Every modality kind by name: the ``KINDS`` of each module of this package, in module order
+    (found on first use)."""
     kinds = {}
     for module in pkgutil.iter_modules(__path__):
         for kind in getattr(importlib.import_module(f"{__name__}.{module.name}"), "KINDS", ()):
@@ -33,10 +37,6 @@ def _discover() -> dict[str, ModalityKind]:
                 raise RuntimeError(f"two modules of {__name__} declare the modality kind {kind.name!r}")
             kinds[kind.name] = kind
     return kinds
-
-
-MODALITY_KINDS = _discover()
-"""Every modality kind by name: the ``KINDS`` of each module of this package, in module order."""
 
 
 def build_modality(kind: str, latent_dim: int, architecture: str = "release", name: str | None = None,
@@ -47,13 +47,13 @@ def build_modality(kind: str, latent_dim: int, architecture: str = "release", na
     BatchNorm and a 512-channel layer) or "paper" (Table 8: MNIST 400-unit MLP, plain conv stack).
     ``hidden_dims`` overrides the MLP widths.
     """
-    if kind not in MODALITY_KINDS:
-        raise ValueError(f"unknown modality kind {kind!r}; choose one of {', '.join(MODALITY_KINDS)}")
+    if kind not in modality_kinds():
+        raise ValueError(f"unknown modality kind {kind!r}; choose one of {', '.join(modality_kinds())}")
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
-    return MODALITY_KINDS[kind].build(name or kind, latent_dim, architecture, hidden_dims)
+    return modality_kinds()[kind].build(name or kind, latent_dim, architecture, hidden_dims)
 
 
-__all__ = ["Modality", "ModalityKind", "build_modality", "MODALITY_KINDS", "ARCHITECTURES"]
+__all__ = ["Modality", "ModalityKind", "build_modality", "modality_kinds", "ARCHITECTURES"]

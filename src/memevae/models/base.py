@@ -16,7 +16,7 @@ from ..data import DataConfig, default_kinds
 from ..data.formats import get_format
 from ..distributions import DiagonalGaussian
 from ..options import check_choices
-from ..modalities import MODALITY_KINDS, Modality, build_modality
+from ..modalities import Modality, build_modality, modality_kinds
 
 
 @dataclass
@@ -40,8 +40,8 @@ class ModelConfig:
         if len(self.modalities) < 2:
             raise ValueError(f"a multimodal model needs at least two modalities, got {list(self.modalities)}")
         for name, kind in self.modalities.items():
-            if kind not in MODALITY_KINDS:
-                raise ValueError(f"modality {name!r}: unknown kind {kind!r}; choose one of {', '.join(MODALITY_KINDS)}")
+            if kind not in modality_kinds():
+                raise ValueError(f"modality {name!r}: unknown kind {kind!r}; choose one of {', '.join(modality_kinds())}")
         if int(self.latent_dim) != self.latent_dim or self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim}")
 
