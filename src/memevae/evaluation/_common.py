@@ -1,4 +1,4 @@
-"""Helpers shared by the metrics: eval mode, batched posteriors, seeded latent samples, labels."""
+"""Helpers shared by the metrics: eval mode, batched posteriors, batches, progress bars, labels."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ import torch
 
 from ..data.dataset import as_float_images as as_float  # one definition, in the data layer
 
-DATASET_LABELS = {"mnist-svhn": "MNIST-SVHN", "mnist-textured": "MNIST-Textured"}
-
-
 def dataset_label(variant: str) -> str:
-    """The name results are published under: "MNIST-Textured" is never called "MNIST-SVHN", and a
-    data variant's rendering is named ("mnist-textured/bright-v1" -> "MNIST-Textured (bright-v1)")."""
+    """The name results are published under (the data set's declared label: "MNIST-Textured" is never
+    called "MNIST-SVHN"), with a data variant's rendering named ("mnist-textured/bright-v1" ->
+    "MNIST-Textured (bright-v1)").
+
+    >>> dataset_label("mnist-textured/bright-v1"), dataset_label("mnist-svhn")
+    ('MNIST-Textured (bright-v1)', 'MNIST-SVHN')
+    """
+    from ..data import registry
+
     dataset, _, rendering = variant.partition("/")
-    label = DATASET_LABELS.get(dataset, dataset)
+    label = registry.get(dataset).label if dataset in registry.names() else dataset
     return f"{label} ({rendering})" if rendering else label
 
 
