@@ -45,5 +45,13 @@ def test_train_then_translate(tmp_path):
     result = run_cli("translate", str(run), "--from", "mnist", "--to", "textured", "--out", str(grid), "--count", "5")
     assert result.returncode == 0, result.stderr
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    again, other = tmp_path / "again.png", tmp_path / "other.png"
+    for out, seed in ((again, "0"), (other, "1")):
+        assert run_cli("translate", str(run), "--from", "mnist", "--to", "textured", "--out", str(out), "--count", "5",
+                       "--seed", seed).returncode == 0
+    pixels = {p: matplotlib.image.imread(p) for p in (grid, again, other)}
+    assert (pixels[grid] == pixels[again]).all() and not (pixels[grid] == pixels[other]).all()  # seeded: the same grid
     result = run_cli("translate", str(run), "--from", "svhn", "--to", "textured", "--out", str(grid))
     assert result.returncode == 1 and "unknown modality 'svhn'" in result.stderr

@@ -184,10 +184,13 @@ def _add_translate(sub):
     p.add_argument("--count", type=int, default=10, help="test examples (default 10)")
     p.add_argument("--samples", type=int, default=3, help="latent samples per example (default 3)")
     p.add_argument("--checkpoint", default="last")
+    p.add_argument("--seed", type=int, default=0, help="seeds the latent samples (default 0): the same grid every time")
     p.set_defaults(func=_translate)
 
 
 def _translate(args):
+    import torch
+
     from . import load_run
     from .evaluation.figures import save_translation_grid
 
@@ -197,7 +200,8 @@ def _translate(args):
     test = run.data_config.load("test")
     rows = test.patterns()[tuple(test.modalities)][: args.count]
     x = test.batch(rows).data[args.source]
-    save_translation_grid(run.model, x, args.source, args.target, args.out, samples=args.samples)
+    save_translation_grid(run.model, x, args.source, args.target, args.out, samples=args.samples,
+                          generator=torch.Generator().manual_seed(args.seed))
     print(f"wrote {args.out}")
 
 

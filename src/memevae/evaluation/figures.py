@@ -59,15 +59,16 @@ def save_image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str):
 
 
 @torch.no_grad()
-def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path, samples: int = 3, title: str = ""):
+def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path, samples: int = 3, title: str = "",
+                          generator: torch.Generator | None = None):
     """Inputs of ``source`` in the top row, then ``samples`` rows of generated ``target`` images,
-    one latent sample per row (Fig. 3 style)."""
+    one latent sample per row (Fig. 3 style); the noise from ``generator`` when given."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows = [(f"{source} (input)", to_display(x))]
     for k in range(samples):
-        rows.append((f"\u2192 {target} #{k + 1}", to_display(model.translate(x.to(device), source, target, sample=True))))
+        rows.append((f"\u2192 {target} #{k + 1}", to_display(model.translate(x.to(device), source, target, sample=True, generator=generator))))
     model.train(was_training)
     return save_image_rows(rows, path, (title + "\n" if title else "")
                            + f"{source} \u2192 {target}: decoder means of {samples} latent samples per input")
