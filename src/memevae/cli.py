@@ -12,7 +12,7 @@ EPILOG = """examples:
   memevae translate runs/meme-mnist-textured-f1-seed0 --from mnist --to textured --out grid.png
 """
 
-def _add_model_options(group, skip=()) -> dict[str, str]:
+def _add_model_options(group) -> dict[str, str]:
     """One option per field of every model's config (not ``modalities``), typed, with its choices and
     its documented first sentence; the default shown per model. Returns {dest: field}."""
     import dataclasses
@@ -24,7 +24,7 @@ def _add_model_options(group, skip=()) -> dict[str, str]:
     for name, model in MODELS.items():
         for f in dataclasses.fields(model.config_class):
             owners.setdefault(f.name, {})[name] = f.default
-    dests, done = {}, {"modalities", *skip}
+    dests, done = {}, {"modalities"}
     for name, model in MODELS.items():
         fields = [f.name for f in dataclasses.fields(model.config_class) if f.name not in done]
         done.update(fields)
@@ -206,38 +206,35 @@ def _translate(args):
 
 
 def _add_snr(sub):
+    from .evaluation.metrics.snr import SNROptions
+    from .models import MEMEConfig
+    from .options import add_options
+
     p = sub.add_parser("snr", help="gradient SNR of MEME's stop-gradient vs full estimator (Fig. 10)",
                        description="Train MEME briefly twice from the same initialisation, once per estimator "
                                    "(App. B stop-gradient; Eq. 7 full), and measure along training the SNR |mean g| / std g "
                                    "of each network's gradients over --repeats estimates on one fixed batch (Fig. 10). "
                                    "Writes OUT/snr.json and OUT/snr.png.")
     p.add_argument("--out", type=Path, required=True, help="folder for snr.json and snr.png")
-    p.add_argument("--dataset", default="mnist-textured", help="mnist-textured (default) or mnist-svhn")
+    p.add_argument("--dataset", help="mnist-textured (default) or mnist-svhn")
     p.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
-    p.add_argument("--steps", type=int, default=200, help="training steps per estimator (default 200)")
-    p.add_argument("--every", type=int, default=20, help="measure every this many steps (default 20)")
-    p.add_argument("--repeats", type=int, default=20, help="gradient estimates per measurement (default 20)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
-    p.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and noise")
+    p.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and noise (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    m = p.add_argument_group("model (MEME; both estimators are always compared)")
-    p.set_defaults(func=_snr, model_options=_add_model_options(m, skip=("estimator",)))
+    study = add_options(p.add_argument_group("study"), SNROptions, flags={"learning_rate": ["--lr", "--learning-rate"]})
+    meme = add_options(p.add_argument_group("model (MEME)"), MEMEConfig, skip=("modalities", "estimator"))
+    p.set_defaults(func=_snr, model_options=meme, study_options=study)
 
 
 def _snr(args):
+    from .data import DataConfig, default_kinds
     from .evaluation.metrics import snr
     from .models import build_config
-    from .data import DataConfig, default_kinds
+    from .options import build, given
 
-    from .options import given
-
-    snr.check_arguments(args.steps, args.repeats, args.every, args.batch_size, args.lr)  # before the slow part
-    train_data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed).load("train")
-    options = given(args, args.model_options)
-    config = build_config("meme", modalities=default_kinds(args.dataset), **options)
-    result = snr.gradient_snr(config, train_data, steps=args.steps, repeats=args.repeats, every=args.every,
-                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, progress=not args.quiet)
+    settings = build(snr.SNROptions, given(args, args.study_options), "memevae snr")
+    data = DataConfig(**given(args, {"dataset": "dataset", "data_dir": "data_dir", "seed": "seed"}))
+    config = build_config("meme", modalities=default_kinds(data.dataset), **given(args, args.model_options))
+    result = snr.study(config, data.load("train"), settings, seed=args.seed, progress=not args.quiet)
     paths = snr.write_snr(result, args.out)
     for estimator, groups in result["summary"].items():
         print(f"{estimator}: mean SNR " + ", ".join(f"{g} {v:.3g}" for g, v in groups.items()))

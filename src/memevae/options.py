@@ -98,12 +98,14 @@ def _argument_type(hint):
     return base if base in (int, float, str) else str
 
 
-def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None = None, notes: dict | None = None) -> dict[str, str]:
+def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None = None, notes: dict | None = None,
+                flags: dict | None = None) -> dict[str, str]:
     """Add one command-line option per field of dataclass ``cls`` to ``group``: ``--<prefix><field>``
     with the field's type, its choices when ``Literal``, and its first documented sentence plus
     its default as help. Every option defaults to None ("not given"), so the dataclass keeps its
     own defaults. ``defaults`` overrides what the help shows as default (e.g. per model);
-    ``notes`` puts a word before a field's help (e.g. "MEME:").
+    ``notes`` puts a word before a field's help (e.g. "MEME:"); ``flags`` gives a field other
+    option strings (e.g. {"learning_rate": ["--lr", "--learning-rate"]}).
     Returns {argparse dest: field name}.
 
     Example:
@@ -122,7 +124,7 @@ def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None 
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
-        flag = "--" + (prefix + f.name).replace("_", "-")
+        names = (flags or {}).get(f.name) or ["--" + (prefix + f.name).replace("_", "-")]
         dest = (prefix + f.name).replace("-", "_")
         shown = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else None)
         text = " ".join(filter(None, ((notes or {}).get(f.name), helps.get(f.name, ""))))
@@ -130,10 +132,10 @@ def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None 
             text += f" (default {shown})" if not isinstance(shown, str) or "default" not in shown else f" ({shown})"
         hint = hints[f.name]
         if hint is bool:
-            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+            group.add_argument(*names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             allowed = choices(cls, f.name)
-            group.add_argument(flag, dest=dest, type=_argument_type(hint), default=None, help=text,
+            group.add_argument(*names, dest=dest, type=_argument_type(hint), default=None, help=text,
                                choices=list(allowed) if allowed else None, metavar=None if allowed else f.name.upper())
         dests[dest] = f.name
     return dests

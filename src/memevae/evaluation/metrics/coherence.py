@@ -15,8 +15,18 @@ from .._common import as_float, batches, evaluation_mode, model_device, paired_r
 from ..metric import Metric
 
 
-def cross_coherence(model, data, judges, *, directions=None, batch_size: int = 500, seed: int = 0,
-                    sample: bool = True, progress: bool = True) -> dict[str, float]:
+@dataclass
+class CoherenceOptions:
+    directions: str | None = None
+    """Comma-separated directions such as "mnist->textured"; default every ordered pair of modalities."""
+    sample: bool = True
+    """Decode a sample z ~ q(z|s) as the paper does; off: the posterior mean."""
+    batch_size: int = 500
+    """Test pairs translated at once."""
+
+
+def cross_coherence(model, data, judges, *, directions=None, batch_size: int = CoherenceOptions.batch_size, seed: int = 0,
+                    sample: bool = CoherenceOptions.sample, progress: bool = True) -> dict[str, float]:
     """Cross coherence in every direction between the modalities of ``data`` (a MultimodalDataset of
     test pairs), over all its fully observed rows.
 
@@ -56,16 +66,6 @@ def cross_coherence(model, data, judges, *, directions=None, batch_size: int = 5
     result = {f"{s}->{t}": correct[s, t] / len(rows) for s, t in directions}
     result["items"] = float(len(rows))
     return result
-
-
-@dataclass
-class CoherenceOptions:
-    directions: str | None = None
-    """Comma-separated directions such as "mnist->textured"; default every ordered pair of modalities."""
-    sample: bool = True
-    """Decode a sample z ~ q(z|s) as the paper does; off: the posterior mean."""
-    batch_size: int = 500
-    """Test pairs translated at once."""
 
 
 class Coherence(Metric):

@@ -14,6 +14,14 @@ from ..figures import save_generation_grid, save_translation_grid
 from ..metric import Metric
 
 
+@dataclass
+class GridOptions:
+    count: int = 10
+    """Test examples shown, one per digit first."""
+    samples: int = 3
+    """Latent samples per example in the translation grids."""
+
+
 def one_per_class(data, count: int = 10) -> torch.Tensor:
     """Row numbers of ``count`` paired test rows: the first of each digit, then the next rows."""
     rows = paired_rows(data)
@@ -27,7 +35,7 @@ def one_per_class(data, count: int = 10) -> torch.Tensor:
     return torch.tensor(chosen)
 
 
-def generation_grids(model, data, figures_dir, *, count: int = 10, samples: int = 3, seed: int = 0, title: str = "") -> dict[str, float]:
+def generation_grids(model, data, figures_dir, *, count: int = GridOptions.count, samples: int = GridOptions.samples, seed: int = 0, title: str = "") -> dict[str, float]:
     """Write ``generation.png`` (every source's inputs, then its decoded means in every modality,
     z at the posterior mean) and ``translate-<s>-to-<t>.png`` for every direction (``samples``
     latent samples per input). Returns the number of figures written."""
@@ -45,14 +53,6 @@ def generation_grids(model, data, figures_dir, *, count: int = 10, samples: int 
                                                          figures_dir / f"translate-{source}-to-{target}.png", samples=samples,
                                                          title=title))
     return {"figures": float(len(written)), "examples": float(len(examples[data.modalities[0]]))}
-
-
-@dataclass
-class GridOptions:
-    count: int = 10
-    """Test examples shown, one per digit first."""
-    samples: int = 3
-    """Latent samples per example in the translation grids."""
 
 
 class GenerationGrids(Metric):

@@ -16,7 +16,14 @@ import torch
 from .._common import posteriors
 from ..metric import Metric
 
-DEFAULT_TRAIN_ITEMS = 10_000
+
+@dataclass
+class LatentOptions:
+    train_items: int | None = 10_000
+    """Training images per modality the linear probe is fitted on, drawn at random (None: all)."""
+    batch_size: int = 500
+    """Images encoded at once."""
+
 
 
 def _subset(images, labels, count: int | None, seed: int):
@@ -39,8 +46,8 @@ def fit_linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, seed: in
         return probe.fit(train_codes, train_labels)
 
 
-def latent_accuracy(model, train, test, *, modalities=None, train_items: int | None = DEFAULT_TRAIN_ITEMS, seed: int = 0,
-                    batch_size: int = 500, progress: bool = True) -> dict[str, float]:
+def latent_accuracy(model, train, test, *, modalities=None, train_items: int | None = LatentOptions.train_items,
+                    seed: int = 0, batch_size: int = LatentOptions.batch_size, progress: bool = True) -> dict[str, float]:
     """Per modality, the test accuracy of a linear digit classifier on posterior means.
 
     Args:
@@ -63,14 +70,6 @@ def latent_accuracy(model, train, test, *, modalities=None, train_items: int | N
         result[f"train_items/{modality}"] = float(len(y_train))
         result[f"test_items/{modality}"] = float(len(y_test))
     return result
-
-
-@dataclass
-class LatentOptions:
-    train_items: int | None = DEFAULT_TRAIN_ITEMS
-    """Training images per modality the linear probe is fitted on, drawn at random (None: all)."""
-    batch_size: int = 500
-    """Images encoded at once."""
 
 
 class LatentAccuracy(Metric):

@@ -63,6 +63,22 @@ from tqdm.auto import tqdm
 from ...data.dataset import as_float_images
 from ..metric import Metric
 
+
+@dataclass
+class LikelihoodOptions:
+    samples: int = 1000
+    """K, importance samples per test pair (Table 2)."""
+    direction: str | None = None
+    """MEME: one direction such as "mnist->textured"; default both."""
+    joint: bool = True
+    """MEME: also log p(t) under Eq. 4's pseudo-sample prior and log p(s, t)."""
+    batch_size: int = 16
+    """Test pairs encoded at once."""
+    chunk_size: int = 100
+    """Samples decoded at once (memory: about batch_size x chunk_size decodings)."""
+    max_items: int | None = None
+    """Evaluate only the first this many test pairs (None: all)."""
+
 __all__ = ["marginal_log_likelihood", "importance_log_likelihood"]
 
 
@@ -224,8 +240,9 @@ def _check_arguments(samples, batch_size, max_items) -> None:
         raise ValueError(f"max_items must be a positive integer or None, got {max_items}")
 
 
-def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None, joint: bool = True,
-                            batch_size: int = 16, chunk_size: int = 100, max_items: int | None = None, seed: int = 0,
+def marginal_log_likelihood(model, data, *, samples: int = LikelihoodOptions.samples, direction=None,
+                            joint: bool = LikelihoodOptions.joint, batch_size: int = LikelihoodOptions.batch_size,
+                            chunk_size: int = LikelihoodOptions.chunk_size, max_items: int | None = None, seed: int = 0,
                             progress: bool = True) -> dict:
     """Importance-weighted marginal log-likelihood per test pair (Table 2; see the module text).
 
@@ -284,22 +301,6 @@ def marginal_log_likelihood(model, data, *, samples: int = 1000, direction=None,
             marginal = {"quantity": f"log p({t})", **summaries[marginal_task]}
             estimates[key] = _with_joint(estimates[key], marginal, f"log p({s}, {t}) = log p({s} | {t}) + log p({t})")
     return {**base, "estimates": estimates}
-
-
-@dataclass
-class LikelihoodOptions:
-    samples: int = 1000
-    """K, importance samples per test pair (Table 2)."""
-    direction: str | None = None
-    """MEME: one direction such as "mnist->textured"; default both."""
-    joint: bool = True
-    """MEME: also log p(t) under Eq. 4's pseudo-sample prior and log p(s, t)."""
-    batch_size: int = 16
-    """Test pairs encoded at once."""
-    chunk_size: int = 100
-    """Samples decoded at once (memory: about batch_size x chunk_size decodings)."""
-    max_items: int | None = None
-    """Evaluate only the first this many test pairs (None: all)."""
 
 
 class Likelihood(Metric):

@@ -42,6 +42,18 @@ from ..gp_classifier import _gpytorch, load_gp_classifier, save_gp_classifier, t
 from ..judges import default_judges_dir
 from ..metric import Metric
 
+
+@dataclass
+class MutualInformationOptions:
+    samples: int = 100
+    """Draws of the GP classifier's function values per image (BALD's expectation over omega)."""
+    batch_size: int = 256
+    """Images scored at once."""
+    max_items: int | None = 1000
+    """Paired test items translated and scored (None: all)."""
+    classifier_epochs: int = 5
+    """Epochs of the GP classifier's feature network when it has to be trained."""
+
 __all__ = ["bald_mutual_information", "mutual_information", "generative_quality"]
 
 
@@ -115,9 +127,9 @@ def _image_mi(images, classifier, labels, samples, batch_size, seed) -> dict:
 
 
 def mutual_information(inputs, classifier_or_data=None, labels=None, *, classifier=None, data=None, train_data=None,
-                       classifiers=None, classifier_dir=None, samples: int = 100, batch_size: int = 256,
-                       max_items: int | None = 1000, classifier_epochs: int = 5, seed: int = 0,
-                       progress: bool = True) -> dict:
+                       classifiers=None, classifier_dir=None, samples: int = MutualInformationOptions.samples,
+                       batch_size: int = MutualInformationOptions.batch_size, max_items: int | None = MutualInformationOptions.max_items,
+                       classifier_epochs: int = MutualInformationOptions.classifier_epochs, seed: int = 0, progress: bool = True) -> dict:
     """Mutual information I(y, omega | x, D) = H[p(y|x,D)] - E_p(omega|D) H[p(y|x,omega)] (App. H.2, Table 6).
 
     Two forms:
@@ -168,8 +180,9 @@ def _classifier_for(modality, classifiers, classifier_dir, train_data, test, epo
     return classifier, "trained"
 
 
-def generative_quality(model, test_data, *, train_data=None, classifiers=None, classifier_dir=None, samples: int = 100,
-                       batch_size: int = 256, max_items: int | None = 1000, classifier_epochs: int = 5, seed: int = 0,
+def generative_quality(model, test_data, *, train_data=None, classifiers=None, classifier_dir=None,
+                       samples: int = MutualInformationOptions.samples, batch_size: int = MutualInformationOptions.batch_size,
+                       max_items: int | None = MutualInformationOptions.max_items, classifier_epochs: int = MutualInformationOptions.classifier_epochs, seed: int = 0,
                        progress: bool = True) -> dict:
     """Table 6 for a model: MI of its generations under per-modality GP classifiers (App. H.2).
 
@@ -224,18 +237,6 @@ def generative_quality(model, test_data, *, train_data=None, classifiers=None, c
     finally:
         model.train(was_training)
     return out
-
-
-@dataclass
-class MutualInformationOptions:
-    samples: int = 100
-    """Draws of the GP classifier's function values per image (BALD's expectation over omega)."""
-    batch_size: int = 256
-    """Images scored at once."""
-    max_items: int | None = 1000
-    """Paired test items translated and scored (None: all)."""
-    classifier_epochs: int = 5
-    """Epochs of the GP classifier's feature network when it has to be trained."""
 
 
 class MutualInformation(Metric):

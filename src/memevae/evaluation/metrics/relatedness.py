@@ -28,6 +28,16 @@ from ..plotting import new_figure, save
 from ..metric import Metric
 
 
+@dataclass
+class RelatednessOptions:
+    source: str | None = None
+    """The modality s of d(s, t); default the data's first."""
+    target: str | None = None
+    """The modality t; default the other one."""
+    batch_size: int = 128
+    """Pairs per group among which unpaired distances are taken (App. G)."""
+
+
 def w2_distance(loc1: torch.Tensor, scale1: torch.Tensor, loc2: torch.Tensor, scale2: torch.Tensor) -> torch.Tensor:
     """Elementwise W2 between N(loc1, scale1^2) and N(loc2, scale2^2) (diagonal, over the last
     dimension, broadcasting the leading ones)."""
@@ -128,8 +138,8 @@ def relatedness_data(model, data, *, source: str | None = None, target: str | No
                        matrix, classes, batch_size)
 
 
-def relatedness(model, data, *, source: str | None = None, target: str | None = None, batch_size: int = 128,
-                progress: bool = True, figures_dir=None, title: str = "") -> dict[str, float]:
+def relatedness(model, data, *, source: str | None = None, target: str | None = None,
+                batch_size: int = RelatednessOptions.batch_size, progress: bool = True, figures_dir=None, title: str = "") -> dict[str, float]:
     """Relatedness summary numbers (see :meth:`Relatedness.metrics`); with ``figures_dir``, also
     writes ``relatedness-histogram.png`` (Fig. 8) and ``relatedness-classes.png`` (Fig. 9)."""
     result = relatedness_data(model, data, source=source, target=target, batch_size=batch_size, progress=progress)
@@ -183,16 +193,6 @@ def plot_class_matrix(result: Relatedness, path, title: str = ""):
     ax_d.set_title("dendrogram of digits by relatedness", fontsize=9)
     fig.suptitle((title + ": " if title else "") + "class-contextual relatedness (Fig. 9)", fontsize=10)
     return save(fig, path)
-
-
-@dataclass
-class RelatednessOptions:
-    source: str | None = None
-    """The modality s of d(s, t); default the data's first."""
-    target: str | None = None
-    """The modality t; default the other one."""
-    batch_size: int = 128
-    """Pairs per group among which unpaired distances are taken (App. G)."""
 
 
 class RelatednessMetric(Metric):

@@ -47,6 +47,22 @@ from tqdm.auto import tqdm
 from ...training.trainer import Callback, NonFiniteError, Trainer, TrainConfig
 from ..metric import Metric
 
+
+@dataclass
+class SNROptions:
+    steps: int = 200
+    """Adam steps of each estimator's short training run."""
+    every: int = 20
+    """Measure every this many steps (and at step 0)."""
+    repeats: int = 20
+    """Gradient estimates per measurement."""
+    batch_size: int = 64
+    """Paired items per training batch and in the fixed measurement batch."""
+    learning_rate: float = 5e-4
+    """Adam's learning rate."""
+    estimators: Literal["both", "stop-gradient", "full"] = "both"
+    """The estimators compared: App. B's stop-gradient, Eq. 7's full one, or both."""
+
 __all__ = ["gradient_snr", "gradient_snr_at", "plot_snr", "write_snr", "network_groups", "check_arguments", "STATISTICS"]
 
 STATISTICS = ("mean", "median", "norm")
@@ -148,7 +164,7 @@ def _paired_subset(data):
     return data.subset(rows)
 
 
-def check_arguments(steps, repeats, every, batch_size, learning_rate=5e-4, estimators=("stop-gradient", "full")) -> list[str]:
+def check_arguments(steps, repeats, every, batch_size, learning_rate=SNROptions.learning_rate, estimators=("stop-gradient", "full")) -> list[str]:
     """One-line ValueErrors for bad :func:`gradient_snr` settings; returns the estimators as a list."""
     from ...objectives import ESTIMATORS
 
@@ -223,8 +239,8 @@ def _estimator_curve(net, paired, measure_rows, *, steps, repeats, every, batch_
     return probe.curve
 
 
-def gradient_snr(model, data, *, steps: int = 200, repeats: int = 20, every: int = 20, batch_size: int = 64,
-                 learning_rate: float = 5e-4, estimators=("stop-gradient", "full"), seed: int = 0,
+def gradient_snr(model, data, *, steps: int = SNROptions.steps, repeats: int = SNROptions.repeats, every: int = SNROptions.every,
+                 batch_size: int = SNROptions.batch_size, learning_rate: float = SNROptions.learning_rate, estimators=("stop-gradient", "full"), seed: int = 0,
                  progress: bool = True) -> dict:
     """Gradient SNR along a short training run, per estimator and network (Fig. 10, App. B).
 
@@ -286,6 +302,15 @@ def gradient_snr(model, data, *, steps: int = 200, repeats: int = 20, every: int
         "curves": curves,
         "summary": summary,
     }
+
+
+def study(model, data, options: SNROptions, *, seed: int = 0, progress: bool = True) -> dict:
+    """:func:`gradient_snr` with the settings of ``options`` (checked before anything is trained)."""
+    estimators = ("stop-gradient", "full") if options.estimators == "both" else (options.estimators,)
+    check_arguments(options.steps, options.repeats, options.every, options.batch_size, options.learning_rate, estimators)
+    return gradient_snr(model, data, steps=options.steps, repeats=options.repeats, every=options.every,
+                        batch_size=options.batch_size, learning_rate=options.learning_rate, estimators=estimators, seed=seed,
+                        progress=progress)
 
 
 def _finite_mean(values):
@@ -363,22 +388,6 @@ def write_snr(result: dict, out_dir) -> dict[str, Path]:
     return {"json": json_path, "png": png_path}
 
 
-@dataclass
-class SNROptions:
-    steps: int = 200
-    """Adam steps of each estimator's short training run."""
-    every: int = 20
-    """Measure every this many steps (and at step 0)."""
-    repeats: int = 20
-    """Gradient estimates per measurement."""
-    batch_size: int = 64
-    """Paired items per training batch and in the fixed measurement batch."""
-    learning_rate: float = 5e-4
-    """Adam's learning rate."""
-    estimators: Literal["both", "stop-gradient", "full"] = "both"
-    """The estimators compared: App. B's stop-gradient, Eq. 7's full one, or both."""
-
-
 class GradientSNR(Metric):
     """Gradient SNR along a short training run started from this run's parameters (copies; the run
     is not changed), on its training pairs; ``snr.png`` in the figures folder."""
@@ -392,10 +401,7 @@ class GradientSNR(Metric):
     figures = ("snr.png",)
 
     def compute(self, context, options: SNROptions) -> dict:
-        estimators = ("stop-gradient", "full") if options.estimators == "both" else (options.estimators,)
-        result = gradient_snr(context.model, context.train, steps=options.steps, repeats=options.repeats, every=options.every,
-                              batch_size=options.batch_size, learning_rate=options.learning_rate, estimators=estimators,
-                              seed=context.seed, progress=context.progress)
+        result = study(context.model, context.train, options, seed=context.seed, progress=context.progress)
         if result.get("curves"):
             plot_snr(result, context.figures_dir / "snr.png")
         return result

@@ -21,6 +21,14 @@ from .._common import paired_rows, posteriors
 from ..plotting import save
 from ..metric import Metric
 
+
+@dataclass
+class TSNEOptions:
+    points: int = 2000
+    """Latent codes embedded, split evenly over the modalities."""
+    perplexity: float = 30.0
+    """t-SNE's perplexity (capped at a third of the points)."""
+
 MARKERS = ("o", "^", "s", "D", "v", "P")
 
 
@@ -50,7 +58,7 @@ def neighbour_fractions(codes: np.ndarray, labels: np.ndarray, which: np.ndarray
             "knn_other_modality": float((which[index] != which[:, None]).mean()), "knn_k": float(k)}
 
 
-def tsne(model, data, *, points: int = 2000, perplexity: float = 30.0, seed: int = 0, progress: bool = True,
+def tsne(model, data, *, points: int = TSNEOptions.points, perplexity: float = TSNEOptions.perplexity, seed: int = 0, progress: bool = True,
          figures_dir=None, title: str = "", threads: int | None = 1) -> dict[str, float]:
     """Embed latent codes with sklearn's TSNE (PCA initialisation); with ``figures_dir`` write
     ``tsne.png``. Returns the neighbour fractions, the point count and t-SNE's final KL.
@@ -98,14 +106,6 @@ def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path
     ax.set_ylabel("t-SNE dimension 2")
     ax.set_title((title + "\n" if title else "") + f"t-SNE of posterior means, {len(xy)} test codes (Fig. 19/20)", fontsize=9)
     return save(fig, path)
-
-
-@dataclass
-class TSNEOptions:
-    points: int = 2000
-    """Latent codes embedded, split evenly over the modalities."""
-    perplexity: float = 30.0
-    """t-SNE's perplexity (capped at a third of the points)."""
 
 
 class TSNE(Metric):
