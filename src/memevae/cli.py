@@ -232,6 +232,7 @@ def _snr(args):
     from .options import build, given
 
     settings = build(snr.SNROptions, given(args, args.study_options), "memevae snr")
+    snr.check_arguments(settings.steps, settings.repeats, settings.every, settings.batch_size, settings.learning_rate)  # before loading
     data = DataConfig(**given(args, {"dataset": "dataset", "data_dir": "data_dir", "seed": "seed"}))
     config = build_config("meme", modalities=default_kinds(data.dataset), **given(args, args.model_options))
     result = snr.study(config, data.load("train"), settings, seed=args.seed, progress=not args.quiet)

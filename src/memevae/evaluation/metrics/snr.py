@@ -305,9 +305,8 @@ def gradient_snr(model, data, *, steps: int = SNROptions.steps, repeats: int = S
 
 
 def study(model, data, options: SNROptions, *, seed: int = 0, progress: bool = True) -> dict:
-    """:func:`gradient_snr` with the settings of ``options`` (checked before anything is trained)."""
+    """:func:`gradient_snr` with the settings of ``options``."""
     estimators = ("stop-gradient", "full") if options.estimators == "both" else (options.estimators,)
-    check_arguments(options.steps, options.repeats, options.every, options.batch_size, options.learning_rate, estimators)
     return gradient_snr(model, data, steps=options.steps, repeats=options.repeats, every=options.every,
                         batch_size=options.batch_size, learning_rate=options.learning_rate, estimators=estimators, seed=seed,
                         progress=progress)
