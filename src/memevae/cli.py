@@ -61,6 +61,7 @@ def _default(config_class, field: str):
 
 def _add_train(sub):
     from .data import DataConfig
+    from .options import choices
     from .training.trainer import TrainConfig
 
     data_default = lambda field: _default(DataConfig, field)  # noqa: E731
@@ -96,13 +97,13 @@ def _add_train(sub):
     t.add_argument("--seed", type=int, help=f"seeds data split, initialisation and noise (default {train_default('seed')})")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
     t.add_argument("--checkpoint-every", type=int, metavar="E", help="also keep a checkpoint every E epochs (default: only the last)")
-    t.add_argument("--subnormals", choices=["flush", "keep"],
+    t.add_argument("--subnormals", choices=choices(TrainConfig, "subnormals"),
                    help="on the CPU, treat subnormal floats (< 1.2e-38) as zero, which keeps steps fast (default), "
                         "or keep them (IEEE-exact, up to 3x slower once decoders saturate)")
-    t.add_argument("--freed-memory", choices=["keep", "release"],
+    t.add_argument("--freed-memory", choices=choices(TrainConfig, "freed_memory"),
                    help="on the CPU (glibc), let malloc keep freed memory for the next step (default; far fewer page "
                         "faults) or release it as by default")
-    t.add_argument("--precision", choices=["float32", "bf16"],
+    t.add_argument("--precision", choices=choices(TrainConfig, "precision"),
                    help="float32 (default) or bf16: mixed precision (autocast to bfloat16; changes the arithmetic; fast on "
                         "CPUs with AVX-512 BF16 or AMX and on GPUs)")
     t.add_argument("--coherence-items", type=int, metavar="N",

@@ -81,7 +81,7 @@ def test_flush_subnormals_finds_torchs_runtime_when_another_is_loaded_first():
 
 
 def test_unknown_subnormals_setting_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown subnormals setting 'zero'; choose one of flush, keep"):
+    with pytest.raises(ValueError, match="unknown subnormals 'zero'; choose one of flush, keep"):
         TrainConfig(subnormals="zero")
 
 

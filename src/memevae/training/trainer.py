@@ -3,21 +3,20 @@ logging, checkpoints and figures are callbacks (:mod:`memevae.training.callbacks
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-import contextlib
-
+from ..options import check_choices
 from .cpu import cpu_settings
 from .schedule import epoch_batches
 
 
-SUBNORMALS = ("flush", "keep")
-FREED_MEMORY = ("keep", "release")
 PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
 
 
@@ -58,15 +57,15 @@ class TrainConfig:
     memevae for the run's data variant (when there are none, the coherence is not measured)."""
     checkpoint_every: int = 0
     """Besides ``last.pt`` (every epoch), keep a checkpoint every this many epochs (0: none)."""
-    subnormals: str = "flush"
+    subnormals: Literal["flush", "keep"] = "flush"
     """On the CPU, "flush" treats subnormal floats (|x| < 1.2e-38, from saturated sigmoids) as
     zero in every torch thread, so steps do not slow down up to 3x as decoders saturate; "keep"
     computes with them, IEEE-exact (:mod:`memevae.training.cpu`)."""
-    freed_memory: str = "keep"
+    freed_memory: Literal["keep", "release"] = "keep"
     """On the CPU (glibc), "keep" lets malloc keep freed memory for the next step instead of
     mapping it afresh (about 70,000 page faults a step fewer); "release": malloc's defaults. Both
     CPU settings hold while :meth:`Trainer.fit` runs and are restored after."""
-    precision: str = "float32"
+    precision: Literal["float32", "bf16"] = "float32"
     """"float32" (default), or "bf16": mixed precision for the training steps (``torch.autocast``
     with bfloat16: matrix products and convolutions in bfloat16, parameters, densities and the
     objective in float32). It changes the arithmetic, so it is never the default; fast on CPUs
@@ -74,12 +73,7 @@ class TrainConfig:
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.freed_memory not in FREED_MEMORY:
-            raise ValueError(f"unknown freed_memory setting {self.freed_memory!r}; choose one of {', '.join(FREED_MEMORY)}")
-        if self.subnormals not in SUBNORMALS:
-            raise ValueError(f"unknown subnormals setting {self.subnormals!r}; choose one of {', '.join(SUBNORMALS)}")
+        check_choices(self)
         if self.judges is not None:
             self.judges = str(self.judges)
         checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 2, ">= 2"),
