@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "memevae"
 LEVELS = {"io": 0, "options": 0, "distributions": 0, "objectives": 0, "data": 1, "modalities": 2, "models": 3, "training": 4,
-          "runs": 5, "evaluation": 5, "cli": 6}
+          "runs": 5, "evaluation": 5, "sweeps": 5, "cli": 6}
 CONCRETE_MODELS = {"MEME", "MVAE", "MMVAE", "MEMEConfig", "MVAEConfig", "MMVAEConfig"}
 
 

@@ -125,16 +125,10 @@ def _resumable_flags() -> str:
     return ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
 
 
-def _default_out(args, data) -> Path:
-    f = data.paired_fraction
-    scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
-    return Path("runs") / f"{args.model or 'meme'}-{data.dataset}{scheme}-seed{data.seed}"
-
-
 def _train(args):
     from . import DataConfig, TrainConfig, resume, train
     from .options import given
-    from .runs import checkpoint_status
+    from .runs import checkpoint_status, run_name
     from .training.rundir import RunDir, RunError
     from .training.trainer import RESUMABLE
 
@@ -154,7 +148,7 @@ def _train(args):
         out = args.out
     else:
         data = DataConfig(**data_given)
-        out = args.out or _default_out(args, data)
+        out = args.out or Path("runs") / run_name(args.model or "meme", data)
     try:
         if args.resume:
             run = resume(out, progress=not args.quiet, checkpoint=args.checkpoint, **train_given)
@@ -359,6 +353,44 @@ def _report(args):
     print(f"wrote {path}")
 
 
+def _add_sweep(sub):
+    p = sub.add_parser("sweep", help="train, evaluate and report a grid of runs from a TOML file (Tables 3-5, 7)",
+                       description="Expand the grid of a sweep file (data sets x models x schemes x f x seeds), train the "
+                                   "runs in parallel processes (finished ones skipped, interrupted ones resumed), evaluate "
+                                   "each and write SWEEP/report/report.md. Examples ship with memevae: memevae sweep --list.",
+                       epilog="examples:\n  memevae sweep table3 --epochs 2 --limit 512 --jobs 2   # a shipped example, "
+                              "reduced budget\n  memevae sweep my-grid.toml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="a sweep file, or the name of a shipped example (see --list)")
+    p.add_argument("--list", action="store_true", help="list the shipped example sweeps")
+    p.add_argument("--epochs", type=int, help="epochs per run: a stated reduced budget (default: the file's)")
+    p.add_argument("--limit", type=int, metavar="N", help="training rows per run: a stated reduced budget (default: the file's)")
+    p.add_argument("--jobs", type=int, help="runs at once (default: the file's, else 1)")
+    p.add_argument("--out", help="the sweep's folder (default sweeps/<name>)")
+    p.add_argument("--backend", choices=["local", "submitit"], help="local processes (default) or submitit (Slurm)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args):
+    from . import sweeps
+
+    if args.list:
+        for name, path in sweeps.examples().items():
+            print(f"{name:<14} {sweeps.describe(path)}")
+        return
+    if not args.config:
+        raise ValueError("memevae sweep needs a sweep file or a shipped example's name (memevae sweep --list)")
+    sweep = sweeps.load_sweep(sweeps.find(args.config), epochs=args.epochs, limit=args.limit, jobs=args.jobs, out=args.out,
+                              backend=args.backend)
+    result = sweeps.run_sweep(sweep, progress=not args.quiet)
+    if result["report"]:
+        print(f"report written to {result['report']} ({result['runs']} runs, {result['seconds'] / 60:.1f} min)")
+    if result["failed"]:
+        raise ValueError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}; see "
+                         f"{sweep.folder / 'logs'}; run the same command again to resume")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -376,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_curves(sub)
     _add_snr(sub)
+    _add_sweep(sub)
     return parser
 
 

@@ -89,6 +89,14 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
                        rendering=data_config.rendering)
 
 
+def run_name(model: str, data: DataConfig) -> str:
+    """The folder name of a run, e.g. "meme-mnist-textured-f0.25-split-seed0" (``memevae train``'s
+    default ``--out`` under ``runs/``, and a sweep's run folders)."""
+    f = data.paired_fraction
+    scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
+    return f"{model}-{data.dataset}{scheme}-seed{data.seed}"
+
+
 def build_model(name: str, kinds: dict[str, str], options: dict) -> MultimodalVAE:
     """The model ``name`` with one modality per entry of ``kinds`` {modality: network kind} (a data
     set's :func:`~memevae.data.default_kinds`, or a run's recorded ``model_config["modalities"]``)."""
@@ -295,5 +303,5 @@ def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "c
     return Run(run_dir.path, config, network, state["history"])
 
 
-__all__ = ["DataConfig", "TrainConfig", "Run", "RunError", "train", "resume", "load_run", "build_model", "recorded_data",
+__all__ = ["run_name", "DataConfig", "TrainConfig", "Run", "RunError", "train", "resume", "load_run", "build_model", "recorded_data",
            "checkpoint_status"]

@@ -75,7 +75,7 @@ def read_run(path) -> RunRecord:
     data = config["data"]
     values = {name: entry.get("values", {}) for name, entry in results.get("metrics", {}).items()}
     settings = {"model_options": config.get("model_options", {}), "epochs": config.get("train", {}).get("epochs"),
-                "pairs_per_image": data.get("pairs_per_image", 1), "data_dir": data.get("data_dir")}
+                "pairs_per_image": data.get("pairs_per_image", 1), "data_dir": data.get("data_dir"), "limit": data.get("limit")}
     return RunRecord(str(path), config["model"], recorded_variant(config), scheme_of(data), float(data.get("paired_fraction", 1.0)),
                      int(data.get("seed", 0)), tuple(results.get("modalities") or config["model_config"]["modalities"]),
                      values, int(results.get("epoch", 0)), settings)
@@ -244,6 +244,14 @@ def _settings_note(records: list[RunRecord]) -> list[str]:
     return notes
 
 
+def _budget(records: list[RunRecord]) -> str:
+    """The training budget of the runs: epochs and training rows per run."""
+    epochs = sorted({r.settings.get("epochs") for r in records}, key=str)
+    rows = sorted({r.settings.get("limit") or "all" for r in records}, key=str)
+    return (f"Budget: {' / '.join(map(str, epochs))} epoch(s) per run, {' / '.join(map(str, rows))} training rows per run "
+            f"(the paper: 100 epochs on every training pair).")
+
+
 def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -> str:
     """The markdown text; figures are written into ``out``."""
     lines = ["# memevae evaluation report", "",
@@ -252,7 +260,7 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
              "(Tables 3 and 4); on MNIST-Textured they are for orientation only, not the same data set, and runs on "
              "different textured renderings are reported apart. Scheme names: the "
              "modality kept for the unpaired remainder (paper Sec. 4.1); the paper's SVHN scheme corresponds to our "
-             "non-MNIST modality.", ""]
+             "non-MNIST modality.", "", _budget(records), ""]
     for dataset in sorted({r.dataset for r in records}):
         label = dataset_label(dataset)
         suffix = "" if len({r.dataset for r in records}) == 1 else "-" + dataset.replace("/", "-")
