@@ -367,6 +367,7 @@ def _add_sweep(sub):
     p.add_argument("--limit", type=int, metavar="N", help="training rows per run: a stated reduced budget (default: the file's)")
     p.add_argument("--jobs", type=int, help="runs at once (default: the file's, else 1)")
     p.add_argument("--out", help="the sweep's folder (default sweeps/<name>)")
+    p.add_argument("--data-dir", type=Path, help="folder with the official files for every run (default: the file's, else the shipped sample)")
     p.add_argument("--backend", choices=["local", "submitit"], help="local processes (default) or submitit (Slurm)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_sweep)
@@ -381,7 +382,7 @@ def _sweep(args):
         return
     if not args.config:
         raise ValueError("memevae sweep needs a sweep file or a shipped example's name (memevae sweep --list)")
-    sweep = sweeps.load_sweep(sweeps.find(args.config), epochs=args.epochs, limit=args.limit, jobs=args.jobs, out=args.out,
+    sweep = sweeps.load_sweep(sweeps.find(args.config), data_dir=args.data_dir, epochs=args.epochs, limit=args.limit, jobs=args.jobs, out=args.out,
                               backend=args.backend)
     result = sweeps.run_sweep(sweep, progress=not args.quiet)
     if result["report"]:

@@ -152,9 +152,10 @@ def _flags(values: dict, flags: dict) -> list[str]:
     return out
 
 
-def load_sweep(path, **overrides) -> SweepConfig:
+def load_sweep(path, data_dir=None, **overrides) -> SweepConfig:
     """The sweep of a TOML file; ``overrides`` (e.g. ``epochs=2, limit=512``, None: not given)
-    replace its values. Unknown keys and bad values are one-line errors."""
+    replace its values, ``data_dir`` sets every run's data folder. Unknown keys and bad values
+    are one-line errors."""
     path = Path(path)
     try:
         text = tomllib.loads(path.read_text())
@@ -169,6 +170,8 @@ def load_sweep(path, **overrides) -> SweepConfig:
     values = {**text["sweep"], **{k: text[k] for k in ("data", "train", "model_options", "vary") if k in text}}
     values.setdefault("name", path.stem)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if data_dir is not None:
+        values["data"] = {**values.get("data", {}), "data_dir": str(Path(data_dir).expanduser().resolve())}
     return build(SweepConfig, values, f"sweep file {path}")
 
 
