@@ -52,7 +52,7 @@ DATA_OPTIONS = {"dataset": "dataset", "rendering": "rendering", "data_dir": "dat
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "device": "device",
                  "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "freed_memory": "freed_memory",
                  "precision": "precision",
-                 "coherence_items": "coherence_items", "judges": "judges"}
+                 "coherence_items": "coherence_items", "judges": "judges", "tensorboard": "tensorboard"}
 
 
 def _default(config_class, field: str):
@@ -110,6 +110,8 @@ def _add_train(sub):
                    help=f"test pairs for the per-epoch cross coherence (default {train_default('coherence_items')}; 0: off)")
     t.add_argument("--judges", type=Path, metavar="DIR",
                    help="the judges (digit classifiers) for the per-epoch coherence (default: those shipped for the data)")
+    t.add_argument("--tensorboard", action="store_true", default=None,
+                   help='also log each epoch for TensorBoard in RUN/tensorboard/ (pip install "memevae[tensorboard]")')
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train, model_options=_add_model_options(p.add_argument_group("model")))
 

@@ -24,7 +24,7 @@ from .data.dataset import as_float_images
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
-from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves
+from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
 from .models import MultimodalVAE, build_config, model_class
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
@@ -276,6 +276,8 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
                  LearningCurves(run_dir.figures, title=title)]
     if judges:  # first: the callbacks after it write the record it completes
         callbacks.insert(0, CoherenceMonitor(test_data, judges, items=train_config.coherence_items, seed=train_config.seed))
+    if train_config.tensorboard:  # after GenerationGrid: it shows the grid written for the epoch
+        callbacks.append(TensorBoard(run_dir.path / "tensorboard", run_dir.figures))
     if progress:
         callbacks.append(ProgressBar())
     trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks)

@@ -132,3 +132,19 @@ def test_drawing_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()
     assert out == ["svg", "0"] and (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_tensorboard_logs_each_epochs_values_and_grid(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import memevae
+    from memevae import DataConfig, TrainConfig
+
+    run = memevae.train(tmp_path / "run", data=DataConfig(limit=64), training=TrainConfig(
+        epochs=2, batch_size=32, test_samples=50, coherence_items=50, tensorboard=True), model_options={"latent_dim": 4, "pseudo_samples": 8}, progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    logged = [event.value for event in events.Scalars("coherence/mnist->textured")]
+    assert logged == pytest.approx([record["coherence/mnist->textured"] for record in run.history])
+    assert [event.step for event in events.Images("generation")] == [1, 2]
+    assert "train/paired/loss" in events.Tags()["scalars"]

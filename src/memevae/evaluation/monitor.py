@@ -91,6 +91,35 @@ class GenerationGrid(Callback):
                              title=heading + (f" (coherence {coherence})" if coherence else ""))
 
 
+class TensorBoard(Callback):
+    """Each epoch's values (losses, test losses, cross coherence, timings) as TensorBoard scalars
+    and its generation grid (when :class:`GenerationGrid` wrote one) as an image, in ``folder``.
+    Needs ``pip install "memevae[tensorboard]"``; view with ``tensorboard --logdir RUN/tensorboard``."""
+
+    def __init__(self, folder, figures=None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError('TensorBoard logging needs the tensorboard package: pip install "memevae[tensorboard]"') from None
+        self.writer = SummaryWriter(str(folder))
+        self.figures = figures
+
+    def on_epoch_end(self, trainer, record):
+        epoch = record["epoch"]
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, epoch)
+        grid = self.figures / f"generation-epoch-{epoch:04d}.png" if self.figures is not None else None
+        if grid is not None and grid.exists():
+            import matplotlib.image
+
+            self.writer.add_image("generation", matplotlib.image.imread(grid)[..., :3], epoch, dataformats="HWC")
+        self.writer.flush()
+
+    def on_fit_end(self, trainer):
+        self.writer.close()
+
+
 class LearningCurves(Callback):
     """Redraws ``figures/curves.png`` from the trainer's history after every epoch."""
 

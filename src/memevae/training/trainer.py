@@ -29,7 +29,7 @@ class NonFiniteError(TrainingError):
 
 
 RESUMABLE = ("epochs", "learning_rate", "checkpoint_every", "device", "subnormals", "freed_memory", "precision", "coherence_items",
-             "test_samples")
+             "test_samples", "tensorboard")
 """The TrainConfig fields a resumed run may change: none changes the model, the data or the
 order in which the data are seen."""
 
@@ -55,6 +55,9 @@ class TrainConfig:
     judges: str | None = None
     """Folder of the judge classifiers for the per-epoch coherence; None: the judges that ship with
     memevae for the run's data variant (when there are none, the coherence is not measured)."""
+    tensorboard: bool = False
+    """Also write each epoch's values and generation grid for TensorBoard into ``RUN/tensorboard/``
+    (needs the ``tensorboard`` extra)."""
     checkpoint_every: int = 0
     """Besides ``last.pt`` (every epoch), keep a checkpoint every this many epochs (0: none)."""
     subnormals: Literal["flush", "keep"] = "flush"
