@@ -102,6 +102,8 @@ def test_cli_evaluate_merges_and_reports(trained, capsys, tmp_path):
     assert main(["report", str(run.path), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "MEME (ours, MNIST-Textured (bright-v1))" in text and "MEME (paper, MNIST-SVHN) | 0.625 ± 0.007" in text
+    assert "![coherence per epoch](coherence-per-epoch.png)" in text and (tmp_path / "report" / "coherence-per-epoch.png").exists()
+    assert "Budget: 1 epoch(s) per run, 640 training rows per run" in text
 
 
 def test_cli_evaluate_without_judges_names_the_command(trained, capsys, tmp_path):

@@ -226,6 +226,55 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
     return save(fig, path)
 
 
+def _epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[float]]:
+    """Epochs and the mean over runs of ``key`` in their metrics.jsonl (epochs every run reached)."""
+    from .monitor import load_history
+
+    series = []
+    for record in members:
+        try:
+            series.append({row["epoch"]: row[key] for row in load_history(record.path) if row.get(key) is not None})
+        except RunError:
+            continue
+    epochs = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    return epochs, [float(np.mean([s[e] for s in series])) for e in epochs]
+
+
+def plot_epoch_curves(records, dataset, directions: list[str], path):
+    """The per-epoch cross coherence (each run's ``metrics.jsonl``): one panel per direction and f,
+    one line per (model, scheme), the mean over seeds; chance (0.1) dashed."""
+    from .monitor import CHANCE
+    from .plotting import colour_map, subplots
+
+    fractions = sorted(_fractions(records, dataset), reverse=True)
+    fig, axes = subplots(len(directions), len(fractions), figsize=(4.4 * len(fractions), 3.4 * len(directions)), squeeze=False)
+    colours, styles = colour_map("tab10"), {}
+    models = sorted({r.model for r in records})
+    for row, key in enumerate(directions):
+        for col, f in enumerate(fractions):
+            ax = axes[row, col]
+            groups = defaultdict(list)
+            for r in records:
+                if r.dataset == dataset and r.fraction == f:
+                    groups[(r.model, r.scheme)].append(r)
+            for (model, scheme), members in sorted(groups.items()):
+                epochs, means = _epoch_means(members, f"coherence/{key}")
+                if epochs:
+                    style = styles.setdefault(scheme, ("-", "--", ":", "-.")[len(styles) % 4])
+                    ax.plot(epochs, means, style, marker="o", ms=3, color=colours(models.index(model) % 10),
+                            label=f"{_label(model, scheme)} (n={len(members)})")
+            ax.axhline(CHANCE, color="grey", lw=1, ls="--")
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{key.replace('->', ' → ')}, f = {f:g}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("cross coherence (per-epoch test subset)")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
+    fig.suptitle(f"Cross coherence along training, {dataset_label(dataset)}: mean over seeds", fontsize=10)
+    return save(fig, path)
+
+
 def _settings_note(records: list[RunRecord]) -> list[str]:
     """Warnings for groups whose runs differ in settings other than the seed."""
     notes = []
@@ -274,6 +323,11 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
             plot_against_f(records, dataset, "coherence", directions, COHERENCE, out / name, "cross coherence",
                            "Cross coherence against f (Fig. 5)")
             lines += [f"![coherence against f]({name})", ""]
+            name = f"coherence-per-epoch{suffix}.png"
+            if any(_epoch_means([r], f"coherence/{directions[0]}")[0] for r in records if r.dataset == dataset):
+                plot_epoch_curves(records, dataset, directions, out / name)
+                lines += ["Along training (each run's per-epoch coherence on its first test pairs, `metrics.jsonl`):", "",
+                          f"![coherence per epoch]({name})", ""]
         modalities = _latent_keys(records, dataset)
         if modalities:
             lines += ["### Latent accuracy (Table 4 layout)", ""]
