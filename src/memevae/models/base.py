@@ -33,6 +33,8 @@ class ModelConfig:
     512-channel layer), or "paper", Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
 
     structural: ClassVar[tuple[str, ...]] = ("modalities", "latent_dim", "architecture")
+    presets: ClassVar[dict[str, dict]] = {}
+    """Named sets of field values a model offers (``memevae train --preset NAME``); none by default."""
     """The options that shape a model's parameters (:meth:`MultimodalVAE.with_options` keeps them)."""
 
     def __post_init__(self):
