@@ -79,6 +79,10 @@ class MultimodalVAE(nn.Module):
     def initialise(self, train_data, generator: torch.Generator) -> None:
         """Data-dependent initialisation before training (e.g. MEME's pseudo-samples). Default: none."""
 
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        """Called by the trainer before training epoch ``epoch`` (from 1) of ``batches`` steps, for
+        schedules counted in epochs (MVAE's ``kl_annealing_epochs``). Default: nothing."""
+
     def modality(self, name: str) -> Modality:
         if name not in self.modalities:
             raise ValueError(f"unknown modality {name!r}; this model has {', '.join(self.modality_names)}")
