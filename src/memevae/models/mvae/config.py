@@ -33,8 +33,9 @@ class MVAEConfig(ModelConfig):
     MNIST-SVHN. With S = A * N (N batches an epoch) beta reaches 1 at the last step of epoch A, one
     epoch later than the official ``--annealing-epochs A``; ``kl_annealing_epochs`` is that schedule."""
     kl_annealing_epochs: int = 0
-    """A: the official MVAE schedule (``mnist/train.py`` of github.com/mhw32/multimodal-vae-public,
-    ``--annealing-epochs``, 200 of 500 epochs for MNIST; 0: off). In epoch e (from 1) at batch i (from 0)
+    """A: anneal beta over A epochs exactly as the official MVAE code does (0: off). The schedule of
+    ``mnist/train.py`` of github.com/mhw32/multimodal-vae-public (``--annealing-epochs``, 200 of 500
+    epochs for MNIST). In epoch e (from 1) at batch i (from 0)
     of N: beta = (i + (e - 1) N + 1) / (A N) while e < A, and 1 from the first step of epoch A on (it
     rises to (A - 1) / A, then steps to 1). The trainer gives the model the epoch and N
     (:meth:`MVAE.start_epoch`). Exclusive with ``kl_annealing_steps``."""
