@@ -113,7 +113,17 @@ def _add_train(sub):
     t.add_argument("--tensorboard", action="store_true", default=None,
                    help='also log each epoch for TensorBoard in RUN/tensorboard/ (pip install "memevae[tensorboard]")')
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train, model_options=_add_model_options(p.add_argument_group("model")))
+    m = p.add_argument_group("model")
+    p.set_defaults(func=_train, model_options=_add_model_options(m))
+    m.add_argument("--preset", help=f"a named set of model options, which the options given override: {_presets()}; "
+                                    f"recorded in config.json")
+
+
+def _presets() -> str:
+    from .models import MODELS
+
+    offered = [f"{model} {name}" for model, cls in MODELS.items() for name in cls.config_class.presets]
+    return ", ".join(offered) or "none"
 
 
 def _flag(dest: str) -> str:
@@ -143,7 +153,8 @@ def _train(args):
             raise RunError("--resume needs --out RUN, the run directory to continue")
         fields = {**{v: k for k, v in DATA_OPTIONS.items()}, **{v: k for k, v in TRAIN_OPTIONS.items()}}
         refused = sorted({_flag(fields.get(f, f)) for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
-                         | {_flag(f) for f in options} | ({"--model"} if args.model else set()))
+                         | {_flag(f) for f in options} | ({"--model"} if args.model else set())
+                         | ({"--preset"} if args.preset else set()))
         if refused:
             raise RunError(f"--resume continues {args.out} with its recorded model and data, so {', '.join(refused)} cannot "
                            f"be given; it may change {_resumable_flags()} (start a new run in another --out for the rest)")
@@ -156,7 +167,7 @@ def _train(args):
             run = resume(out, progress=not args.quiet, checkpoint=args.checkpoint, **train_given)
         else:
             run = train(out, model=args.model, data=data, training=TrainConfig(**train_given), model_options=options,
-                        progress=not args.quiet)
+                        progress=not args.quiet, preset=args.preset)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {checkpoint_status(RunDir(out))}") from None
     print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")

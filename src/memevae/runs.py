@@ -25,7 +25,7 @@ from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
-from .models import MultimodalVAE, build_config, model_class
+from .models import MultimodalVAE, build_config, model_class, preset_options
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
 from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, TrainingError, resolve_device
@@ -115,8 +115,13 @@ def _fixed_examples(data: MultimodalDataset, count: int = 10) -> dict[str, torch
 
 
 def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | None = None, training: TrainConfig | None = None,
-          model_options: dict | None = None, resume: bool = False, progress: bool = True, checkpoint: str = "last") -> Run:
+          model_options: dict | None = None, resume: bool = False, progress: bool = True, checkpoint: str = "last",
+          preset: str | None = None) -> Run:
     """Train ``model`` ("meme" by default) and write the run directory ``out``.
+
+    ``preset`` names a set of model options the model offers (e.g. MMVAE's "official"); options in
+    ``model_options`` override it. ``config.json`` records the preset's name under "preset" and the
+    options it expanded to under "model_options".
 
     With ``resume=True`` continue the run saved in ``out`` from its checkpoint ``checkpoint``
     (from epoch 1 if it stopped before its first checkpoint), with its recorded settings. Only the
@@ -136,7 +141,7 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
     with run_dir.lock():
         run_dir.remove_leftovers()
         try:
-            return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint)
+            return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint, preset)
         except NonFiniteError as error:
             rate, default = _recorded_learning_rate(run_dir, training), TrainConfig().learning_rate
             lower = rate / 10 if rate <= default else default
@@ -202,10 +207,12 @@ def _recorded_learning_rate(run_dir: RunDir, training: TrainConfig | None) -> fl
         return (training or TrainConfig()).learning_rate
 
 
-def _resume_changes(config: dict, model, data, training, model_options) -> dict:
+def _resume_changes(config: dict, model, data, training, model_options, preset=None) -> dict:
     """The training fields that differ from the recorded run, {field: (old, new)}; refuses every
     other difference (a different model, data or a field outside RESUMABLE)."""
     refused = []
+    if preset is not None and preset != config.get("preset"):
+        refused.append(f"preset ({config.get('preset')} -> {preset})")
     if model is not None and model != config["model"]:
         refused.append(f"model ({config['model']} -> {model})")
     if model_options is not None and dict(model_options) != config["model_options"]:
@@ -229,12 +236,13 @@ def _resume_changes(config: dict, model, data, training, model_options) -> dict:
     return changes
 
 
-def _train_locked(run_dir: RunDir, model, data, training, model_options, resume: bool, progress: bool, checkpoint: str) -> Run:
+def _train_locked(run_dir: RunDir, model, data, training, model_options, resume: bool, progress: bool, checkpoint: str,
+                  preset: str | None = None) -> Run:
     state = None
     if resume:
         config = run_dir.read_config()
         with _recorded_config(run_dir):
-            changes = _resume_changes(config, model, data, training, model_options)
+            changes = _resume_changes(config, model, data, training, model_options, preset)
             data_config = recorded_data(config, run_dir.path)
             train_config = TrainConfig(**{**config["train"], **{k: new for k, (_, new) in changes.items()}})
         resolve_device(train_config.device)
@@ -243,8 +251,9 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         name, options, kinds = config["model"], config["model_options"], config["model_config"]["modalities"]
     else:
         data_config, train_config = data or DataConfig(), training or TrainConfig()
-        name, options = model or "meme", dict(model_options or {})
+        name = model or "meme"
         model_class(name)  # fail early on an unknown model name
+        options = {**preset_options(name, preset), **dict(model_options or {})}
         kinds, config = default_kinds(data_config.dataset), None
         run_dir.check_free()  # before any data is loaded
     train_data, test_data = data_config.load("train"), data_config.load("test")
@@ -261,6 +270,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         config = {
             "memevae_version": __version__,
             "model": name,
+            **({"preset": preset} if preset is not None else {}),
             "model_options": options,
             "model_config": dataclasses.asdict(network.config),
             "data": dataclasses.asdict(data_config),

@@ -1,5 +1,6 @@
 """MMVAE's model: mixture of experts, stratified sampling (K from EACH expert), the stratified
-bound with DReG as the official code computes it, paired data only."""
+bound with Tucker et al.'s DReG, the official code's DReG as released, or IWAE; the official
+likelihoods and the "official" preset; paired data only."""
 
 import math
 import os
@@ -29,7 +30,7 @@ def test_registered_refuses_unpaired_data_and_has_the_official_defaults(tiny_bat
     assert MODELS["mmvae"] is MMVAE and not MMVAE.learns_from_unpaired
     config = build_config("mmvae")
     assert (config.importance_samples, config.objective, config.bound, config.posterior, config.likelihood_scaling,
-            config.learn_prior) == (30, "dreg", "looser", "gaussian", "dimension", False)
+            config.learn_prior, config.likelihood) == (30, "dreg", "looser", "gaussian", "dimension", False, "meme")
     with pytest.raises(ValueError, match="lacks textured.*--paired-fraction 1"):
         small_model()(tiny_batch(modalities=("mnist",)))
 
@@ -55,7 +56,7 @@ def test_k_samples_from_each_expert(tiny_batch):
     torch.testing.assert_close(inputs["mnist"][0], inputs["textured"][0])
 
 
-def hand_bound(model, batch, laplace=False):
+def hand_bound(model, batch, laplace=False, scale=1.0, clamp=()):
     """The looser stratified bound with torch.distributions and explicit loops over experts m,
     samples k and modalities n, drawing the samples in the model's order (expert by expert)."""
     K = model.config.importance_samples
@@ -77,13 +78,15 @@ def hand_bound(model, batch, laplace=False):
             total = prior.log_prob(z) - log_q
             for name in names:
                 decoded = model.modalities[name].decoder(z)
-                total = total + weights[name] * D.Laplace(decoded, 1.0).log_prob(batch.data[name]).sum((1, 2, 3))
+                if name in clamp:
+                    decoded = decoded.clamp(1e-6, 1 - 1e-6)
+                total = total + weights[name] * D.Laplace(decoded, scale).log_prob(batch.data[name]).sum((1, 2, 3))
             log_w.append(total)
         per_expert.append(torch.logsumexp(torch.stack(log_w), 0) - math.log(K))
     return -(sum(per_expert) / len(per_expert)).mean()
 
 
-@pytest.mark.parametrize("objective", ["dreg", "iwae"])
+@pytest.mark.parametrize("objective", ["dreg", "dreg-as-released", "iwae"])
 def test_loss_equals_hand_computation(tiny_batch, objective):
     model = small_model(objective=objective).eval()
     batch = tiny_batch(batch_size=3)
@@ -107,23 +110,64 @@ def test_laplace_posterior_and_prior_equal_hand_computation(tiny_batch):
     torch.testing.assert_close(ours, hand_bound(model, batch, laplace=True), rtol=1e-5, atol=1e-3)
 
 
-def test_dreg_and_iwae_share_value_and_decoder_gradient_but_not_encoder_gradient(tiny_batch):
+def test_estimators_share_value_and_decoder_and_prior_gradients_but_not_encoder_gradients(tiny_batch):
     batch = tiny_batch()
     results = {}
-    for objective in ("dreg", "iwae"):
-        model = small_model(objective=objective, architecture="paper")
+    objectives = ("dreg", "dreg-as-released", "iwae")
+    for objective in objectives:
+        model = small_model(objective=objective, architecture="paper", learn_prior=True)
         torch.manual_seed(1)
         out = model(batch)
         out.loss.backward()
         results[objective] = (out.loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()})
-    assert results["dreg"][0] == pytest.approx(results["iwae"][0], rel=1e-6)
     grads = {o: g for o, (_, g) in results.items()}
-    decoder = [n for n in grads["dreg"] if ".decoder." in n]
+    decoder = [n for n in grads["dreg"] if ".decoder." in n or n == "prior_logits"]
     encoder = [n for n in grads["dreg"] if ".encoder." in n]
-    assert decoder and encoder
-    for name in decoder:
-        torch.testing.assert_close(grads["dreg"][name], grads["iwae"][name], rtol=1e-4, atol=1e-4)
-    assert any(not torch.allclose(grads["dreg"][n], grads["iwae"][n], rtol=1e-3, atol=1e-4) for n in encoder)
+    assert len(decoder) > 1 and encoder
+    for a, b in (("dreg", "dreg-as-released"), ("dreg", "iwae"), ("dreg-as-released", "iwae")):
+        assert results[a][0] == pytest.approx(results[b][0], rel=1e-6)
+        for name in decoder:
+            torch.testing.assert_close(grads[a][name], grads[b][name], rtol=1e-4, atol=1e-4)
+        assert any(not torch.allclose(grads[a][n], grads[b][n], rtol=1e-3, atol=1e-4) for n in encoder), (a, b)
+
+
+def test_released_likelihoods_equal_hand_computation(tiny_batch):
+    """likelihood="released": Laplace scale 0.75 for every modality, MNIST's location clamped to
+    [1e-6, 1 - 1e-6] (official ``vae_mnist.py``), the textured (SVHN-kind) location not clamped."""
+    model = small_model(likelihood="released", posterior="laplace").eval()
+    with torch.no_grad():  # saturate both decoders' sigmoids: the clamp shows
+        for name in ("mnist", "textured"):
+            last = [m for m in model.modalities[name].decoder.modules() if hasattr(m, "bias") and m.bias is not None][-1]
+            last.bias.fill_(40.0)
+    batch = tiny_batch(batch_size=3)
+    z = torch.zeros(2, 4)
+    assert model.decode("mnist", z).max().item() == torch.tensor(1 - 1e-6).item()  # float32
+    assert model.decode("mnist", z).max().item() < 1.0
+    assert model.decode("textured", z).max().item() == 1.0
+    torch.manual_seed(3)
+    ours = model(batch).loss
+    torch.manual_seed(3)
+    torch.testing.assert_close(ours, hand_bound(model, batch, laplace=True, scale=0.75, clamp=("mnist",)), rtol=1e-5, atol=1e-3)
+    torch.manual_seed(3)
+    assert small_model(likelihood="released").modalities["mnist"].likelihood.scale == 0.75
+    assert small_model().modalities["mnist"].likelihood.scale == 1.0  # the default: MEME's likelihoods
+
+
+def test_official_preset():
+    from memevae.models import preset_options
+
+    options = preset_options("mmvae", "official")
+    config = build_config("mmvae", **options)
+    assert (config.objective, config.bound, config.importance_samples, config.learn_prior, config.posterior, config.likelihood,
+            config.likelihood_scaling, config.latent_dim, config.architecture) == (
+        "dreg-as-released", "looser", 30, True, "laplace", "released", "dimension", 20, "paper")
+    options["latent_dim"] = 8
+    assert preset_options("mmvae", "official")["latent_dim"] == 20  # a copy
+    assert preset_options("mmvae", None) == {}
+    with pytest.raises(ValueError, match="mmvae has no preset 'paper'; its presets are official"):
+        preset_options("mmvae", "paper")
+    with pytest.raises(ValueError, match="meme has no preset 'official'; it has no presets"):
+        preset_options("meme", "official")
 
 
 def test_tighter_bound_option(tiny_batch):
@@ -230,14 +274,18 @@ def test_runs_train_refuses_partial_schemes(tmp_path):
 def test_cli_trains_one_epoch(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "memevae.cli", "train", "--model", "mmvae", "--epochs", "1", "--quiet",
-                             "--batch-size", "256", "--latent-dim", "8", "--architecture", "paper", "--importance-samples", "1",
-                             "--posterior", "laplace", "--learn-prior", "--out", str(out)],
+                             "--batch-size", "256", "--preset", "official", "--latent-dim", "8", "--importance-samples", "1",
+                             "--out", str(out)],
                             capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     from memevae import load_run
 
     run = load_run(out)
     assert run.config["model"] == "mmvae" and run.model.config.posterior == "laplace" and run.model.config.learn_prior
+    # the preset is recorded with the options it expanded to; the options given override it
+    assert run.config["preset"] == "official"
+    assert run.config["model_options"]["objective"] == "dreg-as-released" and run.model.config.likelihood == "released"
+    assert run.model.config.latent_dim == 8 and run.model.config.importance_samples == 1
     assert math.isfinite(run.history[-1]["train/paired/loss"])
 
 

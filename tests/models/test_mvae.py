@@ -112,6 +112,51 @@ def test_kl_weight_rises_linearly_over_training_steps_and_is_saved(tiny_batch):
     assert int(restored.training_steps) == 5 and restored.kl_weight() == 1.0
 
 
+def official_annealing_factor(epoch, batch_idx, annealing_epochs, batches):
+    """A transcription of the annealing factor of ``mnist/train.py`` (github.com/mhw32/multimodal-vae-public,
+    ``train``): epochs from 1, batch_idx from 0."""
+    if epoch < annealing_epochs:
+        return float(batch_idx + (epoch - 1) * batches + 1) / float(annealing_epochs * batches)
+    return 1.0
+
+
+def test_kl_annealing_epochs_is_the_official_schedule(tiny_batch):
+    """A = 3 epochs of N = 4 batches: 1/12, ..., 8/12 over epochs 1-2, then 1 from the first step
+    of epoch 3 (kl_annealing_steps = 12 reaches 1 only at the last step of epoch 3)."""
+    A, N = 3, 4
+    batch = tiny_batch()
+    official = [official_annealing_factor(e, i, A, N) for e in range(1, 5) for i in range(N)]
+    assert official == pytest.approx([k / 12 for k in range(1, 9)] + [1.0] * 8)
+    model, stepped = small_model(kl_annealing_epochs=A), small_model(kl_annealing_steps=A * N)
+    seen, by_steps = [], []
+    for epoch in range(1, 5):
+        model.start_epoch(epoch, N)
+        for _ in range(N):
+            seen.append(model(batch).metrics["paired/kl_weight"])
+            by_steps.append(stepped(batch).metrics["paired/kl_weight"])
+    assert seen == pytest.approx(official)
+    assert by_steps[:N * (A - 1)] == pytest.approx(official[:N * (A - 1)])
+    assert by_steps[N * (A - 1):N * A] == pytest.approx([9 / 12, 10 / 12, 11 / 12, 1.0])  # one epoch later
+    with pytest.raises(ValueError, match="call model.start_epoch"):
+        small_model(kl_annealing_epochs=2)(batch)
+    with pytest.raises(ValueError, match="not both"):
+        MVAEConfig(kl_annealing_steps=2, kl_annealing_epochs=2)
+
+
+def test_trainer_gives_the_epoch_to_the_schedule():
+    from memevae import DataConfig, TrainConfig
+    from memevae.training.trainer import Trainer
+
+    data = DataConfig(limit=96).load("train")
+    model = small_model(kl_annealing_epochs=2)
+    history = Trainer(model, data, TrainConfig(epochs=2, batch_size=32)).fit()
+    N = model.epoch_batches
+    assert model.epoch == 2 and model.epoch_step == N
+    # epoch 1 averages (i + 1) / (2N) over its batches (weighted by rows); epoch 2 is all 1
+    assert N > 1 and 1 / (2 * N) < history[0]["train/paired/kl_weight"] <= 0.5 + 1e-9
+    assert history[1]["train/paired/kl_weight"] == pytest.approx(1.0)
+
+
 def test_each_network_runs_once_and_decoders_see_the_right_samples(tiny_batch):
     """Paired: dec_m scores the joint sample and m's unimodal sample in one pass (2B latents)."""
     model = small_model().eval()
@@ -161,6 +206,7 @@ def test_paired_metrics(tiny_batch):
 
 @pytest.mark.parametrize("field,value,match", [
     ("likelihood_scaling", "auto", "likelihood_scaling"), ("kl_annealing_steps", -1, "kl_annealing_steps"),
+    ("kl_annealing_epochs", 1.5, "kl_annealing_epochs"),
     ("latent_dim", 0, "latent_dim"), ("architecture", "resnet", "architecture")])
 def test_config_rejects_bad_values(field, value, match):
     with pytest.raises(ValueError, match=match):

@@ -28,6 +28,18 @@ def build_config(name: str, **fields) -> ModelConfig:
     return config_class(**fields)
 
 
+def preset_options(name: str, preset: str | None) -> dict:
+    """The options of model ``name``'s preset ``preset`` (a copy; {} for None); an unknown preset is a
+    one-line error naming the model's presets."""
+    if preset is None:
+        return {}
+    presets = model_class(name).config_class.presets
+    if preset not in presets:
+        offered = f"its presets are {', '.join(presets)}" if presets else "it has no presets"
+        raise ValueError(f"{name} has no preset {preset!r}; {offered}")
+    return dict(presets[preset])
+
+
 def model_from_config(config: ModelConfig) -> MultimodalVAE:
     """The model whose config class ``config`` is, built from it (e.g. ``MEMEConfig`` -> MEME)."""
     for cls in MODELS.values():
@@ -38,4 +50,4 @@ def model_from_config(config: ModelConfig) -> MultimodalVAE:
 
 
 __all__ = ["MODELS", "ModelConfig", "ModelOutput", "MultimodalVAE", "MEME", "MEMEConfig", "MVAE", "MVAEConfig", "MMVAE", "MMVAEConfig",
-           "model_class", "build_config", "model_from_config"]
+           "model_class", "build_config", "model_from_config", "preset_options"]

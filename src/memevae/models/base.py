@@ -33,6 +33,8 @@ class ModelConfig:
     512-channel layer), or "paper", Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
 
     structural: ClassVar[tuple[str, ...]] = ("modalities", "latent_dim", "architecture")
+    presets: ClassVar[dict[str, dict]] = {}
+    """Named sets of field values a model offers (``memevae train --preset NAME``); none by default."""
     """The options that shape a model's parameters (:meth:`MultimodalVAE.with_options` keeps them)."""
 
     def __post_init__(self):
@@ -76,6 +78,10 @@ class MultimodalVAE(nn.Module):
 
     def initialise(self, train_data, generator: torch.Generator) -> None:
         """Data-dependent initialisation before training (e.g. MEME's pseudo-samples). Default: none."""
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        """Called by the trainer before training epoch ``epoch`` (from 1) of ``batches`` steps, for
+        schedules counted in epochs (MVAE's ``kl_annealing_epochs``). Default: nothing."""
 
     def modality(self, name: str) -> Modality:
         if name not in self.modalities:

@@ -4,14 +4,21 @@ MMVAE's joint posterior is the mixture of experts q(z|X) = (1/M) sum_m q(z|x_m).
 the stratified importance-weighted bound: K samples are drawn from EACH expert and, for the k-th
 sample of expert m,
 
-    log w_mk = log p(z_mk) + sum_n lambda_n log p(x_n | z_mk) - log q(z_mk | X),
+    log w_mk = log p(z_mk) + sum_n lambda_n log p(x_n | z_mk) - log q(z_mk | X).
 
-and its gradient is estimated with DReG (Tucker et al. 2019). The functions mirror
-``src/objectives.py`` of the official code (github.com/iffsid/mmvae): ``_m_iwae_looser`` /
-``m_iwae_looser`` (the bound, average over experts outside the log), ``_m_iwae`` / ``m_iwae``
-(one logsumexp over all M*K samples), and ``_m_dreg_looser`` / ``m_dreg_looser`` and
-``_m_dreg`` / ``m_dreg`` (the DReG gradient). The official MNIST-SVHN and CUB runs use
-``--obj dreg --looser`` (README of the official code).
+The bounds follow ``src/objectives.py`` of the official code (github.com/iffsid/mmvae):
+``m_iwae_looser`` (average over experts outside the log) and ``m_iwae`` (one logsumexp over all
+M*K samples). Their gradient is estimated in one of three ways (``MMVAEObjective``):
+
+- ``"iwae"``: the plain reparameterised gradient of the bound (official ``--obj iwae``);
+- ``"dreg"``: the doubly-reparameterised gradient of Tucker et al. (2019) that the official
+  ``m_dreg`` / ``m_dreg_looser`` are written to compute, with w~^2 on the encoders' path
+  (:func:`mmvae_dreg_bound`);
+- ``"dreg-as-released"``: the gradient those official functions actually produce. Their hook that
+  squares the weights is registered on a tensor made by stacking the samples after log w was
+  computed from the unstacked ones, so no gradient passes through it and it never fires; the
+  encoders then get w~ (not w~^2) on the path (:func:`mmvae_released_dreg_bound`). This is the
+  estimator behind the published MMVAE results (official ``--obj dreg``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import torch
 
 Bound = Literal["looser", "tighter"]
 BOUNDS = get_args(Bound)
-MMVAEObjective = Literal["dreg", "iwae"]
+MMVAEObjective = Literal["dreg", "dreg-as-released", "iwae"]
 MMVAE_OBJECTIVES = get_args(MMVAEObjective)
 
 
@@ -114,22 +121,23 @@ def normalised_weights(log_weights: torch.Tensor, bound: str = "looser") -> torc
 
 
 def mmvae_dreg_bound(log_weights: torch.Tensor, samples: torch.Tensor, bound: str = "looser") -> torch.Tensor:
-    """The stratified bound with the doubly-reparameterised gradient (DReG, Tucker et al. 2019),
-    per item (B,), as the official ``m_dreg_looser`` / ``m_dreg`` computes it.
+    """The stratified bound with the doubly-reparameterised gradient (DReG) of Tucker, Lawson, Gu &
+    Maddison (ICLR 2019), per item (B,): the estimator the official ``m_dreg_looser`` / ``m_dreg``
+    are written to compute. The official functions do NOT produce it (their reweighting hook never
+    fires); :func:`mmvae_released_dreg_bound` gives what they produce.
 
     ``log_weights`` (M, K, B) must have been computed from ``samples`` (M, K, B, L), the
     reparameterised draws z_mk = g(eps; phi_m), with the experts' parameters DETACHED inside
     log q(z|X), so that the encoders' parameters reach log w only through z. Then, with
     w~ the normalised weights (:func:`normalised_weights`, detached):
 
-    - value: the bound of :func:`mmvae_iwae_bound` (the official code returns the surrogate
-      sum_k w~_k log w_k instead, whose value is not a bound; we return the bound, with the same
-      gradient, so that the logged loss is the IWAE bound);
+    - value: the bound of :func:`mmvae_iwae_bound` (the surrogate sum_k w~_k log w_k has the same
+      gradient but is not a bound; we return the bound so that the logged loss is the bound);
     - gradient w.r.t. decoder and prior parameters theta: sum_k w~_k d log w_k / d theta (the IWAE
       gradient, unchanged);
     - gradient w.r.t. encoder parameters phi: sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi),
-      obtained as the official code does: the surrogate sum_k w~_k log w_k, and a hook on
-      ``samples`` that multiplies the gradient reaching z_k by w~_k once more.
+      obtained from the surrogate sum_k w~_k log w_k and a hook on ``samples`` (the very tensor
+      log w was computed from) that multiplies the gradient reaching z_k by w~_k once more.
 
     For ``"looser"`` each quantity is averaged over the M experts. The hook is registered only
     when ``samples`` requires a gradient (so evaluation under ``torch.no_grad`` is unaffected).
@@ -137,10 +145,10 @@ def mmvae_dreg_bound(log_weights: torch.Tensor, samples: torch.Tensor, bound: st
     Bias: for one expert (M = 1) this is Tucker et al.'s DReG, whose expectation is the gradient
     of the bound. For a mixture (M > 1), log w contains log q(z|X) = log (1/M) sum_j q_j(z), which
     is not the density the samples of stratum m are drawn from (q_m), so the reparameterisation
-    identity behind DReG does not turn the dropped score terms into the w~^2 path terms; the
-    official estimator, reproduced here, then has an expectation that differs from the bound's
-    gradient (measured on a toy problem in ``tests/objectives/test_mmvae_objective.py``). The
-    reparameterised IWAE gradient (:func:`mmvae_iwae_bound`) is the unbiased alternative.
+    identity behind DReG does not turn the dropped score terms into the w~^2 path terms, and the
+    expectation differs from the bound's gradient (measured on a toy problem in
+    ``tests/objectives/test_mmvae_objective.py``). The reparameterised IWAE gradient
+    (:func:`mmvae_iwae_bound`) is the unbiased alternative.
 
     Example:
         >>> z = torch.zeros(1, 3, 1, 2, requires_grad=True)
@@ -155,7 +163,42 @@ def mmvae_dreg_bound(log_weights: torch.Tensor, samples: torch.Tensor, bound: st
     weights = normalised_weights(log_weights, bound)
     if samples.requires_grad:
         samples.register_hook(lambda grad: grad * weights.unsqueeze(-1))
-    surrogate = (weights * log_weights).sum(1)  # (M, B) for "looser"
+    return _surrogate_with_bound_value(log_weights, weights, bound)
+
+
+def _surrogate_with_bound_value(log_weights: torch.Tensor, weights: torch.Tensor, bound: str) -> torch.Tensor:
+    """The bound's value carrying the gradient of the surrogate sum_k w~_k log w_k (averaged over
+    experts for "looser", summed over all M*K samples for "tighter")."""
+    surrogate = (weights * log_weights).sum(1)  # (M, B)
     surrogate = surrogate.mean(0) if bound == "looser" else surrogate.sum(0)
     value = mmvae_iwae_bound(log_weights.detach(), bound)
     return value + (surrogate - surrogate.detach())
+
+
+def mmvae_released_dreg_bound(log_weights: torch.Tensor, bound: str = "looser") -> torch.Tensor:
+    """The stratified bound with the gradient that the official ``m_dreg_looser`` / ``m_dreg``
+    (github.com/iffsid/mmvae, ``src/objectives.py``) actually produce, per item (B,).
+
+    Those functions return the surrogate sum_k w~_k log w_k with the experts' parameters detached
+    inside log q(z|X), and register a hook meant to multiply the gradient reaching the samples by
+    w~ once more. But the hook is registered on ``torch.stack`` / ``torch.cat`` of the samples,
+    made after log w was computed from the unstacked samples: the loss does not depend on that
+    tensor, so the hook never fires. What the encoders get is therefore
+
+        sum_k w~_k (d log w_k / d z_k)(d z_k / d phi)
+
+    (w~, not Tucker et al.'s w~^2; the "sticking the landing" IWAE gradient of Roeder, Wu &
+    Duvenaud 2017, which is biased even for one expert, see the tests). Decoder and prior
+    gradients, and the value, are those of :func:`mmvae_dreg_bound`. The paper's MMVAE results
+    (Shi et al. 2019, and MEME's comparison, Joy et al. 2022) were trained with this gradient.
+
+    ``log_weights`` (M, K, B) must have been computed with the experts' parameters detached in
+    log q(z|X), as for :func:`mmvae_dreg_bound`; no hook is needed.
+
+    Example:
+        >>> lw = torch.tensor([[[-1.0], [-3.0]], [[-2.0], [-2.0]]])
+        >>> torch.allclose(mmvae_released_dreg_bound(lw), mmvae_iwae_bound(lw))
+        True
+    """
+    _check(log_weights, bound)
+    return _surrogate_with_bound_value(log_weights, normalised_weights(log_weights, bound), bound)

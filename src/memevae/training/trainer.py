@@ -232,6 +232,8 @@ class Trainer:
         self.model.train()
         batches = epoch_batches(self.train_data, self.config.batch_size, self.config.seed, epoch)
         self._emit("on_epoch_start", epoch, len(batches))
+        if hasattr(self.model, "start_epoch"):  # schedules counted in epochs (MVAE's kl_annealing_epochs)
+            self.model.start_epoch(epoch, len(batches))
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         started = time.perf_counter()

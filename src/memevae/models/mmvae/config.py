@@ -22,10 +22,16 @@ class MMVAEConfig(ModelConfig):
     """K, the samples drawn from EACH expert q(z|x_m) (stratified sampling; M*K in all). The
     official MNIST-SVHN run uses K = 30 with DReG (README: ``--obj dreg --K 30 --looser``)."""
     objective: MMVAEObjective = "dreg"
-    """How the bound's gradient is estimated: "dreg" or "iwae" (the official ``--obj``). "dreg" (doubly
-    reparameterised, ``m_dreg*``, used for the paper's results) or "iwae" (the plain
-    reparameterised gradient of the same bound, ``m_iwae*``). Note: with a mixture (M > 1) the
-    official DReG estimator is biased, see :func:`memevae.objectives.mmvae_dreg_bound`."""
+    """How the bound's gradient is estimated: "dreg", "dreg-as-released" or "iwae". "dreg" (default):
+    the doubly-reparameterised gradient of Tucker et al. (2019), w~^2 on the encoders' path, which
+    the official ``m_dreg*`` are written to compute. "dreg-as-released": the gradient the official
+    ``m_dreg*`` actually give (their reweighting hook never fires, so the encoders get w~, not
+    w~^2; see :func:`memevae.objectives.mmvae_released_dreg_bound`); the published MMVAE numbers
+    were trained with it (``--preset official``). "iwae": the plain reparameterised gradient of the
+    same bound (``m_iwae*``). All three share the value and the decoder and prior gradients. The
+    default stays "dreg": the estimator the MMVAE paper describes (unbiased for one expert),
+    and the one memevae has always trained with. With a mixture (M > 1) both DReG variants are
+    biased, see :func:`memevae.objectives.mmvae_dreg_bound`."""
     bound: Bound = "looser"
     """Which bound: "looser" or "tighter". "looser": (1/M) sum_m log (1/K) sum_k w_mk, the average over experts outside the log (the
     stratified bound of Shi et al. 2019; official ``--looser``, used for their runs).
@@ -43,6 +49,25 @@ class MMVAEConfig(ModelConfig):
     """Weights lambda_m of log p(x_m|z) in log w: "dimension" or "none". "dimension" (default, the official code's default
     ``llik_scaling``): lambda_m = max_n D_n / D_m, so MNIST's likelihood is scaled by
     3*32*32/(28*28) = 3.92 against SVHN's. "none": all 1."""
+
+    likelihood: Literal["meme", "released"] = "meme"
+    """The modalities' likelihoods: "meme" or "released". "meme" (default): those of the modality kinds,
+    shared with MEME and MVAE (Laplace, scale 1, location = the decoder's sigmoid output).
+    "released": those of the official MMVAE code (``vae_mnist.py``, ``vae_svhn.py``): Laplace with
+    scale 0.75, and the location of "mnist-mlp" modalities clamped to [1e-6, 1 - 1e-6]."""
+
+    presets: ClassVar[dict[str, dict]] = {
+        "official": {
+            "objective": "dreg-as-released", "bound": "looser", "importance_samples": 30, "learn_prior": True,
+            "posterior": "laplace", "likelihood": "released", "likelihood_scaling": "dimension", "latent_dim": 20,
+            "architecture": "paper",
+        },
+    }
+    """Named sets of options (``--preset NAME``; given options override them). "official": MMVAE as the
+    official code trained it for MNIST-SVHN (its README: ``--obj dreg --K 30 --learn-prior --looser
+    --latent-dim 20``; Laplace prior, posterior and likelihood, scale 0.75, clamped MNIST means,
+    default ``llik_scaling``), the setting of the published MMVAE numbers, with the networks of
+    MEME's Table 8 (``architecture="paper"``), which have the official MMVAE networks' layers."""
 
     structural: ClassVar[tuple[str, ...]] = (*ModelConfig.structural, "learn_prior")
 

@@ -9,13 +9,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...distributions import DiagonalGaussian, DiagonalLaplace, MixtureOfExperts
+from ...modalities.likelihoods import LaplaceLikelihood
 from ...objectives import (dimension_likelihood_weights, mixture_log_prob, mmvae_dreg_bound, mmvae_iwae_bound,
-                           mmvae_log_weights, normalised_weights)
+                           mmvae_log_weights, mmvae_released_dreg_bound, normalised_weights)
 from ..base import ModelOutput, MultimodalVAE
 from .config import MMVAEConfig
 
 SCALE_FLOOR = 1e-6
 """``Constants.eta`` of the official code, added to the softmax scale link of the Laplace variant."""
+
+RELEASED_LIKELIHOOD_SCALE = 0.75
+"""The Laplace likelihood scale of the official code's MNIST and SVHN decoders (``vae_mnist.py``,
+``vae_svhn.py``: ``torch.tensor(0.75)``)."""
+
+RELEASED_CLAMPED_KINDS = ("mnist-mlp",)
+"""Modality kinds whose likelihood location the official code clamps to [eta, 1 - eta] (its MNIST
+decoder, ``vae_mnist.py``; the SVHN decoder is not clamped)."""
 
 
 class MMVAE(MultimodalVAE):
@@ -23,9 +32,9 @@ class MMVAE(MultimodalVAE):
 
     A training step draws K samples from each expert (stratified sampling), scores each with
     log w = log p(z) + sum_n lambda_n log p(x_n|z) - log q(z|X), and maximises the stratified
-    importance-weighted bound with the DReG gradient (``importance_samples``, ``bound``,
-    ``objective``; see :mod:`memevae.objectives.mmvae`, which follows the official
-    ``m_dreg_looser``). The objective needs every modality of an item, so MMVAE cannot learn from
+    importance-weighted bound (``importance_samples``, ``bound``) with the gradient estimator
+    ``objective``: Tucker et al.'s DReG, the official code's DReG as released, or IWAE (see
+    :mod:`memevae.objectives.mmvae`). The objective needs every modality of an item, so MMVAE cannot learn from
     unpaired data (``learns_from_unpaired = False``) and ``forward`` refuses a batch that lacks one.
 
     Each encoder runs once per step, and each decoder once over all M*K*B latents.
@@ -49,6 +58,13 @@ class MMVAE(MultimodalVAE):
         sizes = {name: math.prod(mod.shape) for name, mod in self.modalities.items()}
         self.likelihood_weights = (dimension_likelihood_weights(sizes) if config.likelihood_scaling == "dimension"
                                    else {name: 1.0 for name in sizes})
+        if config.likelihood == "released":
+            for mod in self.modalities.values():
+                if not isinstance(mod.likelihood, LaplaceLikelihood):
+                    raise ValueError(f"likelihood 'released' replaces Laplace likelihoods; modality {mod.name!r} has "
+                                     f"{type(mod.likelihood).__name__}")
+                clamp = SCALE_FLOOR if mod.kind in RELEASED_CLAMPED_KINDS else 0.0
+                mod.likelihood = LaplaceLikelihood(mod.likelihood.event_dims, scale=RELEASED_LIKELIHOOD_SCALE, clamp=clamp)
 
     # -- distributions -----------------------------------------------------------------------
     def prior(self, like: torch.Tensor):
@@ -106,9 +122,14 @@ class MMVAE(MultimodalVAE):
         data = batch.data
         experts = [self.encode(name, data[name]) for name in self.modality_names]
         z = torch.stack([q.rsample((cfg.importance_samples,)) for q in experts])  # (M, K, B, L)
-        dreg = cfg.objective == "dreg"
+        dreg = cfg.objective in ("dreg", "dreg-as-released")
         log_w, log_prior, log_posterior, log_likelihoods = self.log_weights(data, experts, z, detach_experts=dreg)
-        bound = mmvae_dreg_bound(log_w, z, cfg.bound) if dreg else mmvae_iwae_bound(log_w, cfg.bound)
+        if cfg.objective == "dreg":
+            bound = mmvae_dreg_bound(log_w, z, cfg.bound)
+        elif cfg.objective == "dreg-as-released":
+            bound = mmvae_released_dreg_bound(log_w, cfg.bound)
+        else:
+            bound = mmvae_iwae_bound(log_w, cfg.bound)
         loss = -bound.mean()
         weights = normalised_weights(log_w, cfg.bound)
         metrics = {

@@ -45,6 +45,15 @@ class MVAE(MultimodalVAE):
                                    else {name: 1.0 for name in sizes})
         # Training forward passes seen so far: drives KL annealing, saved with the model.
         self.register_buffer("training_steps", torch.zeros((), dtype=torch.long))
+        # The epoch (from 1), its batch count and the training steps taken in it: drive
+        # kl_annealing_epochs (set by start_epoch, which the trainer calls before each epoch).
+        self.epoch: int | None = None
+        self.epoch_batches = 0
+        self.epoch_step = 0
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        """Training epoch ``epoch`` (from 1) of ``batches`` steps begins (the trainer calls this)."""
+        self.epoch, self.epoch_batches, self.epoch_step = epoch, batches, 0
 
     # -- posteriors (the prior p(z) = N(0, I) is the base class's) ------------------------------
     def product(self, experts: list[DiagonalGaussian]) -> DiagonalGaussian:
@@ -63,7 +72,17 @@ class MVAE(MultimodalVAE):
         return self.product([self.modality(name).encode(x) for name, x in data.items()])
 
     def kl_weight(self) -> float:
-        """beta at the current training step: (step + 1) / S during the first S steps, then 1."""
+        """beta at the current training step: (step + 1) / S during the first S steps, then 1
+        (``kl_annealing_steps``); or the official epoch schedule (``kl_annealing_epochs``)."""
+        epochs = self.config.kl_annealing_epochs
+        if epochs:
+            if self.epoch is None:
+                raise ValueError("kl_annealing_epochs needs the epoch: call model.start_epoch(epoch, batches) "
+                                 "before each training epoch (memevae's trainer does)")
+            if self.epoch >= epochs:
+                return 1.0
+            N = self.epoch_batches
+            return min(1.0, (self.epoch_step + (self.epoch - 1) * N + 1) / (epochs * N))
         steps = self.config.kl_annealing_steps
         if steps == 0:
             return 1.0
@@ -92,6 +111,7 @@ class MVAE(MultimodalVAE):
         beta = self.kl_weight()
         if self.training and torch.is_grad_enabled():
             self.training_steps += 1
+            self.epoch_step += 1
         elbos, metrics = [], {}
         if len(observed) == len(self.modalities):
             prefix = "paired"
@@ -111,6 +131,6 @@ class MVAE(MultimodalVAE):
                 metrics[f"{key}/{suffix}"] = value.mean().item()
         loss = -mvae_subsampled_bound(elbos).mean()
         metrics[f"{prefix}/loss"] = loss.item()
-        if self.config.kl_annealing_steps:
+        if self.config.kl_annealing_steps or self.config.kl_annealing_epochs:
             metrics[f"{prefix}/kl_weight"] = beta
         return ModelOutput(loss, metrics)
