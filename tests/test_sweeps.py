@@ -58,6 +58,9 @@ def test_every_shipped_example_expands_and_varies_options(tmp_path):
     assert counts == {"ablation-paired-only": 16, "ablation-pseudo-samples": 10, "table2": 6, "table3-4": 34, "table7": 10}
     table2 = [spec.path.name for spec in sweeps.expand(sweeps.load_sweep(sweeps.find("table2")))]
     assert "meme-mnist-textured-f1-seed0-direction-mnist-to-textured" in table2
+    mmvae = [spec for spec in sweeps.expand(sweeps.load_sweep(sweeps.find("table3-4"))) if spec.model == "mmvae"]
+    assert mmvae and all(spec.preset == "official" and spec.train_command(resume=False)[6:8] == ["--preset", "official"]
+                         for spec in mmvae)  # MMVAE as the paper's comparison ran it
 
 
 @pytest.mark.parametrize("text,message", [
@@ -67,6 +70,7 @@ def test_every_shipped_example_expands_and_varies_options(tmp_path):
     ("[sweep]\nbackend = 'ray'\n", "unknown backend 'ray'"),
     ("[sweep]\nepoch = 3\n", "has no option(s) epoch"),
     ("[runs]\n", "a sweep file has a [sweep] table"),
+    ("[sweep]\n[presets]\nmmvae = 'paper'\n", "mmvae has no preset 'paper'"),
     ("[sweep\n", "is not valid TOML"),
 ])
 def test_bad_sweep_files_are_one_line_errors(tmp_path, text, message):

@@ -49,7 +49,7 @@ from typing import Literal
 
 from . import io
 from .data import DataConfig
-from .models import model_class
+from .models import model_class, preset_options
 from .options import build, check_choices
 from .training.rundir import RunDir, RunError
 
@@ -91,6 +91,9 @@ class SweepConfig:
     """Further training options for every run (e.g. {"batch_size": 128})."""
     model_options: dict = field(default_factory=dict)
     """Model options by model, e.g. {"meme": {"pseudo_samples": 64}} (the ``[model_options.<model>]`` tables)."""
+    presets: dict = field(default_factory=dict)
+    """A named preset per model, e.g. {"mmvae": "official"} (the ``[presets]`` table; options in
+    ``model_options`` override it)."""
     vary: dict = field(default_factory=dict)
     """Model options to sweep, by model: {"meme": {"pseudo_samples": [1, 10, 100]}} (the
     ``[vary.<model>]`` tables); every combination is a run, its folder named after the values."""
@@ -99,6 +102,8 @@ class SweepConfig:
         check_choices(self)
         for name in self.models:
             model_class(name)  # a one-line error for an unknown model
+        for name, preset in self.presets.items():
+            preset_options(name, preset)  # a one-line error for an unknown preset
         checks = [("epochs", self.epochs >= 1, ">= 1"), ("jobs", self.jobs >= 1, ">= 1"),
                   ("limit", self.limit is None or self.limit >= 1, ">= 1 (or absent: every row)"),
                   ("fractions", all(0 < f <= 1 for f in self.fractions), "in (0, 1]"),
@@ -125,12 +130,13 @@ class RunSpec:
     train: dict
     model_options: dict
     path: Path
+    preset: str | None = None
 
     def train_command(self, resume: bool) -> list[str]:
         """The ``memevae train`` arguments of this run (``--resume`` to continue it)."""
         if resume:
             return ["train", "--out", str(self.path), "--resume", "--epochs", str(self.train["epochs"]), "--quiet"]
-        args = ["train", "--out", str(self.path), "--model", self.model, "--quiet"]
+        args = ["train", "--out", str(self.path), "--model", self.model, "--quiet"] + (["--preset", self.preset] if self.preset else [])
         args += _flags(dataclasses.asdict(self.data), DATA_FLAGS) + _flags(self.train, TRAIN_FLAGS)
         return args + _flags(self.model_options, {k: "--" + k.replace("_", "-") for k in self.model_options})
 
@@ -163,11 +169,11 @@ def load_sweep(path, data_dir=None, **overrides) -> SweepConfig:
         raise ValueError(f"no sweep file {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path} is not valid TOML ({error})") from None
-    unknown = sorted(set(text) - {"sweep", "data", "train", "model_options", "vary"})
+    unknown = sorted(set(text) - {"sweep", "data", "train", "model_options", "presets", "vary"})
     if unknown or "sweep" not in text:
         raise ValueError(f"{path}: a sweep file has a [sweep] table and optional [data], [train], [model_options.<model>] "
-                         f"tables, [vary.<model>] tables" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
-    values = {**text["sweep"], **{k: text[k] for k in ("data", "train", "model_options", "vary") if k in text}}
+                         f"tables, [presets], [vary.<model>] tables" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    values = {**text["sweep"], **{k: text[k] for k in ("data", "train", "model_options", "presets", "vary") if k in text}}
     values.setdefault("name", path.stem)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if data_dir is not None:
@@ -228,7 +234,7 @@ def expand(sweep: SweepConfig) -> list[RunSpec]:
                         train = {**sweep.train, "epochs": sweep.epochs}
                         suffix = "".join(f"-{key.replace('_', '')}-{_plain_name(value)}" for key, value in options.items())
                         specs.append(RunSpec(name, data, train, {**sweep.model_options.get(name, {}), **options},
-                                             sweep.folder / "runs" / (run_name(name, data) + suffix)))
+                                             sweep.folder / "runs" / (run_name(name, data) + suffix), sweep.presets.get(name)))
     return specs
 
 
