@@ -263,6 +263,8 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
     if partial and not network.learns_from_unpaired:
         raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
                          f"use --paired-fraction 1, or add --paired-only to train on the paired subset")
+    if process:  # e.g. BatchNorm on the CPU: refused before the run is created
+        process.check_model(network, _device(process, train_config.device))
     if state is None:  # a new run, or one that stopped before its first checkpoint: the same start either way
         network.initialise(train_data, torch.Generator().manual_seed(train_config.seed))
     if config is None:

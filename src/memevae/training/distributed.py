@@ -97,20 +97,25 @@ class Process:
         dist.all_reduce(total)
         return total / self.world_size
 
+    @staticmethod
+    def check_model(model: nn.Module, device: torch.device) -> None:
+        """Refuse a model with BatchNorm on the CPU: torch's SyncBatchNorm needs CUDA, and statistics
+        per process would not be the global batch's (the "release" convolutional encoder has it)."""
+        if device.type != "cuda" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise ValueError("this model has BatchNorm (the 'release' convolutional encoder), which cannot be synchronised "
+                             "across processes on the CPU (torch's SyncBatchNorm needs CUDA); use --architecture paper, "
+                             "CUDA devices, or one process")
+
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """``model`` wrapped in ``DistributedDataParallel`` for the training steps.
 
-        BatchNorm becomes SyncBatchNorm on CUDA, so its statistics are those of the global batch; on
-        the CPU torch has no SyncBatchNorm, and a model with BatchNorm (the "release" convolutional
-        encoder) is refused rather than trained on per-process statistics. ``find_unused_parameters``
-        is needed: a paired batch leaves MEME's pseudo-samples unused, an unpaired one a decoder; DDP
-        leaves the gradient of a parameter that no process used unset, so Adam skips it as in one process.
+        BatchNorm becomes SyncBatchNorm on CUDA, so its statistics are those of the global batch (on
+        the CPU it is refused, :meth:`check_model`). ``find_unused_parameters`` is needed: a paired
+        batch leaves MEME's pseudo-samples unused, an unpaired one a decoder; DDP leaves the gradient
+        of a parameter that no process used unset, so Adam skips it as in one process.
         """
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-            if device.type != "cuda":
-                raise ValueError("this model has BatchNorm (the 'release' convolutional encoder), which cannot be synchronised "
-                                 "across processes on the CPU (torch's SyncBatchNorm needs CUDA); use --architecture paper, "
-                                 "CUDA devices, or one process")
+        self.check_model(model, device)
+        if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                                    find_unused_parameters=True)
