@@ -137,6 +137,17 @@ def _resumable_flags() -> str:
     return ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
 
 
+def _writes() -> bool:
+    """Whether this process reports the run it trained: always, except the ranks > 0 of a torchrun run."""
+    from .training.distributed import from_environment
+
+    try:
+        process = from_environment()
+    except ValueError:  # torchrun's variables unreadable: the error is this process's to say
+        return True
+    return process is None or process.writes
+
+
 def _train(args):
     from . import DataConfig, TrainConfig, resume, train
     from .options import given
@@ -170,6 +181,8 @@ def _train(args):
                         progress=not args.quiet, preset=args.preset)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; {checkpoint_status(RunDir(out))}") from None
+    if not _writes():
+        return
     print(f"run written to {run.path} (checkpoints/, metrics.jsonl, figures/)")
     last = run.history[-1] if run.history else {}
     coherence = {key.removeprefix("coherence/"): value for key, value in last.items() if key.startswith("coherence/")}
@@ -439,7 +452,7 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except (DataError, RunError, TrainingError, ValueError, FileNotFoundError) as error:
-        print(f"memevae: error: {error}", file=sys.stderr)
+        print(f"memevae: error: {error}", file=sys.stderr)  # every rank of a torchrun run: any may fail first
         return 1
     except Interrupted as interrupted:
         print(f"memevae: {interrupted}", file=sys.stderr)

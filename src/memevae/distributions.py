@@ -8,6 +8,8 @@ Each function is checked against ``torch.distributions`` in ``tests/test_distrib
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 
@@ -15,6 +17,34 @@ import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
+
+_SHARD: contextvars.ContextVar[tuple[int, int, int] | None] = contextvars.ContextVar("shard", default=None)
+
+
+@contextlib.contextmanager
+def batch_shard(start: int, stop: int, total: int):
+    """Within this context the distributions hold rows ``start:stop`` of a batch of ``total`` rows,
+    and every draw from torch's global generator is the draw for the whole batch, sliced to those
+    rows: a process of a data-parallel run then uses the noise one process would use for its rows,
+    and its generator advances as that process's would (:mod:`memevae.training.distributed`)."""
+    token = _SHARD.set((start, stop, total))
+    try:
+        yield
+    finally:
+        _SHARD.reset(token)
+
+
+def _noise(draw, shape: tuple[int, ...], batch_dim: int, generator) -> torch.Tensor:
+    """``draw(shape)``, or under :func:`batch_shard` (global generator only) the slice of
+    ``draw`` over the whole batch that belongs to the shard's rows."""
+    shard = _SHARD.get()
+    if shard is None or generator is not None:
+        return draw(shape)
+    start, stop, total = shard
+    if shape[batch_dim] != stop - start:
+        raise RuntimeError(f"a draw of shape {shape} in a shard of rows {start}:{stop}: its dimension {batch_dim} is not the batch")
+    whole = draw(shape[:batch_dim] + (total,) + shape[batch_dim + 1:])
+    return whole.narrow(batch_dim, start, stop - start)
 
 
 @dataclass
@@ -36,7 +66,8 @@ class DiagonalGaussian:
         that do not depend on the device), else from torch's global generator."""
         shape = tuple(sample_shape) + tuple(self.loc.shape)
         device = generator.device if generator is not None else self.loc.device
-        eps = torch.randn(shape, generator=generator, dtype=self.loc.dtype, device=device).to(self.loc.device)
+        draw = lambda size: torch.randn(size, generator=generator, dtype=self.loc.dtype, device=device)  # noqa: E731
+        eps = _noise(draw, shape, len(tuple(sample_shape)), generator).to(self.loc.device)
         return self.loc + self.scale * eps
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -75,8 +106,9 @@ class DiagonalLaplace:
         comes from ``generator`` when given (as :meth:`DiagonalGaussian.rsample`)."""
         shape = tuple(sample_shape) + tuple(torch.broadcast_shapes(self.loc.shape, self.scale.shape))
         device = generator.device if generator is not None else self.loc.device
-        u = torch.empty(shape, dtype=self.loc.dtype, device=device)
-        u = u.uniform_(torch.finfo(self.loc.dtype).eps - 1, 1, generator=generator).to(self.loc.device)
+        low = torch.finfo(self.loc.dtype).eps - 1
+        draw = lambda size: torch.empty(size, dtype=self.loc.dtype, device=device).uniform_(low, 1, generator=generator)  # noqa: E731
+        u = _noise(draw, shape, len(tuple(sample_shape)), generator).to(self.loc.device)
         return self.loc - self.scale * u.sign() * torch.log1p(-u.abs())
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -108,7 +140,8 @@ class MixtureOfExperts:
     def rsample(self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> torch.Tensor:
         draws = torch.stack([q.rsample(sample_shape, generator=generator) for q in self.experts])  # (M, *S, *B, L)
         device = generator.device if generator is not None else draws.device
-        pick = torch.randint(len(self.experts), draws.shape[1:-1], generator=generator, device=device).to(draws.device)
+        draw = lambda size: torch.randint(len(self.experts), size, generator=generator, device=device)  # noqa: E731
+        pick = _noise(draw, tuple(draws.shape[1:-1]), len(tuple(sample_shape)), generator).to(draws.device)
         return draws.gather(0, pick[None, ..., None].expand(1, *draws.shape[1:]))[0]
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
 from .models import MultimodalVAE, build_config, model_class, preset_options
+from .training import distributed
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
 from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, TrainingError, resolve_device
@@ -131,17 +132,24 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
 
     The run directory is locked for the life of the call; a non-finite loss, gradient or parameter
     stops training before anything of that step is applied or saved.
+
+    Under ``torchrun`` with several processes the call trains one data-parallel run
+    (:mod:`memevae.training.distributed`): every process trains, and rank 0 alone takes the lock,
+    writes the run directory and shows progress.
     """
+    process = distributed.from_environment()
+    writes = process is None or process.writes
     run_dir = RunDir(out)
     if resume:
         run_dir.read_config()  # not a run: refused before the folder is touched
-    else:
-        resolve_device((training or TrainConfig()).device)  # a machine without the device: refused before any write
+    else:  # a machine without the device: refused before any write
+        _device(process, (training or TrainConfig()).device)
     new_folder = not run_dir.path.exists()
-    with run_dir.lock():
-        run_dir.remove_leftovers()
+    with run_dir.lock() if writes else contextlib.nullcontext():
+        if writes:
+            run_dir.remove_leftovers()
         try:
-            return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint, preset)
+            return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint, process, preset)
         except NonFiniteError as error:
             rate, default = _recorded_learning_rate(run_dir, training), TrainConfig().learning_rate
             lower = rate / 10 if rate <= default else default
@@ -150,7 +158,7 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
         except TrainingError as error:
             raise TrainingError(f"{error}; {checkpoint_status(run_dir)}") from None
         finally:
-            if new_folder and not run_dir.exists():  # refused before the run was created: leave no empty folder behind
+            if writes and new_folder and not run_dir.exists():  # refused before the run was created: leave no empty folder behind
                 (run_dir.path / ".lock").unlink(missing_ok=True)
                 _remove_empty_tree(run_dir.path)
 
@@ -236,8 +244,13 @@ def _resume_changes(config: dict, model, data, training, model_options, preset=N
     return changes
 
 
+def _device(process: distributed.Process | None, device: str) -> torch.device:
+    return process.device(device) if process else resolve_device(device)
+
+
 def _train_locked(run_dir: RunDir, model, data, training, model_options, resume: bool, progress: bool, checkpoint: str,
-                  preset: str | None = None) -> Run:
+                  process: distributed.Process | None, preset: str | None = None) -> Run:
+    writes = process is None or process.writes
     state = None
     if resume:
         config = run_dir.read_config()
@@ -245,7 +258,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
             changes = _resume_changes(config, model, data, training, model_options, preset)
             data_config = recorded_data(config, run_dir.path)
             train_config = TrainConfig(**{**config["train"], **{k: new for k, (_, new) in changes.items()}})
-        resolve_device(train_config.device)
+        _device(process, train_config.device)
         if checkpoint != "last" or run_dir.has_checkpoint("last"):
             state = run_dir.load_checkpoint(checkpoint)
         name, options, kinds = config["model"], config["model_options"], config["model_config"]["modalities"]
@@ -255,15 +268,19 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         model_class(name)  # fail early on an unknown model name
         options = {**preset_options(name, preset), **dict(model_options or {})}
         kinds, config = default_kinds(data_config.dataset), None
-        run_dir.check_free()  # before any data is loaded
-    train_data, test_data = data_config.load("train"), data_config.load("test")
-    judges = _monitor_judges(train_config, data_config, test_data.modalities)
+        if writes:
+            run_dir.check_free()  # before any data is loaded
+    train_data = data_config.load("train")
+    test_data = data_config.load("test") if writes else None
+    judges = _monitor_judges(train_config, data_config, test_data.modalities) if writes else {}
     torch.manual_seed(train_config.seed)
     network = build_model(name, kinds, options)
     partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
     if partial and not network.learns_from_unpaired:
         raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
                          f"use --paired-fraction 1, or add --paired-only to train on the paired subset")
+    if process:  # e.g. BatchNorm on the CPU: refused before the run is created
+        process.check_model(network, _device(process, train_config.device))
     if state is None:  # a new run, or one that stopped before its first checkpoint: the same start either way
         network.initialise(train_data, torch.Generator().manual_seed(train_config.seed))
     if config is None:
@@ -279,7 +296,28 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
             "train_summary": train_data.summary(),
             "monitor_judges": {m: judge.summary() for m, judge in judges.items()},
         }
-        run_dir.create(config)
+        if writes:
+            run_dir.create(config)
+    callbacks = _writer_callbacks(run_dir, config, train_config, test_data, judges, name, progress) if writes else []
+    with distributed.process_group(process, _device(process, train_config.device)):
+        trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks, process=process)
+        if resume:
+            if state is not None:
+                trainer.load_state_dict(state)
+            config["train"] = dataclasses.asdict(train_config)
+            config.setdefault("resumes", []).append({
+                "after_epoch": trainer.epoch, "checkpoint": checkpoint if state is not None else None,
+                "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+                "at": datetime.datetime.now().isoformat(timespec="seconds")})
+            if writes:
+                io.write_json(run_dir.config_path, config)
+        trainer.fit()
+    return Run(run_dir.path, config, trainer.model, trainer.history)
+
+
+def _writer_callbacks(run_dir: RunDir, config: dict, train_config: TrainConfig, test_data, judges: dict, name: str,
+                      progress: bool) -> list:
+    """The callbacks of the process that writes the run: checkpoints, metrics, figures, progress."""
     title = f"{name.upper()}, {run_dir.path.name}"
     callbacks = [Checkpointer(run_dir, config, train_config.checkpoint_every), MetricsLog(run_dir),
                  GenerationGrid(run_dir.figures, _fixed_examples(test_data), title=title),
@@ -290,18 +328,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         callbacks.append(TensorBoard(run_dir.path / "tensorboard", run_dir.figures))
     if progress:
         callbacks.append(ProgressBar())
-    trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks)
-    if resume:
-        if state is not None:
-            trainer.load_state_dict(state)
-        config["train"] = dataclasses.asdict(train_config)
-        config.setdefault("resumes", []).append({
-            "after_epoch": trainer.epoch, "checkpoint": checkpoint if state is not None else None,
-            "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
-            "at": datetime.datetime.now().isoformat(timespec="seconds")})
-        io.write_json(run_dir.config_path, config)
-    trainer.fit()
-    return Run(run_dir.path, config, trainer.model, trainer.history)
+    return callbacks
 
 
 def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "cpu") -> Run:

@@ -166,12 +166,20 @@ class Trainer:
     Randomness: the data order of epoch e is a function of (seed, e); the sampling noise comes
     from torch's global generator, whose state is saved with each checkpoint. Resuming from the
     checkpoint of epoch e therefore gives, on the CPU, the same parameters as never stopping.
+
+    With a ``process`` (data-parallel, :mod:`memevae.training.distributed`) each step trains on
+    this process's rows of the global batch, and the epoch's metrics are the global means.
     """
 
-    def __init__(self, model, train_data, config: TrainConfig, test_data=None, callbacks=()):
+    def __init__(self, model, train_data, config: TrainConfig, test_data=None, callbacks=(), process=None):
         self.config = config
-        self.device = resolve_device(config.device)
+        self.process = process
+        """The place of this process in a data-parallel run (a
+        :class:`~memevae.training.distributed.Process`), or None for one process."""
+        self.device = process.device(config.device) if process else resolve_device(config.device)
         self.model = model.to(self.device)
+        self.step_model = process.wrap(self.model, self.device) if process else self.model
+        """What a training step calls: the model, or its DistributedDataParallel wrapper."""
         self.cpu_settings: dict[str, bool] = {}
         """While fitting on the CPU: each CPU setting asked for, and whether it took effect."""
         self.train_data = train_data
@@ -203,7 +211,10 @@ class Trainer:
             group["lr"], group["betas"] = self.config.learning_rate, self.config.betas
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if self.process and self.device.type == "cuda":  # every rank draws as rank 0 did, on cuda:0
+                torch.cuda.set_rng_state(state["cuda_rng"][0], self.device)
+            else:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch = state["epoch"]
         self.history = list(state["history"])
 
@@ -224,13 +235,17 @@ class Trainer:
             while self.epoch < self.config.epochs and not self.should_stop:
                 self.history.append(self.train_epoch(self.epoch + 1))
                 self.epoch += 1
+                if self.process:
+                    self.process.check_replicas(self.model, self.epoch)
                 self._emit("on_epoch_end", self.history[-1])
             self._emit("on_fit_end")
         return self.history
 
     def train_epoch(self, epoch: int) -> dict:
-        self.model.train()
+        self.step_model.train()
         batches = epoch_batches(self.train_data, self.config.batch_size, self.config.seed, epoch)
+        if self.process:
+            self.process.check_batches(batches)
         self._emit("on_epoch_start", epoch, len(batches))
         if hasattr(self.model, "start_epoch"):  # schedules counted in epochs (MVAE's kl_annealing_epochs)
             self.model.start_epoch(epoch, len(batches))
@@ -239,25 +254,32 @@ class Trainer:
         started = time.perf_counter()
         items = 0
         for step, rows in enumerate(batches):
-            batch = self.train_data.batch(rows).to(self.device)
-            with autocast(self.device.type, self.config.precision):
-                output = self.model(batch)
-            loss = output.loss
-            if not torch.isfinite(loss):
-                raise NonFiniteError(f"the loss became {loss.item()} {_where(epoch, step, batch)}; training stopped before that update")
+            shard = self.process.shard(rows) if self.process else None
+            local = rows if shard is None else shard.rows
+            batch = self.train_data.batch(local).to(self.device)
+            with autocast(self.device.type, self.config.precision), shard.noise() if shard else contextlib.nullcontext():
+                output = self.step_model(batch)
+            loss = output.loss if shard is None else output.loss * shard.weight
+            reported = loss if shard is None else self.process.mean_loss(loss)  # the global batch's mean loss
+            if not torch.isfinite(reported):
+                raise NonFiniteError(f"the loss became {reported.item()} {_where(epoch, step, batch)}; training stopped before that update")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not gradients_finite(self.model):
-                raise NonFiniteError(f"a gradient became non-finite (loss {loss.item():.6g}) {_where(epoch, step, batch)}; "
+                raise NonFiniteError(f"a gradient became non-finite (loss {reported.item():.6g}) {_where(epoch, step, batch)}; "
                                     f"training stopped before that update")
             self.optimizer.step()
             items += len(rows)
             for key, value in output.metrics.items():
-                sums[key] += value * len(rows)
-                counts[key] += len(rows)
-            self._emit("on_batch_end", step, loss.item())
+                sums[key] += value * len(local)
+                counts[key] += len(local)
+            self._emit("on_batch_end", step, reported.item())
             if self.should_stop:
                 break
+        if self.process:  # the global means: sums and counts over every process
+            keys = sorted(sums)
+            totals = self.process.sum([sums[key] for key in keys] + [counts[key] for key in keys])
+            sums, counts = dict(zip(keys, totals[:len(keys)])), dict(zip(keys, totals[len(keys):]))
         seconds = time.perf_counter() - started
         record = {"epoch": epoch}
         record.update({f"train/{key}": sums[key] / counts[key] for key in sorted(sums)})
