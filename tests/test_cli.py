@@ -35,6 +35,7 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.slow  # the command line end to end, in subprocesses
 def test_train_then_translate(tmp_path):
     run = tmp_path / "run"
     result = run_cli("train", "--out", str(run), "--epochs", "1", "--limit", "128", "--batch-size", "64",

@@ -271,6 +271,7 @@ def test_runs_train_refuses_partial_schemes(tmp_path):
               training=TrainConfig(epochs=1), progress=False)
 
 
+@pytest.mark.slow  # the command line end to end, in subprocesses
 def test_cli_trains_one_epoch(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "memevae.cli", "train", "--model", "mmvae", "--epochs", "1", "--quiet",

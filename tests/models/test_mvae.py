@@ -250,6 +250,7 @@ def test_trains_on_the_shipped_sample_with_every_observation_pattern():
         assert sum(losses[-3:]) < sum(losses[:3]), (kind, losses)
 
 
+@pytest.mark.slow  # the command line end to end, in subprocesses
 def test_cli_trains_one_epoch(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "memevae.cli", "train", "--model", "mvae", "--epochs", "1", "--quiet",
