@@ -152,3 +152,16 @@ def test_snr_runs_as_a_metric_and_draws_its_figure(trained):
     assert "evaluation/figures/snr.png" in entry["figures"]
     with pytest.raises(ValueError, match="unknown estimators 'dreg'"):
         evaluate(run, metrics="snr", options={"snr": {"estimators": "dreg"}}, progress=False)
+
+
+def test_evaluate_falls_back_to_the_shipped_judges(trained, tmp_path, monkeypatch):
+    """No judges trained in the default folder: the ones shipped for the run's data variant serve,
+    as they serve the per-epoch coherence of training."""
+    run, _ = trained
+    monkeypatch.setattr("memevae.evaluation.judges.cache_root", lambda: tmp_path / "empty-cache")
+    results = evaluate(run, metrics="coherence", progress=False, write=False)
+    assert all(len(info["sha256"]) == 64 for info in results["classifiers"].values())
+    from memevae.evaluation.judges import shipped_judges_dir
+
+    shipped = json.loads((shipped_judges_dir("mnist-textured/bright-v1") / "mnist.json").read_text())
+    assert results["classifiers"]["mnist"]["sha256"] == shipped["sha256"]

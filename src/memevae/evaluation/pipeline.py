@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import __version__, io
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
-from .judges import JudgeError, default_judges_dir, load_judges
+from .judges import JudgeError, default_judges_dir, load_judges, shipped_judges_dir
 from .metric import Context, Metric, default_metrics, metrics as registered
 from .reference import paper_values
 
@@ -45,14 +45,18 @@ def parse_metrics(names) -> list[str]:
 
 
 def resolve_judges(source, data_config, modalities) -> dict:
-    """Judges by modality: ``source`` may be a dict of callables (used as given), a folder, or None
-    (the default folder of the run's data set, see :func:`~memevae.evaluation.judges.default_judges_dir`)."""
+    """Judges by modality: ``source`` may be a dict of callables (used as given), a folder, or None:
+    the default folder of the run's data (:func:`~memevae.evaluation.judges.default_judges_dir`)
+    when judges were trained there, else the judges memevae ships for the data variant (as the
+    per-epoch coherence of training uses them)."""
     if isinstance(source, dict):
         missing = [m for m in modalities if m not in source]
         if missing:
             raise JudgeError(f"judges given for {', '.join(source)} but not {', '.join(missing)}")
         return source
     folder = Path(source) if source is not None else default_judges_dir(data_config.variant, data_config.data_dir)
+    if source is None and not any((folder / f"{m}.json").exists() for m in modalities):
+        folder = shipped_judges_dir(data_config.variant) or folder
     return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
                        rendering=data_config.rendering)
 
