@@ -101,6 +101,12 @@ def test_a_tiny_sweep_trains_resumes_skips_and_reports(tmp_path, capsys):
     assert main(["sweep", str(config), "--out", str(out), "--epochs", "2"]) == 0
     assert "4 runs, 4 done, 0 to train or evaluate" in capsys.readouterr().err
 
+    # another budget in the same folder is refused before anything runs: budgets are never mixed
+    for args, clash in ((["--epochs", "2", "--limit", "32"], "limit 64 (the sweep: 32)"), (["--epochs", "1"], "epochs 2 (the sweep: 1)")):
+        assert main(["sweep", str(config), "--out", str(out), *args]) == 1
+        err = capsys.readouterr().err
+        assert clash in err and "use another --out" in err and err.count("\n") == 1
+
 
 @pytest.mark.slow  # trains runs in subprocesses
 def test_a_failing_run_is_named_and_the_others_finish(tmp_path, capsys):

@@ -272,6 +272,26 @@ def state(spec: RunSpec, metrics: list[str]) -> State:
     return "evaluated" if done.get("epoch") == epoch and set(metrics) <= set(done.get("metrics", {})) else "trained"
 
 
+def recorded_differences(spec: RunSpec) -> list[str]:
+    """How a run already in the sweep's folder differs from what the sweep asks of it: its data
+    (e.g. another ``limit``), model, model options, or more epochs than the budget. [] for a new run."""
+    try:
+        config = json.loads((spec.path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    recorded = {k: v for k, v in config.get("data", {}).items() if k not in ("download", "verify")}
+    wanted = {k: v for k, v in dataclasses.asdict(spec.data).items() if k not in ("download", "verify")}
+    out = [f"{k} {recorded.get(k)!r} (the sweep: {v!r})" for k, v in wanted.items() if recorded.get(k) != v]
+    if config.get("model") != spec.model:
+        out.append(f"model {config.get('model')!r} (the sweep: {spec.model!r})")
+    options = {**preset_options(spec.model, spec.preset), **spec.model_options}
+    if config.get("model_options") != options:
+        out.append(f"model options {config.get('model_options')} (the sweep: {options})")
+    if config.get("train", {}).get("epochs", 0) > spec.train["epochs"]:
+        out.append(f"epochs {config['train']['epochs']} (the sweep: {spec.train['epochs']})")
+    return out
+
+
 def commands(spec: RunSpec, metrics: list[str]) -> list[list[str]]:
     """What is left to do for a run, as ``memevae`` argument lists."""
     now = state(spec, metrics)
@@ -346,6 +366,10 @@ def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
     from .evaluation.report import write_report
 
     specs = expand(sweep)
+    clashes = [f"{spec.path.name}: {'; '.join(found)}" for spec in specs if (found := recorded_differences(spec))]
+    if clashes:  # never mix budgets or settings in one sweep folder
+        raise ValueError(f"{len(clashes)} run(s) in {sweep.folder} were trained with other settings than this sweep's "
+                         f"({clashes[0]}{'; ...' if len(clashes) > 1 else ''}); use another --out for these settings")
     started = datetime.datetime.now().isoformat(timespec="seconds")
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda _: None)
     left = [s for s in specs if state(s, sweep.metrics) != "evaluated"]
