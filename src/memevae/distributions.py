@@ -148,9 +148,6 @@ class MixtureOfExperts:
         """log (1/M) sum_m q_m(z), summed over the latent dimension within each expert."""
         return torch.logsumexp(torch.stack([q.log_prob(z) for q in self.experts]), 0) - math.log(len(self.experts))
 
-    def detach(self) -> "MixtureOfExperts":
-        return MixtureOfExperts([q.detach() for q in self.experts])
-
 
 def gaussian_product(locs, scales) -> DiagonalGaussian:
     """The normalised product of Gaussian experts prod_i N(loc_i, scale_i), itself a Gaussian.

@@ -292,9 +292,8 @@ def recorded_differences(spec: RunSpec) -> list[str]:
     return out
 
 
-def commands(spec: RunSpec, metrics: list[str]) -> list[list[str]]:
-    """What is left to do for a run, as ``memevae`` argument lists."""
-    now = state(spec, metrics)
+def commands(spec: RunSpec, metrics: list[str], now: State) -> list[list[str]]:
+    """What is left to do for a run in state ``now``, as ``memevae`` argument lists."""
     steps = []
     if now in ("new", "partial"):
         steps.append(spec.train_command(resume=now == "partial"))
@@ -318,10 +317,11 @@ def run_steps(steps: list[list[str]], log_path: Path, threads: int) -> int:
     return 0
 
 
-def _execute(sweep: SweepConfig, specs: list[RunSpec], progress) -> dict[str, int]:
-    """Run what is left of every run, up to ``sweep.jobs`` at once; {run name: return code}."""
+def _execute(sweep: SweepConfig, specs: list[RunSpec], states: dict, progress) -> dict[str, int]:
+    """Run what is left of every run (``states``: each run's state by name), up to ``sweep.jobs``
+    at once; {run name: return code}."""
     threads = max(1, (os.cpu_count() or 1) // sweep.jobs)
-    todo = {spec.path.name: commands(spec, sweep.metrics) for spec in specs}
+    todo = {spec.path.name: commands(spec, sweep.metrics, states[spec.path.name]) for spec in specs}
     logs = sweep.folder / "logs"
     if sweep.backend == "submitit":
         return _execute_submitit(sweep, todo, logs, threads, progress)
@@ -350,11 +350,11 @@ def _execute_submitit(sweep, todo, logs, threads, progress) -> dict[str, int]:
     return codes
 
 
-def write_manifest(sweep: SweepConfig, specs: list[RunSpec], started: str, codes: dict | None = None) -> Path:
-    """``sweep.json``: the grid, the budget and each run's state."""
+def write_manifest(sweep: SweepConfig, specs: list[RunSpec], states: dict, started: str, codes: dict | None = None) -> Path:
+    """``sweep.json``: the grid, the budget and each run's state (``states``, by run name)."""
     runs = [{"run": str(s.path), "model": s.model, "dataset": s.data.dataset, "paired_fraction": s.data.paired_fraction,
              "unpaired": s.data.unpaired, "paired_only": s.data.paired_only, "seed": s.data.seed,
-             "state": state(s, sweep.metrics), **({"return_code": codes[s.path.name]} if codes and s.path.name in codes else {})}
+             "state": states[s.path.name], **({"return_code": codes[s.path.name]} if codes and s.path.name in codes else {})}
             for s in specs]
     return io.write_json(sweep.folder / "sweep.json", {"sweep": dataclasses.asdict(sweep), "budget": sweep.budget,
                                                         "started": started, "runs": runs})
@@ -372,20 +372,24 @@ def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
                          f"({clashes[0]}{'; ...' if len(clashes) > 1 else ''}); use another --out for these settings")
     started = datetime.datetime.now().isoformat(timespec="seconds")
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda _: None)
-    left = [s for s in specs if state(s, sweep.metrics) != "evaluated"]
+    # each run's state is read once here (it opens the checkpoint), then again only when the run ends
+    states = {s.path.name: state(s, sweep.metrics) for s in specs}
+    left = [s for s in specs if states[s.path.name] != "evaluated"]
     say(f"sweep {sweep.name}: {len(specs)} runs, {len(specs) - len(left)} done, {len(left)} to train or evaluate, "
         f"{sweep.jobs} at a time (budget: {sweep.epochs} epochs, {sweep.limit or 'all'} training rows)")
-    write_manifest(sweep, specs, started)
+    write_manifest(sweep, specs, states, started)
     begin, finished = time.perf_counter(), []
+    by_name = {s.path.name: s for s in specs}
 
     def report_progress(name, code):
         finished.append(name)
-        write_manifest(sweep, specs, started)
+        states[name] = state(by_name[name], sweep.metrics)
+        write_manifest(sweep, specs, states, started)
         say(f"[{len(finished)}/{len(left)}] {name}: {'done' if code == 0 else f'failed (code {code}), see logs/{name}.log'}")
 
-    codes = _execute(sweep, left, report_progress)
-    write_manifest(sweep, specs, started, codes)
-    evaluated = [s.path for s in specs if state(s, sweep.metrics) == "evaluated"]
+    codes = _execute(sweep, left, states, report_progress)
+    write_manifest(sweep, specs, states, started, codes)
+    evaluated = [s.path for s in specs if states[s.path.name] == "evaluated"]
     report = write_report(evaluated, sweep.folder / "report") if evaluated else None
     failed = sorted(name for name, code in codes.items() if code)
     return {"runs": len(specs), "failed": failed, "report": report, "seconds": time.perf_counter() - begin}
