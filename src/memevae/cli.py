@@ -48,7 +48,7 @@ def _add_rendering(group, default=None):
 # defaults live in the config dataclasses alone, and a resumed run can tell what the user changed.
 DATA_OPTIONS = {"dataset": "dataset", "rendering": "rendering", "data_dir": "data_dir", "paired_fraction": "paired_fraction",
                 "unpaired": "unpaired", "paired_only": "paired_only", "download": "download", "verify": "verify", "limit": "limit",
-                "pairs_per_image": "pairs_per_image"}
+                "pairs_per_image": "pairs_per_image", "features": "features", "features_dir": "features_dir"}
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "device": "device",
                  "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "freed_memory": "freed_memory",
                  "precision": "precision",
@@ -78,8 +78,11 @@ def _add_train(sub):
     p.add_argument("--checkpoint", default="last", help="with --resume: the checkpoint to continue from (default last; "
                                                         "'previous' is the one before it)")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", help="mnist-textured (default) or mnist-svhn")
+    d.add_argument("--dataset", help="mnist-textured (default), mnist-svhn or cub")
     _add_rendering(d)
+    d.add_argument("--features", help="cub: the image features, resnet101 (default; the paper's) or colour-hog "
+                                      "(needs no weights); computed first by 'memevae features cub'")
+    d.add_argument("--features-dir", type=Path, help="cub: folder of the cached features (default <data-dir>/features)")
     d.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
     d.add_argument("--paired-fraction", type=float, metavar="F",
                    help=f"fraction of pairs kept paired (default {data_default('paired_fraction'):g})")
@@ -194,6 +197,25 @@ def _train(args):
 
 class Interrupted(Exception):
     """Ctrl-C during a command; the message says what was kept."""
+
+
+def _add_features(sub):
+    p = sub.add_parser("features", help="compute the image features of a data set once (CUB: ResNet-101 or colour-hog)",
+                       description="Compute the image feature vectors a data set's image modality uses (CUB: the "
+                                   "paper's ImageNet ResNet-101 features, or the weight-free colour-hog descriptor) "
+                                   "into a checksummed cache; resumable, and a finished cache is never recomputed.")
+    p.add_argument("dataset", choices=["cub"], help="the data set (cub)")
+    from .data.image_features import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=_features)
+
+
+def _features(args) -> None:
+    from .data.cub import features_cache
+    from .data.cub_files import read_cub
+    from .data.image_features import main
+
+    main(args, lambda data_dir: list(read_cub(data_dir).paths), features_cache)
 
 
 def _add_translate(sub):
@@ -312,8 +334,8 @@ def _add_evaluate(sub):
                               "  memevae evaluate RUN --metrics likelihood --likelihood-samples 100",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run directory")
-    p.add_argument("--metrics", default=",".join(default_metrics()),
-                   help=f"comma-separated, or 'all' (default {','.join(default_metrics())})")
+    p.add_argument("--metrics", help=f"comma-separated, or 'all' (default {','.join(default_metrics())}; "
+                                     f"'all' and the default leave out metrics that cannot measure the run's data)")
     p.add_argument("--judges", "--classifiers", dest="judges", type=Path, metavar="DIR",
                    help="folder of the judges (digit classifiers; default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
     p.add_argument("--checkpoint", default="last", help="checkpoint name (default last)")
@@ -430,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_translate(sub)
+    _add_features(sub)
     _add_judges(sub)
     _add_evaluate(sub)
     _add_report(sub)

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from . import __version__, io
-from .data import DataConfig, MultimodalDataset, default_kinds
+from .data import DataConfig, MultimodalDataset, default_kinds, registry
 from .data.dataset import as_float_images
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
 from .models import MultimodalVAE, build_config, model_class, preset_options
+from .modalities import modality_kinds
 from .training import distributed
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import RunDir, RunError
@@ -78,7 +79,7 @@ def recorded_data(config: dict, path) -> DataConfig:
 def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modalities) -> dict:
     """The judges of the per-epoch coherence: ``train_config.judges``, else those shipped for the
     data variant; {} when it is off or no judges exist (said in one line)."""
-    if not train_config.coherence_items:
+    if not train_config.coherence_items or not registry.get(data_config.dataset).judged:
         return {}
     folder = train_config.judges or shipped_judges_dir(data_config.variant)
     if folder is None:
@@ -98,21 +99,39 @@ def run_name(model: str, data: DataConfig) -> str:
     return f"{model}-{data.dataset}{scheme}-seed{data.seed}"
 
 
-def build_model(name: str, kinds: dict[str, str], options: dict) -> MultimodalVAE:
+def build_model(name: str, kinds: dict[str, str], options: dict, shapes: dict | None = None) -> MultimodalVAE:
     """The model ``name`` with one modality per entry of ``kinds`` {modality: network kind} (a data
-    set's :func:`~memevae.data.default_kinds`, or a run's recorded ``model_config["modalities"]``)."""
-    return model_class(name)(build_config(name, **{"modalities": dict(kinds), **options}))
+    set's :func:`~memevae.data.default_kinds`, or a run's recorded ``model_config["modalities"]``);
+    ``shapes``: the example shapes of modalities whose size the data decide (a caption modality's
+    vocabulary, :meth:`~memevae.data.MultimodalDataset.model_shape`)."""
+    return model_class(name)(build_config(name, **{"modalities": dict(kinds), "shapes": dict(shapes or {}), **options}))
+
+
+def _data_shapes(kinds: dict[str, str], data: MultimodalDataset) -> dict[str, tuple[int, ...]]:
+    """The shapes of the modalities whose kind leaves sizes to the data, as ``data`` gives them."""
+    open_kinds = {name for name, kind in kinds.items() if None in modality_kinds()[kind].shape}
+    return {name: data.model_shape(name) for name in kinds if name in open_kinds}
 
 
 def _fixed_examples(data: MultimodalDataset, count: int = 10) -> dict[str, torch.Tensor]:
-    """The first ``count`` paired test rows, one per class where possible, per modality."""
+    """``count`` paired test rows with distinct first-modality examples (a CUB image once, not with
+    each of its captions): the first of each class, then the next ones in row order."""
     paired = data.patterns()[tuple(data.modalities)]
-    labels = data.labels[paired]
-    order = []
-    for digit in labels.unique().tolist():
-        order.append(paired[labels == digit][0])
-    rows = torch.stack(order[:count]) if len(order) >= count else paired[:count]
+    first = data.index[data.modalities[0]][paired]
+    distinct = paired[_first_occurrences(first)]
+    labels = data.labels[distinct]
+    leaders = [distinct[labels == label][0] for label in labels.unique().tolist()]
+    rest = [row for row in distinct.tolist() if row not in {int(r) for r in leaders}]
+    rows = torch.tensor([*map(int, leaders), *rest][:count])
     return data.batch(rows).data
+
+
+def _first_occurrences(values: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each distinct value, in order."""
+    _, inverse = torch.unique(values, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(values), dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(len(values)), "amin")
+    return first.sort().values
 
 
 def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | None = None, training: TrainConfig | None = None,
@@ -262,6 +281,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         if checkpoint != "last" or run_dir.has_checkpoint("last"):
             state = run_dir.load_checkpoint(checkpoint)
         name, options, kinds = config["model"], config["model_options"], config["model_config"]["modalities"]
+        shapes = config["model_config"].get("shapes", {})
     else:
         data_config, train_config = data or DataConfig(), training or TrainConfig()
         name = model or "meme"
@@ -274,7 +294,9 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
     test_data = data_config.load("test") if writes else None
     judges = _monitor_judges(train_config, data_config, test_data.modalities) if writes else {}
     torch.manual_seed(train_config.seed)
-    network = build_model(name, kinds, options)
+    if not resume:
+        shapes = _data_shapes(kinds, train_data)
+    network = build_model(name, kinds, options, shapes)
     partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
     if partial and not network.learns_from_unpaired:
         raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
@@ -320,7 +342,7 @@ def _writer_callbacks(run_dir: RunDir, config: dict, train_config: TrainConfig, 
     """The callbacks of the process that writes the run: checkpoints, metrics, figures, progress."""
     title = f"{name.upper()}, {run_dir.path.name}"
     callbacks = [Checkpointer(run_dir, config, train_config.checkpoint_every), MetricsLog(run_dir),
-                 GenerationGrid(run_dir.figures, _fixed_examples(test_data), title=title),
+                 GenerationGrid(run_dir.figures, _fixed_examples(test_data), title=title, show=test_data.show),
                  LearningCurves(run_dir.figures, title=title)]
     if judges:  # first: the callbacks after it write the record it completes
         callbacks.insert(0, CoherenceMonitor(test_data, judges, items=train_config.coherence_items, seed=train_config.seed))
@@ -336,7 +358,8 @@ def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "c
     run_dir = RunDir(path)
     config = run_dir.read_config()
     state = run_dir.load_checkpoint(checkpoint, map_location=device)
-    network = build_model(config["model"], config["model_config"]["modalities"], config["model_options"])
+    model_config = config["model_config"]
+    network = build_model(config["model"], model_config["modalities"], config["model_options"], model_config.get("shapes"))
     network.load_state_dict(state["model"])
     network.to(device).eval()
     return Run(run_dir.path, config, network, state["history"])

@@ -9,7 +9,7 @@ from memevae.data.textured import render_textured
 
 
 def test_datasets():
-    assert DATASETS == ("mnist-svhn", "mnist-textured")
+    assert DATASETS == ("cub", "mnist-svhn", "mnist-textured")
 
 
 def test_match_by_class_one_to_one():
@@ -89,7 +89,7 @@ def test_mnist_svhn_checks_md5_and_needs_data_dir(synthetic):
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
-        (("svhn", "train"), {}, "unknown dataset 'svhn'; choose from mnist-svhn, mnist-textured"),
+        (("svhn", "train"), {}, "unknown dataset 'svhn'; choose from cub, mnist-svhn, mnist-textured"),
         (("mnist-textured", "valid"), {}, "unknown split 'valid'"),
         (("mnist-textured", "train"), {"pairs_per_image": 0}, "pairs_per_image must be an integer >= 1"),
         (("mnist-textured", "train"), {"seed": -1}, "seed must be an integer >= 0"),

@@ -8,8 +8,8 @@ from memevae.modalities import modality_kinds
 
 
 def test_every_module_declaring_a_data_set_is_found():
-    assert DATASETS == registry.names() == ("mnist-svhn", "mnist-textured")
-    assert {name: spec.label for name, spec in registry.datasets().items()} == {"mnist-svhn": "MNIST-SVHN",
+    assert DATASETS == registry.names() == ("cub", "mnist-svhn", "mnist-textured")
+    assert {name: spec.label for name, spec in registry.datasets().items()} == {"cub": "CUB", "mnist-svhn": "MNIST-SVHN",
                                                                                 "mnist-textured": "MNIST-Textured"}
     assert registry.get("mnist-svhn").load.__module__ == "memevae.data.mnist_svhn"
 
@@ -17,11 +17,13 @@ def test_every_module_declaring_a_data_set_is_found():
 def test_default_kinds_and_variants_come_from_the_declarations():
     assert default_kinds("mnist-svhn") == {"mnist": "mnist-mlp", "svhn": "svhn-conv"}
     assert default_kinds("mnist-textured") == {"mnist": "mnist-mlp", "textured": "svhn-conv"}
+    assert default_kinds("cub") == {"image": "features-mlp", "caption": "caption-conv"}
+    assert data_variant("cub", "bright", features="colour-hog") == "cub/colour-hog"
     assert all(kind in modality_kinds() for name in DATASETS for kind in default_kinds(name).values())
     assert data_variant("mnist-textured", "inverted") == "mnist-textured/inverted-v1"
     assert data_variant("mnist-svhn", "inverted") == "mnist-svhn"
     assert data_variant("?") == "?"  # a name no data set declares is filed as it is
-    with pytest.raises(DataError, match="unknown dataset 'svhn'; choose from mnist-svhn, mnist-textured"):
+    with pytest.raises(DataError, match="unknown dataset 'svhn'; choose from cub, mnist-svhn, mnist-textured"):
         default_kinds("svhn")
 
 
@@ -39,5 +41,5 @@ def test_data_config_lives_in_the_data_layer():
     import memevae.runs
 
     assert memevae.DataConfig is memevae.runs.DataConfig is DataConfig
-    with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of mnist-svhn, mnist-textured"):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of cub, mnist-svhn, mnist-textured"):
         DataConfig(dataset="cifar")

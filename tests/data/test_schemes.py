@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from memevae.data import DataError, apply_scheme
+from memevae.data import DataError, MultimodalDataset, apply_scheme
 
 FRACTIONS = [0.5, 0.25, 0.125, 0.0625, 0.3]
 
@@ -115,3 +115,23 @@ def test_needs_fully_paired_input(pair_dataset):
     partial = apply_scheme(pair_dataset(), 0.5, "mnist")
     with pytest.raises(DataError, match="needs a fully paired dataset; toy-pairs has 100 partial rows"):
         apply_scheme(partial, 0.5, "split")
+
+
+def test_rows_sharing_their_first_modalitys_example_stay_on_one_side():
+    """CUB: an image pairs with each of its ten captions; f and the schemes draw images, so an
+    image's rows are all paired or all unpaired, and split gives an image's captions to one side."""
+    images, per_image = 40, 10
+    banks = {"image": torch.randn(images, 3), "caption": torch.arange(images * per_image).view(-1, 1)}
+    index = {"image": torch.arange(images).repeat_interleave(per_image), "caption": torch.arange(images * per_image)}
+    data = MultimodalDataset(banks, index, torch.arange(images).repeat_interleave(per_image), "toy")
+    for unpaired in ("split", "image", "caption"):
+        out = apply_scheme(data, 0.25, unpaired, seed=2)
+        paired_images = set(out.index["image"][out.mask().all(1)].tolist())
+        assert len(paired_images) == 10 and (out.mask().all(1)).sum() == 10 * per_image
+        alone = out.index["image"][(out.index["caption"] < 0)]
+        assert not set(alone.tolist()) & paired_images and len(alone) == len(set(alone.tolist()))
+        caption_rows = out.index["caption"][out.index["image"] < 0]
+        owners = set((caption_rows // per_image).tolist())
+        assert not owners & paired_images and not owners & set(alone.tolist())
+        if unpaired == "split":
+            assert (len(alone), len(caption_rows)) == (15, 15 * per_image)

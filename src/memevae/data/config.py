@@ -41,6 +41,13 @@ class DataConfig:
     """Fetch missing official files into ``data_dir`` (md5-verified, never a partial file)."""
     verify: bool = True
     """Check the official files' md5s (off: only shapes and dtypes are checked)."""
+    features: str | None = None
+    """cub only: the image features, "resnet101" (the paper's: the pooled output of an ImageNet
+    ResNet-101) or "colour-hog" (a classical descriptor that needs no weights; results made with it
+    are filed under its name). None: the data set's default ("resnet101"), recorded as such."""
+    features_dir: str | None = None
+    """cub only: the folder of the cached features (``memevae features cub``); None: the
+    ``features`` folder inside ``data_dir``."""
 
     def __post_init__(self):
         if self.dataset not in registry.names():
@@ -54,6 +61,15 @@ class DataConfig:
                 raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
         if self.data_dir is not None:
             self.data_dir = str(self.data_dir)
+        dataset = registry.get(self.dataset)
+        taken = dataset.options
+        if "features" in taken and self.features is None:
+            self.features = dataset.default_features
+        for name in ("features", "features_dir"):
+            if getattr(self, name) is not None and name not in taken:
+                raise ValueError(f"{name} applies to data sets with image features (cub), not {self.dataset}")
+        if self.features_dir is not None:
+            self.features_dir = str(self.features_dir)
 
     @classmethod
     def from_record(cls, record: dict) -> "DataConfig":
@@ -66,12 +82,16 @@ class DataConfig:
         """The data a result was measured on, with the rendering's version where it matters:
         "mnist-textured/bright-v1", "mnist-svhn". Runs and reports record it so that results of
         different renderings are never mixed."""
-        return data_variant(self.dataset, self.rendering)
+        return data_variant(self.dataset, self.rendering, **self.options())
+
+    def options(self) -> dict:
+        """The fields of this config that only its data set takes (:attr:`DataSet.options`)."""
+        return {name: getattr(self, name) for name in registry.get(self.dataset).options}
 
     def load(self, split: str) -> MultimodalDataset:
         """The train split with the partial-observation scheme applied, or the full test split."""
         data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed,
-                          download=self.download, verify=self.verify, rendering=self.rendering)
+                          download=self.download, verify=self.verify, rendering=self.rendering, **self.options())
         if split == "train":
             data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
             if self.limit is not None and self.limit < len(data):

@@ -61,7 +61,8 @@ class MultimodalDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, banks: dict[str, torch.Tensor], index: dict[str, torch.Tensor], labels: torch.Tensor, name: str,
-                 formats: dict[str, str | Format] | None = None):
+                 formats: dict[str, str | Format] | None = None, vocabularies: dict | None = None,
+                 views: dict | None = None):
         if not banks:
             raise ValueError("banks is empty: a dataset needs at least one modality")
         if set(index) != set(banks):
@@ -77,6 +78,13 @@ class MultimodalDataset(torch.utils.data.Dataset):
             fmt = infer_format(bank) if declared is None else declared if isinstance(declared, Format) else get_format(declared)
             fmt.check(m, bank)
             self.formats[m] = fmt
+        self.views = dict(views or {})
+        self.vocabularies = dict(vocabularies or {})
+        for m, vocabulary in self.vocabularies.items():
+            if m not in banks or self.formats[m].name != "tokens":
+                raise ValueError(f"vocabularies name {m!r}, which is not a tokens modality of this dataset")
+            if len(banks[m]) and int(banks[m].max()) >= len(vocabulary):
+                raise ValueError(f"bank {m!r} has token id {int(banks[m].max())} but its vocabulary has {len(vocabulary)} words")
         labels = torch.as_tensor(labels)
         if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f"labels must be a 1-d integer tensor, got {labels.dtype} {tuple(labels.shape)}")
@@ -109,6 +117,46 @@ class MultimodalDataset(torch.utils.data.Dataset):
         """Shape of one example of ``modality``, e.g. (1, 28, 28)."""
         return tuple(self.banks[modality].shape[1:])
 
+    def model_shape(self, modality: str) -> tuple[int, ...]:
+        """The example shape a model of this data gives ``modality``: :meth:`shape`, with a tokens
+        modality's vocabulary size appended (its decoder scores every word at each position).
+
+        >>> banks = {"words": torch.tensor([[3, 1, 0]]), "x": torch.zeros(1, 5)}
+        >>> ds = MultimodalDataset(banks, {"words": torch.tensor([0]), "x": torch.tensor([0])}, torch.tensor([0]),
+        ...                        "toy", vocabularies={"words": ["<pad>", "<eos>", "<unk>", "bird"]})
+        >>> ds.model_shape("words"), ds.model_shape("x")
+        ((3, 4), (5,))
+        """
+        vocabulary = self.vocabularies.get(modality)
+        return self.shape(modality) + ((len(vocabulary),) if vocabulary is not None else ())
+
+    def with_rows(self, index: dict[str, torch.Tensor], labels: torch.Tensor) -> "MultimodalDataset":
+        """New rows (an index into every bank, and labels) over this dataset's banks, formats,
+        vocabularies and views (no copies)."""
+        return MultimodalDataset(self.banks, index, labels, self.name, self.formats, self.vocabularies, self.views)
+
+    def show(self, modality: str, x: torch.Tensor) -> list:
+        """What a person sees of examples or generations ``x`` (B, ...) of ``modality``: a list of
+        float images (C, H, W) in [0, 1], or of strings. A data set's own view comes first (CUB's
+        image features: the nearest real image); then a tokens modality's words; then the
+        format's picture (a one-line ValueError for a format without one).
+
+        >>> from memevae.data.captions import Vocabulary
+        >>> words = Vocabulary(["<pad>", "<eos>", "<unk>", "bird"], min_count=1)
+        >>> ds = MultimodalDataset({"w": torch.tensor([[3, 1, 0]])}, {"w": torch.tensor([0])}, torch.tensor([0]),
+        ...                        "toy", vocabularies={"w": words})
+        >>> ds.show("w", ds.banks["w"])
+        ['bird']
+        """
+        if modality in self.views:
+            return self.views[modality](x)
+        if modality in self.vocabularies:
+            return [self.vocabularies[modality].decode(row) for row in x]
+        shown = [self.formats[modality].show(row) for row in x]
+        if any(picture is None for picture in shown):
+            raise ValueError(f"{self.name}: {modality!r} examples ({self.formats[modality].name}) have no picture and no view")
+        return shown
+
     def __getitem__(self, i: int) -> dict:
         """``{"data": {m: prepared example, zeros when missing}, "mask": {m: bool}, "label": int}``."""
         data, mask = {}, {}
@@ -136,8 +184,7 @@ class MultimodalDataset(torch.utils.data.Dataset):
     def subset(self, rows: torch.Tensor) -> "MultimodalDataset":
         """The given rows as a new dataset sharing this one's banks (no copies)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        index = {m: self.index[m][rows] for m in self.modalities}
-        return MultimodalDataset(self.banks, index, self.labels[rows], self.name, self.formats)
+        return self.with_rows({m: self.index[m][rows] for m in self.modalities}, self.labels[rows])
 
     def examples(self, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Every distinct bank example of ``modality`` that some row uses, in bank order, with its

@@ -52,6 +52,17 @@ class Format:
         """One example (or decoder mean) as a float image (C, H, W) in [0, 1], or None if it has no picture."""
         return None
 
+    def data_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one prepared example of a modality whose model-side shape is ``shape`` (the
+        shape its decoder produces and its pseudo-samples have): the same by default."""
+        return tuple(shape)
+
+    def relax(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """Prepared examples (n, *data_shape) in the continuous form (n, *shape) a model's encoder
+        also accepts and MEME's learnable pseudo-samples live in (paper Eq. 4): float, unchanged
+        by default."""
+        return x.float()
+
     def __repr__(self) -> str:
         return f"Format({self.name!r})"
 
@@ -81,6 +92,21 @@ class TokensFormat(Format):
 
     def prepare(self, rows):
         return torch.as_tensor(rows).long()
+
+    def data_shape(self, shape):
+        """A modality of tokens has model-side shape (length, vocabulary size): a score per word at
+        each position; its examples are (length,) token ids."""
+        return tuple(shape[:-1])
+
+    def relax(self, x, shape):
+        """Token ids as one-hot vectors over the vocabulary (n, length, vocabulary size), the point of
+        the relaxed space that stands for the caption.
+
+        >>> FORMATS["tokens"].relax(torch.tensor([[2, 0]]), (2, 3))
+        tensor([[[0., 0., 1.],
+                 [1., 0., 0.]]])
+        """
+        return torch.nn.functional.one_hot(torch.as_tensor(x).long(), shape[-1]).float()
 
 
 class FeaturesFormat(Format):

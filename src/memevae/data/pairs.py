@@ -27,7 +27,7 @@ def stream(seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, _STREAMS[purpose]])
 
 
-def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING) -> str:
+def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING, **options) -> str:
     """The name results are filed under: the data set, with the textured rendering's name and
     version where it matters, so results of different renderings are never mixed.
 
@@ -35,14 +35,15 @@ def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING) -> str:
     ('mnist-textured/bright-v1', 'mnist-svhn')
     """
     known = registry.datasets().get(dataset)
-    return known.variant(rendering) if known else dataset
+    return known.variant(rendering, **options) if known else dataset
 
 
 def recorded_variant(config: dict) -> str:
     """The data variant a run's ``config.json`` records (derived for runs written before it was
     recorded: those used :data:`LEGACY_RENDERING`)."""
     data = config["data"]
-    return config.get("data_variant") or data_variant(data["dataset"], data.get("rendering", LEGACY_RENDERING))
+    return config.get("data_variant") or data_variant(data["dataset"], data.get("rendering", LEGACY_RENDERING),
+                                                      features=data.get("features"))
 
 
 def match_by_class(
@@ -116,6 +117,7 @@ def load_pairs(
     download: bool = False,
     verify: bool = True,
     rendering: str = DEFAULT_RENDERING,
+    **options,
 ) -> MultimodalDataset:
     """Load a paired data set: every row holds one example of each modality, of the same class.
 
@@ -130,8 +132,12 @@ def load_pairs(
     Pairs match by class (see :func:`match_by_class`; ``pairs_per_image`` > 1 is MMVAE's
     protocol), test pairs only from the test files. Everything is deterministic given ``seed``.
     ``download`` fetches missing official files into ``data_dir``; ``verify`` checks their md5s.
+    - ``"cub"``: CUB-200-2011 images (as feature vectors) with their ten captions each (paper
+      Sec. 4, App. G); ``options``: ``features`` and ``features_dir`` (:mod:`memevae.data.cub`).
+
     Banks hold exactly the examples some row uses. Each data set's ``DATASET.load`` does the
-    loading (:mod:`memevae.data.registry`); this checks the arguments they share.
+    loading (:mod:`memevae.data.registry`); this checks the arguments they share and passes
+    ``options`` (a data set's own, its ``DataSet.options``) through.
 
     >>> train = load_pairs("mnist-textured", "train")  # the shipped sample, offline
     >>> train.summary()
@@ -145,8 +151,12 @@ def load_pairs(
     if not _is_int(seed) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     check_rendering(rendering)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise DataError(f"{dataset} takes no option(s) {', '.join(unknown)}"
+                        + (f"; its options are {', '.join(spec.options)}" if spec.options else ""))
     return spec.load(split, data_dir, pairs_per_image=pairs_per_image, seed=seed, download=download, verify=verify,
-                     rendering=rendering)
+                     rendering=rendering, **options)
 
 
 def _is_int(value) -> bool:

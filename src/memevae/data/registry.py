@@ -2,7 +2,7 @@
 ``DATASET`` (a :class:`DataSet`), found when first asked for.
 
 >>> names()
-('mnist-svhn', 'mnist-textured')
+('cub', 'mnist-svhn', 'mnist-textured')
 >>> default_kinds("mnist-textured")
 {'mnist': 'mnist-mlp', 'textured': 'svhn-conv'}
 """
@@ -37,19 +37,35 @@ class ModalitySpec:
 @dataclass(frozen=True, eq=False)
 class DataSet:
     """A data set: its name (``--dataset``), the label results are published under, its modalities
-    in bank order, and ``load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering)``
-    returning a :class:`~memevae.data.MultimodalDataset`. ``rendered``: its examples depend on the
-    textured rendering, so its variant names the rendering's version."""
+    in bank order, and ``load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering,
+    **options)`` returning a :class:`~memevae.data.MultimodalDataset`. ``rendered``: its examples
+    depend on the textured rendering, so its variant names the rendering's version. ``options``: the
+    further :class:`~memevae.data.DataConfig` fields its ``load`` takes (e.g. CUB's image
+    ``features``); a data set's variant names its ``features`` when it takes them."""
 
     name: str
     label: str
     modalities: dict[str, ModalitySpec]
     load: Callable
     rendered: bool = False
+    options: tuple[str, ...] = ()
+    default_features: str | None = None
+    """The image features its ``load`` uses when a config names none (CUB: "resnet101")."""
+    disjoint_classes: bool = False
+    """Its test classes are not training classes (CUB's class split), so a classifier of latent
+    codes fitted on training items cannot be scored on test items."""
+    judged: bool = True
+    """Its examples show digits that judges (classifiers) can read, so coherence is measured with
+    judges; False: no judges apply (CUB's coherence is the CCA measure of App. G)."""
 
-    def variant(self, rendering: str) -> str:
-        """The name results are filed under, e.g. "mnist-textured/bright-v1" or "mnist-svhn"."""
-        return f"{self.name}/{rendering_tag(rendering)}" if self.rendered else self.name
+    def variant(self, rendering: str, **options) -> str:
+        """The name results are filed under, e.g. "mnist-textured/bright-v1", "mnist-svhn" or
+        "cub/resnet101"."""
+        if self.rendered:
+            return f"{self.name}/{rendering_tag(rendering)}"
+        if "features" in self.options and options.get("features"):
+            return f"{self.name}/{options['features']}"
+        return self.name
 
     def formats(self) -> dict[str, str]:
         """{modality: format name}, for :class:`~memevae.data.MultimodalDataset`."""

@@ -18,10 +18,12 @@ def apply_scheme(
 ) -> MultimodalDataset:
     """Keep a fraction of the pairs and turn the rest into single-modality rows.
 
-    A seeded random subset of ``round(f * N)`` rows (half rounded up) stays paired. The rest:
-    ``unpaired=<modality>`` keeps only that modality; ``unpaired="split"`` divides them into one
-    near-equal part per modality (in modality order, earlier parts take the extra rows), part k
-    keeping only modality k, so no unpaired examples are ever seen together;
+    Rows are drawn in groups: the rows that share their first modality's example (with one-to-one
+    pairs each row alone; on CUB an image with its ten captions). A seeded random subset of
+    ``round(f * G)`` of the G groups (half rounded up) stays paired. The rest:
+    ``unpaired=<modality>`` keeps only that modality; ``unpaired="split"`` divides their groups into
+    one near-equal part per modality (in modality order, earlier parts take the extra groups), part
+    k keeping only modality k, so no unpaired examples are ever seen together;
     ``paired_only=True`` drops them (ablation J.2).
 
     Leak rule: an unpaired row is dropped when its kept bank example occurs in any paired row,
@@ -53,13 +55,28 @@ def apply_scheme(
         )
 
     n = len(dataset)
-    order = np.random.default_rng(seed).permutation(n)
-    n_paired = int(np.floor(paired_fraction * n + 0.5))
+    # Rows sharing their first modality's example (a CUB image with its ten captions) form a group
+    # and stay on one side; groups are numbered by their first row, so with one-to-one pairs group
+    # k is row k and the draw is the row permutation itself.
+    _, first_row, group_of_row = np.unique(dataset.index[modalities[0]].numpy(), return_index=True, return_inverse=True)
+    group = np.argsort(np.argsort(first_row))[group_of_row.ravel()]
+    n_groups = len(first_row)
+    position = np.empty(n_groups, np.int64)
+    position[np.random.default_rng(seed).permutation(n_groups)] = np.arange(n_groups)
+    row_position = position[group]
+    order = np.lexsort((np.arange(n), row_position))  # rows by their group's place in the draw
+    n_paired_groups = int(np.floor(paired_fraction * n_groups + 0.5))
+    n_paired = int((row_position < n_paired_groups).sum())
     rest = order[n_paired:]
     if paired_only:
         return dataset.subset(torch.from_numpy(np.sort(order[:n_paired])))
 
-    parts = np.array_split(rest, len(modalities)) if unpaired == "split" else [rest]
+    if unpaired == "split":
+        group_parts = np.array_split(np.arange(n_paired_groups, n_groups), len(modalities))
+        parts = [order[np.searchsorted(row_position[order], g[0]):np.searchsorted(row_position[order], g[-1], "right")]
+                 if len(g) else order[:0] for g in group_parts]
+    else:
+        parts = [rest]
     kept = modalities if unpaired == "split" else (unpaired,)
     index = {m: dataset.index[m].numpy().copy() for m in modalities}
     keep = np.ones(n, bool)
@@ -73,9 +90,4 @@ def apply_scheme(
         first[np.unique(examples, return_index=True)[1]] = True
         keep[part[in_pair | ~first]] = False
     rows = np.flatnonzero(keep)
-    return MultimodalDataset(
-        dataset.banks,
-        {m: torch.from_numpy(index[m][rows]) for m in modalities},
-        dataset.labels[torch.from_numpy(rows)],
-        dataset.name,
-    )
+    return dataset.with_rows({m: torch.from_numpy(index[m][rows]) for m in modalities}, dataset.labels[torch.from_numpy(rows)])

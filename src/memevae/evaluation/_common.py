@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from ..data.dataset import as_float_images as as_float  # one definition, in the data layer
+from ..data.formats import as_float_images
 
 def dataset_label(variant: str) -> str:
     """The name results are published under (the data set's declared label: "MNIST-Textured" is never
@@ -64,15 +64,17 @@ def progress_bar(total: int, description: str, progress: bool, unit: str = "batc
 
 
 def posteriors(model, modality: str, images: torch.Tensor, batch_size: int = 500, progress: bool = False,
-               description: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loc, scale) of q(z | x) for every image (uint8 or float), on the CPU, computed in eval mode."""
+               description: str | None = None, prepare=as_float_images) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loc, scale) of q(z | x) for every example, on the CPU, computed in eval mode. ``images``:
+    bank rows, turned into model inputs by ``prepare`` (the data's format, ``data.formats[m].prepare``;
+    by default images as float in [0, 1])."""
     device = model_device(model)
     locs, scales = [], []
     n = len(images)
     bar = progress_bar((n + batch_size - 1) // batch_size, description or f"encode {modality}", progress)
     with evaluation_mode(model):
         for part in batches(n, batch_size):
-            q = model.encode(modality, as_float(images[part]).to(device))
+            q = model.encode(modality, prepare(images[part]).to(device))
             locs.append(q.loc.float().cpu())
             scales.append(q.scale.float().cpu())
             bar.update(1)

@@ -25,50 +25,82 @@ def image_row(images: torch.Tensor, gap: int = 2) -> torch.Tensor:
     return padded.permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3)[:, :-gap]
 
 
+def pictures(x: torch.Tensor) -> list[torch.Tensor]:
+    """A batch of images (B, C, H, W) as the list of pictures a row shows (the default ``show``)."""
+    return list(x.detach().float().cpu().clamp(0, 1))
+
+
 @torch.no_grad()
-def generation_rows(model, examples: dict[str, torch.Tensor], sample: bool = False) -> list[tuple[str, torch.Tensor]]:
-    """Labelled rows: each source's inputs, then its translation to every modality (itself included)."""
+def generation_rows(model, examples: dict[str, torch.Tensor], sample: bool = False, show=None) -> list[tuple[str, list]]:
+    """Labelled rows: each source's inputs, then its translation to every modality (itself included).
+    ``show(modality, x)`` says what a person sees of examples or generations (pictures or strings;
+    :meth:`memevae.data.MultimodalDataset.show`); default: the images themselves."""
+    show = show or (lambda modality, x: pictures(x))
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows = []
     for source, x in examples.items():
-        rows.append((f"{source} (input)", to_display(x)))
+        rows.append((f"{source} (input)", show(source, x)))
         for target in model.modality_names:
-            rows.append((f"{source} \u2192 {target}", to_display(model.translate(x.to(device), source, target, sample=sample))))
+            rows.append((f"{source} \u2192 {target}", show(target, model.translate(x.to(device), source, target, sample=sample).cpu())))
     model.train(was_training)
     return rows
 
 
-def save_generation_grid(model, examples: dict[str, torch.Tensor], path, title: str = "", sample: bool = False):
+def save_generation_grid(model, examples: dict[str, torch.Tensor], path, title: str = "", sample: bool = False, show=None):
     """A labelled PNG of :func:`generation_rows`; returns the path."""
-    rows = generation_rows(model, examples, sample=sample)
+    rows = generation_rows(model, examples, sample=sample, show=show)
     return save_image_rows(rows, path, title or "cross- and self-generation (decoder means)")
 
 
-def save_image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str):
-    """A PNG with one labelled row of images per (label, (B, 3, H, W)) entry; returns the path."""
-    fig, axes = subplots(len(rows), 1, figsize=(0.42 * rows[0][1].shape[0] + 1.6, 0.5 * len(rows) + 0.6), squeeze=False)
-    for axis, (label, images) in zip(axes[:, 0], rows):
-        axis.imshow(image_row(images).numpy(), interpolation="nearest")
+def save_image_rows(rows: list[tuple[str, list]], path, title: str):
+    """A PNG with one labelled row per (label, items) entry, the items pictures (C, H, W) in [0, 1]
+    (shown side by side) or strings (written one under the other, numbered by column); returns the path."""
+    columns = max(len(items) for _, items in rows)
+    texts = [items for _, items in rows if items and isinstance(items[0], str)]
+    lines = max((len(items) for items in texts), default=0)
+    heights = [0.13 * lines + 0.2 if items and isinstance(items[0], str) else 0.5 for _, items in rows]
+    width = 0.42 * columns + 1.6 if not texts else max(0.42 * columns + 1.6, 9.0)
+    fig, axes = subplots(len(rows), 1, figsize=(width, sum(heights) + 0.6), squeeze=False,
+                         gridspec_kw={"height_ratios": heights})
+    for axis, (label, items) in zip(axes[:, 0], rows):
         axis.set_xticks([]); axis.set_yticks([])
         axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        if items and isinstance(items[0], str):
+            text = "\n".join(f"{k + 1}. {line}" for k, line in enumerate(items))
+            axis.text(0.01, 0.5, text, transform=axis.transAxes, ha="left", va="center", fontsize=6, family="monospace")
+            for side in axis.spines.values():
+                side.set_visible(False)
+        else:
+            size = max(32, *(max(p.shape[-2:]) for p in items))
+            axis.imshow(image_row(to_display(torch.stack([_square(p, size) for p in items]), size)).numpy(), interpolation="nearest")
     fig.suptitle(title, fontsize=9)
     save(fig, path, dpi=120)
     return path
 
 
+def _square(picture: torch.Tensor, size: int) -> torch.Tensor:
+    """A picture (C, H, W) padded to (C, size, size), grey as RGB."""
+    picture = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture
+    pad_h, pad_w = size - picture.shape[1], size - picture.shape[2]
+    return F.pad(picture, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+
+
 @torch.no_grad()
 def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path, samples: int = 3, title: str = "",
-                          generator: torch.Generator | None = None):
-    """Inputs of ``source`` in the top row, then ``samples`` rows of generated ``target`` images,
-    one latent sample per row (Fig. 3 style); the noise from ``generator`` when given."""
+                          generator: torch.Generator | None = None, show=None):
+    """Inputs of ``source`` in the top row, then ``samples`` rows of generated ``target`` examples,
+    one latent sample per row (Fig. 3 style; Fig. 4 and 18 for captions); the noise from
+    ``generator`` when given; ``show`` as in :func:`generation_rows`."""
+    show = show or (lambda modality, x: pictures(x))
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rows = [(f"{source} (input)", to_display(x))]
+    rows = [(f"{source} (input)", show(source, x))]
     for k in range(samples):
-        rows.append((f"\u2192 {target} #{k + 1}", to_display(model.translate(x.to(device), source, target, sample=True, generator=generator))))
+        made = model.translate(x.to(device), source, target, sample=True, generator=generator).cpu()
+        rows.append((f"\u2192 {target} #{k + 1}", show(target, made)))
     model.train(was_training)
     return save_image_rows(rows, path, (title + "\n" if title else "")
                            + f"{source} \u2192 {target}: decoder means of {samples} latent samples per input")

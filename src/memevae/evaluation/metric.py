@@ -12,7 +12,7 @@ Adding a metric is adding one module there.
 
 Example:
     >>> sorted(metrics())[:3]
-    ['coherence', 'grids', 'latent']
+    ['cca-coherence', 'coherence', 'grids']
     >>> metrics()["tsne"].Options().points
     2000
 """
@@ -52,6 +52,14 @@ class Metric:
 
     def compute(self, context: "Context", options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def unsupported(cls, dataset) -> str | None:
+        """Why this metric cannot measure runs on ``dataset`` (a :class:`~memevae.data.DataSet`), or None.
+        By default a metric that needs judges needs a data set whose classes judges read."""
+        if "judges" in cls.needs and not dataset.judged:
+            return f"it needs judges (classifiers) of the classes, and {dataset.label} has none"
+        return None
 
     def headline(self, values: dict) -> dict[str, float]:
         """The few numbers worth printing: by default the top-level float values."""
@@ -112,7 +120,7 @@ class Context:
         from ..data import load_pairs
 
         c = self.data_config
-        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
+        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **c.options())
 
     @cached_property
     def judges(self) -> dict:

@@ -74,11 +74,13 @@ class GenerationGrid(Callback):
     """Saves a cross- and self-generation grid of fixed test examples after each ``every`` epochs
     (and the last) as ``figures/generation-epoch-NNNN.png``."""
 
-    def __init__(self, figures, examples: dict, every: int = 1, title: str = ""):
+    def __init__(self, figures, examples: dict, every: int = 1, title: str = "", show=None):
         self.figures = figures
         self.examples = examples
         self.every = every
         self.title = title
+        self.show = show
+        """What a person sees of examples (:meth:`memevae.data.MultimodalDataset.show`); None: images."""
 
     def on_epoch_end(self, trainer, record):
         if record["epoch"] % self.every and record["epoch"] != trainer.config.epochs:
@@ -88,7 +90,7 @@ class GenerationGrid(Callback):
         heading = f"{self.title + ', ' if self.title else ''}epoch {record['epoch']}"
         coherence = ", ".join(f"{key.removeprefix('coherence/')} {record[key]:.2f}" for key in coherence_keys(record))
         save_generation_grid(trainer.model, self.examples, self.figures / f"generation-epoch-{record['epoch']:04d}.png",
-                             title=heading + (f" (coherence {coherence})" if coherence else ""))
+                             title=heading + (f" (coherence {coherence})" if coherence else ""), show=self.show)
 
 
 class TensorBoard(Callback):

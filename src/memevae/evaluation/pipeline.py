@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__, io
+from ..data import registry
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .judges import JudgeError, default_judges_dir, load_judges, shipped_judges_dir
@@ -159,9 +160,19 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
         if judges is not None:
             raise ValueError("give judges or classifiers (its former name), not both")
         judges = classifiers
-    chosen = _chosen(metrics, options)
     if not isinstance(run, Run):
         run = load_run(run, checkpoint=checkpoint)
+    dataset = registry.get(run.data_config.dataset)
+    if metrics is None or metrics == "all" or metrics == ["all"]:  # those of the set that can measure this data
+        offered = default_metrics() if metrics is None else tuple(registered())
+        skipped = {name: why for name in offered if (why := registered()[name].unsupported(dataset))}
+        metrics = [name for name in offered if name not in skipped]
+        for name, why in skipped.items():
+            log(f"{name}: skipped, {why}")
+    chosen = _chosen(metrics, options)
+    refused = [f"{metric.name}: {why}" for metric, _ in chosen if (why := metric.unsupported(dataset))]
+    if refused:
+        raise ValueError(f"cannot measure {dataset.label} runs with {'; '.join(refused)}")
     context = Context(run, Path(run.path) / "evaluation" / "figures", judges, progress, seed)
     judges = context.judges if any("judges" in metric.needs for metric, _ in chosen) else {}  # refused before slow work
     results = _header(run, checkpoint, seed)

@@ -40,12 +40,13 @@ def modality_kinds() -> dict[str, ModalityKind]:
 
 
 def build_modality(kind: str, latent_dim: int, architecture: str = "release", name: str | None = None,
-                   hidden_dims: tuple[int, ...] | None = None) -> Modality:
+                   hidden_dims: tuple[int, ...] | None = None, shape: tuple[int, ...] | None = None) -> Modality:
     """Build the modality ``kind`` (e.g. "mnist-mlp" or "svhn-conv") with latent size ``latent_dim``.
 
     ``architecture`` is "release" (the authors' code: MNIST 784-512-512 MLP, SVHN conv with
     BatchNorm and a 512-channel layer) or "paper" (Table 8: MNIST 400-unit MLP, plain conv stack).
-    ``hidden_dims`` overrides the MLP widths.
+    ``hidden_dims`` overrides the MLP widths. ``shape`` is the data's example shape, needed by kinds
+    whose shape the data decide (a caption modality's vocabulary size).
     """
     if kind not in modality_kinds():
         raise ValueError(f"unknown modality kind {kind!r}; choose one of {', '.join(modality_kinds())}")
@@ -53,7 +54,7 @@ def build_modality(kind: str, latent_dim: int, architecture: str = "release", na
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
-    return modality_kinds()[kind].build(name or kind, latent_dim, architecture, hidden_dims)
+    return modality_kinds()[kind].build(name or kind, latent_dim, architecture, hidden_dims, shape)
 
 
 __all__ = ["Modality", "ModalityKind", "build_modality", "modality_kinds", "ARCHITECTURES"]

@@ -1,4 +1,5 @@
-"""Likelihoods p(x | z) of the modalities (paper Sec. 4: Laplace likelihoods for images)."""
+"""Likelihoods p(x | z) of the modalities (paper Sec. 4: Laplace likelihoods for images and image
+features, a categorical distribution per word for captions)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,41 @@ class LaplaceLikelihood:
         return self.location(decoded)
 
 
-LIKELIHOODS = {"laplace": LaplaceLikelihood}
+class CategoricalLikelihood:
+    """A categorical distribution over the vocabulary at each position of a caption, the decoder
+    giving its logits; log p(x | z) sums log softmax(logits)[x_i] over the positions whose word is
+    not padding (token ``pad``), so captions of any length are scored on their own words and their
+    end-of-sentence token (paper Sec. 4: "a categorical distribution for caption data").
+
+    The official MMVAE code's caption likelihood skips token 0 instead, which in its vocabulary is
+    the unknown-word token, not padding (``ignore_index=0`` with ``<exc>`` = 0): it scores pads and
+    ignores unknown words. memevae masks the padding, as the paper's description implies.
+
+    >>> like = CategoricalLikelihood(event_dims=2, pad=0)
+    >>> logits = torch.zeros(1, 3, 4)   # uniform over 4 words at each of 3 positions
+    >>> round(like.log_prob(torch.tensor([[2, 1, 0]]), logits).item(), 4)   # two words, one pad
+    -2.7726
+    >>> like.mean(logits).tolist()   # what a generation shows: the most likely word at each position
+    [[0, 0, 0]]
+    """
+
+    def __init__(self, event_dims: int, pad: int = 0):
+        self.event_dims = event_dims
+        self.pad = pad
+
+    def log_prob(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """Log-probability of token ids ``x`` (B, length) under logits (*S, B, length, vocabulary) -> (*S, B)."""
+        x = x.long()
+        chosen = decoded.gather(-1, x.expand(*decoded.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        log_probs = chosen - torch.logsumexp(decoded, dim=-1)
+        return log_probs.masked_fill(x == self.pad, 0.0).sum(-1)
+
+    def mean(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The most likely token at each position (the mode; a categorical has no mean in word space)."""
+        return decoded.argmax(-1)
+
+
+LIKELIHOODS = {"laplace": LaplaceLikelihood, "categorical": CategoricalLikelihood}
 """Likelihood families by name, as a :class:`~memevae.modalities.ModalityKind` declares them."""
 
 

@@ -38,10 +38,23 @@ class Modality(nn.Module):
         self.likelihood = likelihood
         self.min_scale = min_scale
 
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one example as the data set gives it: ``shape`` for images and features,
+        (length,) token ids for a caption modality of shape (length, vocabulary size)."""
+        return get_format(self.format).data_shape(self.shape)
+
+    def relax(self, x: torch.Tensor) -> torch.Tensor:
+        """Examples (B, *data_shape) in the continuous form (B, *shape) the encoder also accepts (the
+        space of MEME's learnable pseudo-samples, Eq. 4): images and features as they are, token ids
+        as one-hot vectors over the vocabulary."""
+        return get_format(self.format).relax(x, self.shape)
+
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        """Posterior q(z|x) = N(loc, softplus(raw).clamp(min_scale)) for a batch x of shape (B, *shape)."""
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"modality {self.name!r} expects inputs of shape (batch, {', '.join(map(str, self.shape))}), "
+        """Posterior q(z|x) = N(loc, softplus(raw).clamp(min_scale)) for a batch x of shape (B, *shape),
+        or (B, *data_shape) where the two differ (token ids)."""
+        if tuple(x.shape[1:]) not in (self.shape, self.data_shape):
+            raise ValueError(f"modality {self.name!r} expects inputs of shape (batch, {', '.join(map(str, self.data_shape))}), "
                              f"got {tuple(x.shape)}")
         loc, raw_scale = self.encoder(x)
         # .float(): under mixed precision (``--precision bf16``) the networks compute in bfloat16,
@@ -77,6 +90,9 @@ class ModalityKind:
     ``networks(shape, latent_dim, architecture, hidden_dims)`` returns (encoder, decoder): the encoder
     maps a batch (B, *shape) to (loc, raw_scale), each (B, latent_dim); the decoder maps (n,
     latent_dim) to the likelihood's parameters (n, *shape). The decoder computes in ``memory_format``.
+
+    A ``None`` in ``shape`` is a size the data decide, e.g. a caption modality's vocabulary size in
+    (32, None): :meth:`build` then needs the data's shape.
     """
 
     name: str
@@ -88,9 +104,31 @@ class ModalityKind:
     min_scale: float
     memory_format: torch.memory_format = torch.contiguous_format
 
-    def build(self, name: str, latent_dim: int, architecture: str, hidden_dims: tuple[int, ...] | None = None) -> Modality:
-        """A new :class:`Modality` of this kind called ``name``."""
-        encoder, decoder = self.networks(self.shape, latent_dim, architecture, hidden_dims)
-        likelihood = build_likelihood(self.likelihood, event_dims=len(self.shape), **self.likelihood_params)
-        return Modality(name, self.name, self.shape, encoder, decoder.to(memory_format=self.memory_format), likelihood,
+    def resolve_shape(self, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """This kind's example shape with the sizes the data decide filled in from ``shape`` (the
+        data's); a one-line ValueError when ``shape`` is missing or disagrees with the fixed sizes."""
+        if shape is None:
+            if None in self.shape:
+                raise ValueError(f"modality kind {self.name!r} takes sizes from the data (shape {_shown(self.shape)}); "
+                                 f"give the data's shape")
+            return tuple(self.shape)
+        shape = tuple(int(size) for size in shape)
+        if len(shape) != len(self.shape) or any(fixed not in (None, size) for fixed, size in zip(self.shape, shape)):
+            raise ValueError(f"modality kind {self.name!r} takes examples of shape {_shown(self.shape)}, not {shape}")
+        return shape
+
+    def build(self, name: str, latent_dim: int, architecture: str, hidden_dims: tuple[int, ...] | None = None,
+              shape: tuple[int, ...] | None = None) -> Modality:
+        """A new :class:`Modality` of this kind called ``name`` (``shape``: the data's example shape,
+        needed where this kind leaves sizes to the data)."""
+        shape = self.resolve_shape(shape)
+        encoder, decoder = self.networks(shape, latent_dim, architecture, hidden_dims)
+        likelihood = build_likelihood(self.likelihood, event_dims=len(shape), **self.likelihood_params)
+        return Modality(name, self.name, shape, encoder, decoder.to(memory_format=self.memory_format), likelihood,
                         self.min_scale, memory_format=self.memory_format, format=self.format)
+
+
+def _shown(shape) -> str:
+    """(32, None) as "(32, any)"."""
+    sizes = ["any" if size is None else str(size) for size in shape]
+    return f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"

@@ -32,7 +32,12 @@ class ModelConfig:
     """The networks: "release", the authors' (MNIST 512-512 MLP; SVHN conv with BatchNorm and a
     512-channel layer), or "paper", Table 8 of App. K (MNIST 400-unit MLP; plain conv stack)."""
 
-    structural: ClassVar[tuple[str, ...]] = ("modalities", "latent_dim", "architecture")
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """The example shape of each modality whose kind leaves sizes to the data (a caption modality's
+    (32, vocabulary size)), taken from the training data when a run is created and recorded with
+    it; modalities of fixed shape need no entry."""
+
+    structural: ClassVar[tuple[str, ...]] = ("modalities", "latent_dim", "architecture", "shapes")
     presets: ClassVar[dict[str, dict]] = {}
     """Named sets of field values a model offers (``memevae train --preset NAME``); none by default."""
     """The options that shape a model's parameters (:meth:`MultimodalVAE.with_options` keeps them)."""
@@ -46,6 +51,15 @@ class ModelConfig:
                 raise ValueError(f"modality {name!r}: unknown kind {kind!r}; choose one of {', '.join(modality_kinds())}")
         if int(self.latent_dim) != self.latent_dim or self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim}")
+        unknown = sorted(set(self.shapes) - set(self.modalities))
+        if unknown:
+            raise ValueError(f"shapes names modalities {unknown} the model does not have; it has {list(self.modalities)}")
+        self.shapes = {name: tuple(shape) for name, shape in self.shapes.items()}
+        for name, kind in self.modalities.items():
+            try:
+                modality_kinds()[kind].resolve_shape(self.shapes.get(name))
+            except ValueError as error:
+                raise ValueError(f"modality {name!r}: {error} (shapes[{name!r}], which a run takes from its data)") from None
 
 
 @dataclass
@@ -68,7 +82,7 @@ class MultimodalVAE(nn.Module):
         super().__init__()
         self.config = config
         self.modalities = nn.ModuleDict({
-            name: build_modality(kind, config.latent_dim, config.architecture, name=name)
+            name: build_modality(kind, config.latent_dim, config.architecture, name=name, shape=config.shapes.get(name))
             for name, kind in config.modalities.items()
         })
 
@@ -92,13 +106,13 @@ class MultimodalVAE(nn.Module):
         """Give ``modality`` your own encoder and/or decoder (before training: the optimiser takes
         the parameters the model has when training starts).
 
-        The encoder must map a batch (B, *shape) to (loc, raw_scale), each (B, latent_dim); the
+        The encoder must map a batch (B, *data_shape) to (loc, raw_scale), each (B, latent_dim); the
         decoder a batch of latents (B, latent_dim) to the likelihood's parameters (B, *shape). Each
         is checked by one forward pass on a batch of two (eval mode, no gradients; its mode is
         restored), and refused with a one-line ValueError.
         """
         mod, latent = self.modality(modality), self.config.latent_dim
-        probe = get_format(mod.format).prepare(torch.zeros(2, *mod.shape))
+        probe = get_format(mod.format).prepare(torch.zeros(2, *mod.data_shape))
         code = str((2, latent))
         checks = [("encoder", encoder, probe, f"({code}, {code})", "(loc, raw_scale) "),
                   ("decoder", decoder, torch.zeros(2, latent), str((2, *mod.shape)), "")]

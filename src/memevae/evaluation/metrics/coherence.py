@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._common import as_float, batches, evaluation_mode, model_device, paired_rows, progress_bar
+from .._common import batches, evaluation_mode, model_device, paired_rows, progress_bar
 from ..metric import Metric
 
 
@@ -56,7 +56,7 @@ def cross_coherence(model, data, judges, *, directions=None, batch_size: int = C
         for part in batches(len(rows), batch_size):
             batch = data.batch(rows[part])
             for source, target in directions:
-                q = model.posterior({source: as_float(batch.data[source]).to(device)})
+                q = model.posterior({source: batch.data[source].to(device)})  # prepared by the data's format
                 z = q.rsample(generator=generator) if sample else q.loc  # in the posterior's own family
                 generated = model.decode(target, z)
                 predicted = judges[target](generated).argmax(-1).cpu()

@@ -23,8 +23,16 @@ class GridOptions:
 
 
 def one_per_class(data, count: int = 10) -> torch.Tensor:
-    """Row numbers of ``count`` paired test rows: the first of each digit, then the next rows."""
+    """Row numbers of ``count`` paired test rows with distinct first-modality examples (a CUB image
+    once, not with each of its captions): the first of each class, then the next rows."""
     rows = paired_rows(data)
+    first = data.index[data.modalities[0]][rows]
+    seen, distinct = set(), []
+    for row, example in zip(rows.tolist(), first.tolist()):
+        if example not in seen:
+            seen.add(example)
+            distinct.append(row)
+    rows = torch.tensor(distinct)
     labels = data.labels[rows]
     chosen = [int(rows[labels == digit][0]) for digit in sorted(labels.unique().tolist())][:count]
     for row in rows.tolist():
@@ -44,14 +52,14 @@ def generation_grids(model, data, figures_dir, *, count: int = GridOptions.count
     with torch.random.fork_rng(devices=[]):  # seeded samples without touching the caller's RNG stream
         torch.manual_seed(seed)
         written = [save_generation_grid(model, examples, figures_dir / "generation.png",
-                                        title=(title + "\n" if title else "") + "cross- and self-generation of test digits "
-                                        "(decoder means at the posterior mean)")]
+                                        title=(title + "\n" if title else "") + "cross- and self-generation of test examples "
+                                        "(decoder means at the posterior mean)", show=data.show)]
         for source in data.modalities:
             for target in data.modalities:
                 if source != target:
                     written.append(save_translation_grid(model, examples[source], source, target,
                                                          figures_dir / f"translate-{source}-to-{target}.png", samples=samples,
-                                                         title=title))
+                                                         title=title, show=data.show))
     return {"figures": float(len(written)), "examples": float(len(examples[data.modalities[0]]))}
 
 

@@ -63,8 +63,10 @@ def latent_accuracy(model, train, test, *, modalities=None, train_items: int | N
     for modality in modalities or test.modalities:
         x_train, y_train = _subset(*train.examples(modality), train_items, seed)
         x_test, y_test = test.examples(modality)
-        z_train, _ = posteriors(model, modality, x_train, batch_size, progress, f"latent: encode {modality} (train)")
-        z_test, _ = posteriors(model, modality, x_test, batch_size, progress, f"latent: encode {modality} (test)")
+        z_train, _ = posteriors(model, modality, x_train, batch_size, progress, f"latent: encode {modality} (train)",
+                                 prepare=train.formats[modality].prepare)
+        z_test, _ = posteriors(model, modality, x_test, batch_size, progress, f"latent: encode {modality} (test)",
+                               prepare=test.formats[modality].prepare)
         probe = fit_linear_probe(z_train.numpy(), y_train.numpy(), seed)
         result[modality] = float((probe.predict(z_test.numpy()) == y_test.numpy()).mean())
         result[f"train_items/{modality}"] = float(len(y_train))
@@ -78,6 +80,12 @@ class LatentAccuracy(Metric):
     Options = LatentOptions
     needs = frozenset({"train"})
     order = 20
+
+    @classmethod
+    def unsupported(cls, dataset) -> str | None:
+        if dataset.disjoint_classes:
+            return f"its test classes are not training classes in {dataset.label}, so a probe fitted on training codes cannot score them"
+        return None
 
     def compute(self, context, options: LatentOptions) -> dict:
         return latent_accuracy(context.model, context.train, context.test, train_items=options.train_items,

@@ -60,7 +60,7 @@ import sys
 import torch
 from tqdm.auto import tqdm
 
-from ...data.dataset import as_float_images
+from ...data.formats import as_float_images
 from ..metric import Metric
 
 
@@ -139,7 +139,7 @@ def _paired_tensors(model, data, max_items):
     missing = [m for m in model.modality_names if m not in tensors]
     if missing:
         raise ValueError(f"data lacks modality {', '.join(missing)}; the model needs {', '.join(model.modality_names)}")
-    tensors = {m: as_float_images(tensors[m]) for m in model.modality_names}
+    tensors = {m: as_float_images(x) if x.dtype == torch.uint8 else x for m, x in ((m, tensors[m]) for m in model.modality_names)}
     sizes = {len(x) for x in tensors.values()}
     if len(sizes) != 1 or 0 in sizes:
         raise ValueError(f"every modality needs the same, non-zero number of items; got {({m: len(x) for m, x in tensors.items()})}")

@@ -118,8 +118,10 @@ def relatedness_data(model, data, *, source: str | None = None, target: str | No
     images_s = data.banks[source][data.index[source][rows]]
     images_t = data.banks[target][data.index[target][rows]]
     labels = data.labels[rows]
-    loc_s, scale_s = posteriors(model, source, images_s, encode_batch_size, progress, f"relatedness: encode {source}")
-    loc_t, scale_t = posteriors(model, target, images_t, encode_batch_size, progress, f"relatedness: encode {target}")
+    loc_s, scale_s = posteriors(model, source, images_s, encode_batch_size, progress, f"relatedness: encode {source}",
+                                  prepare=data.formats[source].prepare)
+    loc_t, scale_t = posteriors(model, target, images_t, encode_batch_size, progress, f"relatedness: encode {target}",
+                                  prepare=data.formats[target].prepare)
     paired, unpaired, same = [], [], []
     for start in range(0, len(rows), batch_size):
         part = slice(start, start + batch_size)

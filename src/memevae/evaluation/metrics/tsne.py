@@ -42,7 +42,8 @@ def latent_codes(model, data, *, points: int = 2000, seed: int = 0, progress: bo
     codes, labels, which = [], [], []
     for k, modality in enumerate(data.modalities):
         images = data.banks[modality][data.index[modality][chosen]]
-        loc, _ = posteriors(model, modality, images, 500, progress, f"t-SNE: encode {modality}")
+        loc, _ = posteriors(model, modality, images, 500, progress, f"t-SNE: encode {modality}",
+                            prepare=data.formats[modality].prepare)
         codes.append(loc.numpy())
         labels.append(data.labels[chosen].numpy())
         which.append(np.full(len(chosen), k))

@@ -40,7 +40,8 @@ class MEME(MultimodalVAE):
         })
 
     def initialise(self, train_data, generator: torch.Generator) -> None:
-        """Set each modality's pseudo-samples u_1..u_N to N distinct real training examples of it."""
+        """Set each modality's pseudo-samples u_1..u_N to N distinct real training examples of it (in
+        the continuous form of :meth:`~memevae.modalities.Modality.relax`: captions as one-hot vectors)."""
         mask = train_data.mask()
         for column, name in enumerate(train_data.modalities):
             rows = mask[:, column].nonzero().squeeze(1)
@@ -51,7 +52,7 @@ class MEME(MultimodalVAE):
             chosen = rows[torch.randperm(len(rows), generator=generator)[:count]]
             examples = torch.stack([train_data[int(row)]["data"][name] for row in chosen])
             with torch.no_grad():
-                self.pseudo_samples[name].copy_(examples)
+                self.pseudo_samples[name].copy_(self.modalities[name].relax(examples))
 
     def forward(self, batch) -> ModelOutput:
         self.check_batch(batch)

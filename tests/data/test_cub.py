@@ -1,0 +1,90 @@
+"""The CUB data set (paper Sec. 4, Table 5): images as cached features paired with each of their
+ten captions, the class split, the vocabulary travelling with the data, the partial schemes by
+image, and the command line from features to a trained and evaluated run (on the committed
+sample of real CUB files, with the weight-free colour-hog features)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from memevae.cli import main
+from memevae.data import DataConfig, DataError, load_pairs
+from memevae.data.cub import features_cache
+from memevae.data.image_features import compute_features
+
+SAMPLE = Path(__file__).parent / "cub_sample"
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory):
+    """A copy of the sample with its colour-hog features computed."""
+    from memevae.data.cub_files import read_cub
+
+    root = tmp_path_factory.mktemp("cub") / "cub"
+    shutil.copytree(SAMPLE, root)
+    compute_features(root, list(read_cub(root).paths), "colour-hog", features_cache(root, "colour-hog"), progress=False)
+    return root
+
+
+def config(root, **changes):
+    return DataConfig(**{"dataset": "cub", "data_dir": str(root), "features": "colour-hog", **changes})
+
+
+def test_each_image_pairs_with_its_ten_captions_in_its_split(cub):
+    train, test = config(cub).load("train"), config(cub).load("test")
+    assert train.summary() == {"rows": 120, "paired": 120, "image only": 0, "caption only": 0}
+    assert len(test) == 120 and not set(train.labels.tolist()) & set(test.labels.tolist())  # split by class
+    assert train.index["image"].tolist() == [i for i in range(12) for _ in range(10)]
+    assert train.model_shape("image") == (2276,) and train.model_shape("caption") == (32, len(train.vocabularies["caption"]))
+    assert test.vocabularies["caption"] == train.vocabularies["caption"]  # built from the training captions
+    assert config(cub).variant == "cub/colour-hog" and DataConfig(dataset="cub", data_dir=str(cub)).variant == "cub/resnet101"
+    words = train.show("caption", train.banks["caption"][:1])[0].split()
+    assert words[-1] == "." and len(words) > 3
+    pictures = train.show("image", train.banks["image"][:2])  # a feature vector shows as its nearest real image
+    assert [tuple(p.shape) for p in pictures] == [(3, 64, 64)] * 2
+
+
+def test_partial_schemes_draw_images_with_all_their_captions(cub):
+    data = config(cub, paired_fraction=0.5, unpaired="split").load("train")
+    paired = set(data.index["image"][data.mask().all(1)].tolist())
+    assert len(paired) == 6 and data.summary()["paired"] == 60
+    assert data.summary()["image only"] == 3 and data.summary()["caption only"] == 30
+
+
+def test_bad_requests_are_one_line_errors(cub, tmp_path):
+    with pytest.raises(DataError, match="cub needs --data-dir"):
+        load_pairs("cub", "train")
+    with pytest.raises(DataError, match="pairs-per-image does not apply"):
+        load_pairs("cub", "train", str(cub), pairs_per_image=2, features="colour-hog")
+    with pytest.raises(ValueError, match="features applies to data sets with image features"):
+        DataConfig(dataset="mnist-textured", features="colour-hog")
+    with pytest.raises(DataError, match="mnist-textured takes no option"):
+        load_pairs("mnist-textured", "train", features="colour-hog")
+    with pytest.raises(DataError) as missing:
+        config(cub, features="resnet101").load("train")
+    assert "\n" not in str(missing.value) and "memevae features cub" in str(missing.value)
+
+
+@pytest.mark.slow
+def test_features_train_and_evaluate_from_the_command_line(cub, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fitted CCA measure is cached there
+    assert main(["features", "cub", "--data-dir", str(cub), "--backbone", "colour-hog", "--no-progress"]) == 0
+    assert "24 x 2276 colour-hog features (not the paper's" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "cub", "--data-dir", str(cub), "--features", "colour-hog", "--out", str(run),
+                 "--epochs", "1", "--batch-size", "20", "--limit", "40", "--classifier-samples", "1",
+                 "--pseudo-samples", "4", "--paired-fraction", "0.5", "--unpaired", "split", "--quiet"]) == 0
+    assert (run / "figures" / "generation-epoch-0001.png").exists()
+    assert main(["evaluate", str(run), "--quiet", "--cca-coherence-components", "8"]) == 0  # 12 training images
+    import json
+
+    results = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert "coherence" not in results["metrics"] and "latent" not in results["metrics"]  # they cannot measure CUB
+    values = results["metrics"]["cca-coherence"]["values"]
+    assert set(values) == {"image->caption", "caption->image", "ground_truth", "items"} and values["items"] == 120
+    assert all(-1 <= values[k] <= 1 for k in ("image->caption", "caption->image", "ground_truth"))
+    assert len(list((tmp_path / "cache" / "memevae" / "cca" / "cub" / "colour-hog").glob("cca-8x300-seed0-*.npz"))) == 1
+    config_json = json.loads((run / "config.json").read_text())
+    assert config_json["model_config"]["shapes"]["caption"][1] == len(config(cub).load("train").vocabularies["caption"])
