@@ -113,3 +113,20 @@ def test_every_model_takes_a_step_on_image_features_and_captions(model_class, co
     assert torch.isfinite(out.loss)
     assert model.modality("caption").encoder.embedding.weight.grad.abs().sum() > 0
     assert model.translate(paired.data["image"], "image", "caption").shape == (len(paired), 32)
+
+
+def test_mmvae_official_cub_preset_weights_and_likelihoods():
+    from memevae.models import preset_options
+    from memevae.modalities.likelihoods import CategoricalLikelihood, LaplaceLikelihood
+
+    options = preset_options("mmvae", "official-cub")
+    model = MMVAE(MMVAEConfig(modalities=KINDS, shapes=SHAPES, **{**options, "importance_samples": 2}))
+    assert model.likelihood_weights == {"image": 0.002, "caption": 1.0}
+    image, caption = model.modality("image").likelihood, model.modality("caption").likelihood
+    assert isinstance(image, LaplaceLikelihood) and image.scale == 0.01
+    assert isinstance(caption, CategoricalLikelihood)
+    # the dimension rule counts a caption's 32 tokens, not its 32 x V scores
+    scaled = MMVAE(MMVAEConfig(modalities=KINDS, shapes=SHAPES, latent_dim=4))
+    assert scaled.likelihood_weights == {"image": 32 / 20, "caption": 1.0}
+    with pytest.raises(ValueError, match=r"likelihood_weights names modalities \['image'\]"):
+        MMVAEConfig(**options)  # the MNIST-Textured default modalities

@@ -13,18 +13,23 @@ EPILOG = """examples:
 """
 
 def _add_model_options(group) -> dict[str, str]:
-    """One option per field of every model's config (not ``modalities``), typed, with its choices and
-    its documented first sentence; the default shown per model. Returns {dest: field}."""
+    """One option per field of every model's config (not the mappings: ``modalities`` and ``shapes``
+    come from the data, per-modality weights from presets), typed, with its choices and its
+    documented first sentence; the default shown per model. Returns {dest: field}."""
     import dataclasses
+    import typing
 
     from .models import MODELS
     from .options import add_options
 
     owners: dict[str, dict[str, object]] = {}
+    dests, done = {}, set()
     for name, model in MODELS.items():
+        hints = typing.get_type_hints(model.config_class)
         for f in dataclasses.fields(model.config_class):
             owners.setdefault(f.name, {})[name] = f.default
-    dests, done = {}, {"modalities"}
+            if typing.get_origin(hints[f.name]) is dict:
+                done.add(f.name)
     for name, model in MODELS.items():
         fields = [f.name for f in dataclasses.fields(model.config_class) if f.name not in done]
         done.update(fields)

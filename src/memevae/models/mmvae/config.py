@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
 from ...objectives import Bound, MMVAEObjective
@@ -50,11 +50,16 @@ class MMVAEConfig(ModelConfig):
     ``llik_scaling``): lambda_m = max_n D_n / D_m, so MNIST's likelihood is scaled by
     3*32*32/(28*28) = 3.92 against SVHN's. "none": all 1."""
 
+    likelihood_weights: dict[str, float] = field(default_factory=dict)
+    """Weights lambda_m given per modality, replacing those of ``likelihood_scaling`` for the
+    modalities named (the official CUB run: {"image": 0.002}, its ``--llik_scaling 0.002``)."""
+
     likelihood: Literal["meme", "released"] = "meme"
     """The modalities' likelihoods: "meme" or "released". "meme" (default): those of the modality kinds,
     shared with MEME and MVAE (Laplace, scale 1, location = the decoder's sigmoid output).
-    "released": those of the official MMVAE code (``vae_mnist.py``, ``vae_svhn.py``): Laplace with
-    scale 0.75, and the location of "mnist-mlp" modalities clamped to [1e-6, 1 - 1e-6]."""
+    "released": those of the official MMVAE code: Laplace with scale 0.75 for MNIST and SVHN
+    (``vae_mnist.py``, ``vae_svhn.py``; "mnist-mlp" locations clamped to [1e-6, 1 - 1e-6]) and 0.01
+    for CUB image features (``vae_cub_image_ft.py``); captions keep their categorical likelihood."""
 
     presets: ClassVar[dict[str, dict]] = {
         "official": {
@@ -62,12 +67,22 @@ class MMVAEConfig(ModelConfig):
             "posterior": "laplace", "likelihood": "released", "likelihood_scaling": "dimension", "latent_dim": 20,
             "architecture": "paper",
         },
+        "official-cub": {
+            "objective": "dreg-as-released", "bound": "looser", "importance_samples": 50, "learn_prior": True,
+            "posterior": "gaussian", "likelihood": "released", "likelihood_scaling": "none",
+            "likelihood_weights": {"image": 0.002}, "latent_dim": 64,
+        },
     }
     """Named sets of options (``--preset NAME``; given options override them). "official": MMVAE as the
     official code trained it for MNIST-SVHN (its README: ``--obj dreg --K 30 --learn-prior --looser
     --latent-dim 20``; Laplace prior, posterior and likelihood, scale 0.75, clamped MNIST means,
     default ``llik_scaling``), the setting of the published MMVAE numbers, with the networks of
-    MEME's Table 8 (``architecture="paper"``), which have the official MMVAE networks' layers."""
+    MEME's Table 8 (``architecture="paper"``), which have the official MMVAE networks' layers.
+    "official-cub": MMVAE as the official code trained it on CUB image features and captions (its
+    README: ``--model cubISft --learn-prior --K 50 --obj dreg --looser --latent-dim 64
+    --llik_scaling 0.002``; Gaussian prior and posterior; image features Laplace with scale 0.01
+    weighted by 0.002, captions categorical weighted by 1); its training settings (batch 64, 50
+    epochs, Adam with amsgrad at lr 1e-3) are the trainer's to set."""
 
     structural: ClassVar[tuple[str, ...]] = (*ModelConfig.structural, "learn_prior")
 
@@ -75,5 +90,8 @@ class MMVAEConfig(ModelConfig):
         super().__post_init__()
         if int(self.importance_samples) != self.importance_samples or self.importance_samples < 1:
             raise ValueError(f"importance_samples (K) must be a positive integer, got {self.importance_samples}")
+        unknown = sorted(set(self.likelihood_weights) - set(self.modalities))
+        if unknown:
+            raise ValueError(f"likelihood_weights names modalities {unknown} the model does not have; it has {list(self.modalities)}")
         if not isinstance(self.learn_prior, bool):
             raise ValueError(f"learn_prior must be true or false, got {self.learn_prior!r}")

@@ -18,9 +18,10 @@ from .config import MMVAEConfig
 SCALE_FLOOR = 1e-6
 """``Constants.eta`` of the official code, added to the softmax scale link of the Laplace variant."""
 
-RELEASED_LIKELIHOOD_SCALE = 0.75
-"""The Laplace likelihood scale of the official code's MNIST and SVHN decoders (``vae_mnist.py``,
-``vae_svhn.py``: ``torch.tensor(0.75)``)."""
+RELEASED_LIKELIHOOD_SCALES = {"mnist-mlp": 0.75, "svhn-conv": 0.75, "features-mlp": 0.01}
+"""The Laplace likelihood scale of the official code's decoders, by modality kind: 0.75 for MNIST
+and SVHN (``vae_mnist.py``, ``vae_svhn.py``), 0.01 for CUB image features (``vae_cub_image_ft.py``).
+Other likelihoods (the categorical one of captions) are the same in both."""
 
 RELEASED_CLAMPED_KINDS = ("mnist-mlp",)
 """Modality kinds whose likelihood location the official code clamps to [eta, 1 - eta] (its MNIST
@@ -55,16 +56,18 @@ class MMVAE(MultimodalVAE):
         self.latent_class = DiagonalGaussian if config.posterior == "gaussian" else DiagonalLaplace
         if config.learn_prior:
             self.prior_logits = nn.Parameter(torch.zeros(config.latent_dim))
-        sizes = {name: math.prod(mod.shape) for name, mod in self.modalities.items()}
-        self.likelihood_weights = (dimension_likelihood_weights(sizes) if config.likelihood_scaling == "dimension"
-                                   else {name: 1.0 for name in sizes})
+        sizes = {name: math.prod(mod.data_shape) for name, mod in self.modalities.items()}
+        self.likelihood_weights = {**(dimension_likelihood_weights(sizes) if config.likelihood_scaling == "dimension"
+                                      else {name: 1.0 for name in sizes}), **config.likelihood_weights}
         if config.likelihood == "released":
             for mod in self.modalities.values():
-                if not isinstance(mod.likelihood, LaplaceLikelihood):
-                    raise ValueError(f"likelihood 'released' replaces Laplace likelihoods; modality {mod.name!r} has "
-                                     f"{type(mod.likelihood).__name__}")
-                clamp = SCALE_FLOOR if mod.kind in RELEASED_CLAMPED_KINDS else 0.0
-                mod.likelihood = LaplaceLikelihood(mod.likelihood.event_dims, scale=RELEASED_LIKELIHOOD_SCALE, clamp=clamp)
+                if isinstance(mod.likelihood, LaplaceLikelihood):
+                    if mod.kind not in RELEASED_LIKELIHOOD_SCALES:
+                        raise ValueError(f"likelihood 'released': the official code has no likelihood for modality kind "
+                                         f"{mod.kind!r} (it has {', '.join(RELEASED_LIKELIHOOD_SCALES)})")
+                    clamp = SCALE_FLOOR if mod.kind in RELEASED_CLAMPED_KINDS else 0.0
+                    mod.likelihood = LaplaceLikelihood(mod.likelihood.event_dims, scale=RELEASED_LIKELIHOOD_SCALES[mod.kind],
+                                                       clamp=clamp)
 
     # -- distributions -----------------------------------------------------------------------
     def prior(self, like: torch.Tensor):
