@@ -108,3 +108,28 @@ def test_paper_values_map_svhn_onto_the_runs_modality():
 
 def test_cell_formatting():
     assert str(Cell([0.25, 0.35])) == "0.300 ± 0.071 (n=2)"
+
+
+def cub_run(root, name, *, f=1.0, unpaired=None, seed=0, scores=(0.02, 0.03, 0.05), model="meme"):
+    path = root / name
+    (path / "evaluation").mkdir(parents=True)
+    config = {"model": model, "model_options": {}, "model_config": {"modalities": {"image": "features-mlp", "caption": "caption-conv"}},
+              "data": {"dataset": "cub", "data_dir": "cub", "features": "colour-hog", "paired_fraction": f, "unpaired": unpaired,
+                       "paired_only": False, "pairs_per_image": 1, "seed": seed}, "train": {"epochs": 3}}
+    (path / "config.json").write_text(json.dumps(config))
+    values = {"image->caption": scores[0], "caption->image": scores[1], "ground_truth": scores[2], "items": 100.0}
+    (path / "evaluation" / "metrics.json").write_text(json.dumps({"modalities": ["image", "caption"], "epoch": 3,
+                                                                  "metrics": {"cca-coherence": {"values": values}}}))
+    return path
+
+
+def test_cub_runs_are_reported_in_table_5_layout_beside_the_papers_cub_numbers(tmp_path):
+    paths = [cub_run(tmp_path, f"full-{s}", seed=s, scores=(0.02 + 0.01 * s, 0.03, 0.05)) for s in range(2)]
+    paths.append(cub_run(tmp_path, "caption-0", f=0.5, unpaired="caption", scores=(0.01, 0.02, 0.05)))
+    text = write_report(paths, tmp_path / "report").read_text()
+    assert "## CUB (colour-hog)" in text and "### CCA coherence (Table 5 layout)" in text
+    assert "| MEME_CAPTION (ours, CUB (colour-hog)) | 0.025 ± 0.007 (n=2) | 0.010 (n=1) |" in text
+    assert "| MEME_CAPTION (paper, CUB, ResNet-101) | 0.064 ± 0.011 | 0.062 ± 0.006 |" in text  # image -> caption
+    assert "| MEME_CAPTION (paper, CUB, ResNet-101) | 0.074 ± 0.001 | 0.059 ± 0.003 |" in text  # caption -> image
+    assert "| MEME_CAPTION (paper, CUB, ResNet-101) | 0.106 ± 0.000 | 0.106 ± 0.000 |" in text  # ground truth
+    assert "MNIST-SVHN |" not in text  # no digit numbers beside CUB

@@ -1,4 +1,5 @@
-"""The paper's published numbers on MNIST-SVHN, to print beside ours (Tables 3 and 4 of Joy et al., ICLR 2022).
+"""The paper's published numbers, to print beside ours: MNIST-SVHN (Tables 3 and 4 of Joy et al., ICLR
+2022) and CUB (Table 5).
 
 Sources: Table 3 (cross coherence, every model x scheme x f, both directions) and Table 4 (latent
 accuracy, every model x scheme x f, both modalities; the paper calls MEME_MNIST "OursMNIST" there).
@@ -63,6 +64,33 @@ LATENT = {
         ("mvae", "split"): _rows((0.131, 0.010), (0.107, 0.003), (0.109, 0.003), (0.104, 0.007), (0.100, 0.008)),
     },
 }
+
+
+# CUB, Table 5: CCA coherence (App. G) of cross generations, (model, scheme) -> f -> (mean, std), for
+# f = 1, 0.5, 0.25, 0.125. Schemes name the modality kept for the unpaired remainder ("image",
+# "caption"; the paper's "Captions" rows), as for digits. The ground-truth test pairs score 0.106.
+CCA = {
+    "image->caption": {
+        ("meme", "image"): _rows((0.064, 0.011), (0.042, 0.005), (0.026, 0.002), (0.029, 0.003)),
+        ("meme", "caption"): _rows((0.064, 0.011), (0.062, 0.006), (0.048, 0.004), (0.052, 0.002)),
+        ("meme", "split"): _rows((0.064, 0.011), (0.046, 0.005), (0.031, 0.006), (0.027, 0.005)),
+        ("mmvae", None): _rows((0.060, 0.010)),
+        ("mvae", "image"): _rows((-0.002, 0.001), (-0.000, 0.004), (0.001, 0.004), (-0.001, 0.005)),
+        ("mvae", "caption"): _rows((-0.002, 0.001), (-0.000, 0.004), (0.000, 0.003), (0.001, 0.002)),
+        ("mvae", "split"): _rows((-0.002, 0.001), (0.000, 0.003), (0.000, 0.005), (-0.001, 0.003)),
+    },
+    "caption->image": {
+        ("meme", "image"): _rows((0.074, 0.001), (0.058, 0.002), (0.051, 0.001), (0.046, 0.004)),
+        ("meme", "caption"): _rows((0.074, 0.001), (0.059, 0.003), (0.050, 0.001), (0.053, 0.001)),
+        ("meme", "split"): _rows((0.074, 0.001), (0.061, 0.002), (0.047, 0.003), (0.049, 0.003)),
+        ("mmvae", None): _rows((0.058, 0.001)),
+        ("mvae", "image"): _rows((-0.002, 0.001), (-0.002, 0.000), (-0.002, 0.001), (-0.001, 0.001)),
+        ("mvae", "caption"): _rows((0.002, 0.001), (-0.001, 0.002), (-0.003, 0.002), (-0.002, 0.001)),
+        ("mvae", "split"): _rows((-0.002, 0.001), (-0.002, 0.002), (-0.002, 0.001), (-0.002, 0.001)),
+    },
+    "ground_truth": {(model, None): _rows(*[(0.106, 0.000)] * 4) for model in ("meme", "mmvae", "mvae")},
+}
+CCA_SOURCE = "Joy et al. (ICLR 2022), CUB with ResNet-101 features (Table 5)"
 
 
 def to_paper_names(key: str) -> str:

@@ -27,7 +27,7 @@ from ..training.rundir import RunError
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .plotting import save
-from .reference import COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
+from .reference import CCA, COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
 from .pipeline import results_path
 
 FULL = "full"
@@ -115,10 +115,13 @@ def summarise(records: list[RunRecord], metric: str, key: str) -> dict[tuple, Ce
 
 
 def _paper_cell(table: dict, key: str, model: str, scheme: str, f: float, modalities) -> str:
-    rows = table.get(to_paper_names(key))
+    named = table is not CCA  # CUB's modalities carry the paper's own names
+    if named and "mnist" not in modalities:  # the MNIST-SVHN tables are for digits
+        return ""
+    rows = table.get(to_paper_names(key) if named else key)
     if rows is None:
         return ""
-    value = _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities), f)
+    value = _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities) if named else scheme, f)
     if value is None:
         return "–"
     return f"{value[0]:.3f}" + (f" ± {value[1]:.3f}" if value[1] is not None else "")
@@ -146,7 +149,8 @@ def _cell_for(cells: dict, model, dataset, scheme, f):
 
 
 def table(records: list[RunRecord], dataset: str, metric: str, key: str, paper_table: dict) -> str:
-    """A markdown table, rows (model, scheme) with the paper's row under each, columns f."""
+    """A markdown table, rows (model, scheme) with the paper's row under each (MNIST-SVHN for digits,
+    Table 5's CUB for CCA coherence), columns f."""
     cells = summarise(records, metric, key)
     fractions = _fractions(records, dataset)
     modalities = next(r.modalities for r in records if r.dataset == dataset)
@@ -160,7 +164,8 @@ def table(records: list[RunRecord], dataset: str, metric: str, key: str, paper_t
                      + " | ".join(str(c) if c else "–" for c in ours) + " |")
         paper = [_paper_cell(paper_table, key, model, scheme, f, modalities) for f in fractions]
         if any(p and p != "–" for p in paper):
-            lines.append(f"| {_label(model, _paper_name(scheme, modalities))} (paper, MNIST-SVHN) | " + " | ".join(paper) + " |")
+            where, name = ("CUB, ResNet-101", scheme) if paper_table is CCA else ("MNIST-SVHN", _paper_name(scheme, modalities))
+            lines.append(f"| {_label(model, name)} (paper, {where}) | " + " | ".join(paper) + " |")
     return "\n".join(lines)
 
 
@@ -306,7 +311,7 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
     lines = ["# memevae evaluation report", "",
              f"{len(records)} evaluated run(s). Cells: mean ± std over runs (seeds) of a group (model, data set, unpaired "
              "scheme, f); std uses the n − 1 denominator. Rows marked *paper* are Joy et al. (ICLR 2022) on MNIST-SVHN "
-             "(Tables 3 and 4); on MNIST-Textured they are for orientation only, not the same data set, and runs on "
+             "(Tables 3 and 4) or on CUB (Table 5); on MNIST-Textured they are for orientation only, not the same data set, and runs on "
              "different textured renderings are reported apart. Scheme names: the "
              "modality kept for the unpaired remainder (paper Sec. 4.1); the paper's SVHN scheme corresponds to our "
              "non-MNIST modality.", "", _budget(records), ""]
@@ -337,6 +342,13 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
             plot_against_f(records, dataset, "latent", modalities, LATENT, out / name, "linear latent accuracy",
                            "Latent accuracy against f (Fig. 7)")
             lines += [f"![latent accuracy against f]({name})", ""]
+        if any("cca-coherence" in r.metrics for r in records if r.dataset == dataset):
+            lines += ["### CCA coherence (Table 5 layout)", "",
+                      "Paper rows: CUB with ResNet-101 features; rows of other image features (e.g. colour-hog) "
+                      "are set beside them for orientation only.", ""]
+            for key in ("image->caption", "caption->image", "ground_truth"):
+                title = "ground truth (test pairs)" if key == "ground_truth" else key.replace("->", " → ")
+                lines += [f"**{title}**", "", table(records, dataset, "cca-coherence", key, CCA), ""]
         other = _other_measures(records, dataset)
         if other:
             lines += ["### Other measures", "", other, ""]
