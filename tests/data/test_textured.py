@@ -102,4 +102,4 @@ def test_rendering_is_vectorised_fast():
     digits = np.repeat(DIGITS, 160, axis=0)  # 10240 images
     start = time.perf_counter()
     render_textured(digits, 0)
-    assert time.perf_counter() - start < 5  # about 0.4 s on 2 cores; minutes would mean a Python loop
+    assert time.perf_counter() - start < 60  # about 0.4 s on 2 cores, 7.6 s on a loaded CI machine; a Python loop takes minutes
