@@ -53,7 +53,15 @@ def test_caption_encoder_reads_token_ids_and_their_one_hot_vectors_alike():
 def test_the_decoder_scores_words_with_the_encoders_embedding_transposed():
     m = build_modality("caption-conv", latent_dim=6, shape=(32, VOCABULARY))
     assert m.decoder.embedding.weight is m.encoder.embedding.weight
-    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in {id(p): p for p in m.parameters()}.values())
+    m.eval()
+    z = torch.randn(2, 6)
+    before = m.decode(z)
+    with torch.no_grad():
+        m.encoder.embedding.weight[5].add_(1.0)  # changing the encoder's word 5 changes the decoder's score of word 5 only
+    changed = (m.decode(z) != before).any(0).any(0)
+    assert changed.tolist() == [k == 5 for k in range(VOCABULARY)]
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in m.encoder.parameters()) + sum(
+        p.numel() for name, p in m.decoder.named_parameters() if not name.startswith("embedding"))  # counted once
 
 
 def test_categorical_likelihood_skips_padding_and_scores_every_other_token():

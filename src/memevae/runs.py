@@ -24,6 +24,7 @@ from .data.dataset import as_float_images
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
+from .evaluation.metrics.grids import one_per_class
 from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
 from .models import MultimodalVAE, build_config, model_class, preset_options
 from .modalities import modality_kinds
@@ -114,24 +115,8 @@ def _data_shapes(kinds: dict[str, str], data: MultimodalDataset) -> dict[str, tu
 
 
 def _fixed_examples(data: MultimodalDataset, count: int = 10) -> dict[str, torch.Tensor]:
-    """``count`` paired test rows with distinct first-modality examples (a CUB image once, not with
-    each of its captions): the first of each class, then the next ones in row order."""
-    paired = data.patterns()[tuple(data.modalities)]
-    first = data.index[data.modalities[0]][paired]
-    distinct = paired[_first_occurrences(first)]
-    labels = data.labels[distinct]
-    leaders = [distinct[labels == label][0] for label in labels.unique().tolist()]
-    rest = [row for row in distinct.tolist() if row not in {int(r) for r in leaders}]
-    rows = torch.tensor([*map(int, leaders), *rest][:count])
-    return data.batch(rows).data
-
-
-def _first_occurrences(values: torch.Tensor) -> torch.Tensor:
-    """Positions of the first occurrence of each distinct value, in order."""
-    _, inverse = torch.unique(values, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), len(values), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(values)), "amin")
-    return first.sort().values
+    """``count`` paired test rows to show each epoch (:func:`~memevae.evaluation.metrics.grids.one_per_class`)."""
+    return data.batch(one_per_class(data, count)).data
 
 
 def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | None = None, training: TrainConfig | None = None,

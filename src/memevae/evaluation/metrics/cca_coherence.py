@@ -39,9 +39,9 @@ class CCACoherenceOptions:
     """Test pairs translated at once."""
 
 
-def _modalities(dataset) -> tuple[str, str] | None:
-    """(image features modality, caption modality) of a data set with one of each, else None."""
-    formats = {name: spec.format for name, spec in dataset.modalities.items()}
+def _pair(formats: dict[str, str]) -> tuple[str, str] | None:
+    """(image features modality, caption modality) of modalities {name: format name} with exactly
+    one of each and nothing else, else None."""
     features = [m for m, f in formats.items() if f == "features"]
     tokens = [m for m, f in formats.items() if f == "tokens"]
     return (features[0], tokens[0]) if len(features) == 1 and len(tokens) == 1 and len(formats) == 2 else None
@@ -118,11 +118,11 @@ def _latent(model, source, x, generator, sample: bool):
 
 
 def _modalities_of(data) -> tuple[str, str]:
-    found = [m for m in data.modalities if data.formats[m].name == "features"], list(data.vocabularies)
-    if len(found[0]) != 1 or len(found[1]) != 1:
+    pair = _pair({m: data.formats[m].name for m in data.modalities})
+    if pair is None:
         raise ValueError(f"CCA coherence needs one image-features modality and one caption modality; {data.name} has "
                          f"{', '.join(data.modalities)}")
-    return found[0][0], found[1][0]
+    return pair
 
 
 class CCACoherenceMetric(Metric):
@@ -134,7 +134,7 @@ class CCACoherenceMetric(Metric):
 
     @classmethod
     def unsupported(cls, dataset) -> str | None:
-        if _modalities(dataset) is None:
+        if _pair({name: spec.format for name, spec in dataset.modalities.items()}) is None:
             return f"it needs one image-features and one caption modality, and {dataset.label} has other data"
         return None
 
