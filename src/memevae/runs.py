@@ -93,11 +93,14 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
 
 
 def run_name(model: str, data: DataConfig) -> str:
-    """The folder name of a run, e.g. "meme-mnist-textured-f0.25-split-seed0" (``memevae train``'s
-    default ``--out`` under ``runs/``, and a sweep's run folders)."""
+    """The folder name of a run, e.g. "meme-mnist-textured-f0.25-split-seed0", or
+    "meme-cub-colourhog-f1-seed0" for image features other than the data set's default
+    (``memevae train``'s default ``--out`` under ``runs/``, and a sweep's run folders)."""
     f = data.paired_fraction
     scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
-    return f"{model}-{data.dataset}{scheme}-seed{data.seed}"
+    features = data.options().get("features")
+    named = f"-{features.replace('-', '')}" if features and features != registry.get(data.dataset).default_features else ""
+    return f"{model}-{data.dataset}{named}{scheme}-seed{data.seed}"
 
 
 def build_model(name: str, kinds: dict[str, str], options: dict, shapes: dict | None = None) -> MultimodalVAE:

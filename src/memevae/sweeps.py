@@ -144,7 +144,7 @@ class RunSpec:
 # config field -> `memevae train` flag, for the fields a sweep sets
 DATA_FLAGS = {"dataset": "--dataset", "rendering": "--rendering", "data_dir": "--data-dir", "paired_fraction": "--paired-fraction",
               "unpaired": "--unpaired", "paired_only": "--paired-only", "pairs_per_image": "--pairs-per-image", "seed": "--seed",
-              "limit": "--limit"}
+              "limit": "--limit", "features": "--features", "features_dir": "--features-dir"}
 TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr", "device": "--device",
                "coherence_items": "--coherence-items", "precision": "--precision", "checkpoint_every": "--checkpoint-every"}
 
