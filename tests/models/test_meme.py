@@ -83,7 +83,7 @@ def hand_paired_loss(model, batch):
         post[name] = D.Independent(D.Normal(q.loc, q.scale), 1)
     samples = {s: post[s].rsample((K + 1,)) for s, _ in cfg.directions()}
     total = 0.0
-    for s, t in cfg.directions():
+    for s, (t,) in cfg.directions():
         x_s, x_t = batch.data[s], batch.data[t]
         dec_s, dec_t = model.modalities[s].decoder, model.modalities[t].decoder
         z = samples[s]

@@ -57,14 +57,14 @@ class Modality(nn.Module):
             raise ValueError(f"modality {self.name!r} expects inputs of shape (batch, {', '.join(map(str, self.data_shape))}), "
                              f"got {tuple(x.shape)}")
         loc, raw_scale = self.encoder(x)
-        # .float(): under mixed precision (``--precision bf16``) the networks compute in bfloat16,
-        # the densities and the objective in float32 (a no-op otherwise)
-        return DiagonalGaussian(loc.float(), F.softplus(raw_scale.float()).clamp(min=self.min_scale))
+        # under mixed precision (``--precision bf16``) the networks compute in bfloat16, the
+        # densities and the objective in float32 (a no-op in float32 and float64)
+        return DiagonalGaussian(_densities_dtype(loc), F.softplus(_densities_dtype(raw_scale)).clamp(min=self.min_scale))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latents z of shape (*S, B, L) -> (*S, B, *shape), in one network pass."""
         flat = z.reshape(-1, z.shape[-1])
-        return self.decoder(flat).float().reshape(*z.shape[:-1], *self.shape)
+        return _densities_dtype(self.decoder(flat)).reshape(*z.shape[:-1], *self.shape)
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x | z) for data x (B, *shape) and decodings (*S, B, *shape) -> (*S, B)."""
@@ -132,3 +132,9 @@ def _shown(shape) -> str:
     """(32, None) as "(32, any)"."""
     sizes = ["any" if size is None else str(size) for size in shape]
     return f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
+
+
+def _densities_dtype(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in the precision densities are computed in: float32 for lower-precision network
+    outputs (bfloat16 under mixed precision), float32 and float64 as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
