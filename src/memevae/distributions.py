@@ -137,6 +137,11 @@ class MixtureOfExperts:
 
     experts: list
 
+    @property
+    def loc(self) -> torch.Tensor:
+        """The mixture's mean, (1/M) sum_m loc_m (what evaluation takes as a point code)."""
+        return torch.stack([q.loc for q in self.experts]).mean(0)
+
     def rsample(self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> torch.Tensor:
         draws = torch.stack([q.rsample(sample_shape, generator=generator) for q in self.experts])  # (M, *S, *B, L)
         device = generator.device if generator is not None else draws.device

@@ -216,3 +216,20 @@ def test_conditional_directions_are_every_ordered_pair():
 def test_many_modality_config_errors_name_the_fix(options, match):
     with pytest.raises(ValueError, match=match):
         MEMEConfig(modalities=THREE, **options)
+
+
+@pytest.mark.parametrize("combine", ["product", "mixture"])
+def test_the_posterior_given_a_subset_follows_the_combination_rule(combine):
+    """Generation from several modalities (leave-one-out coherence) uses the model's own rule."""
+    model = model_of(THREE, combine=combine, kl="monte-carlo").eval()
+    data = batch_of(("a", "c")).data
+    q = model.posterior(data)
+    qa, qc = model.encode("a", data["a"]), model.encode("c", data["c"])
+    z = torch.randn(4, 3, 3, dtype=torch.float64)
+    if combine == "product":
+        expected = D.Independent(D.Normal((qa.loc / qa.scale**2 + qc.loc / qc.scale**2) / (qa.scale**-2 + qc.scale**-2),
+                                          (qa.scale**-2 + qc.scale**-2) ** -0.5), 1).log_prob(z)
+    else:
+        expected = torch.logaddexp(qa.log_prob(z), qc.log_prob(z)) - math.log(2)
+    torch.testing.assert_close(q.log_prob(z), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model.posterior({"a": data["a"]}).loc, qa.loc)

@@ -147,6 +147,16 @@ class MEME(MultimodalVAE):
             f"{key}/log_prior_ratio": (log_mixture_prior - posterior.log_prob(z)).mean().item(),
         })
 
+    def posterior(self, data: dict[str, torch.Tensor]):
+        """q(z | X_S): one modality's encoder, or for several the combination of their encoders
+        that MEME's objective uses as a conditional prior (``combine``: product or mixture, App. E),
+        so that generation from a subset of modalities (MoPoE's leave-one-out coherence) follows
+        the model's own rule."""
+        if not data:
+            raise ValueError("MEME's posterior needs at least one observed modality")
+        posteriors = {name: self.encode(name, x) for name, x in data.items()}
+        return self.conditional_prior(posteriors, tuple(posteriors))
+
     # -- densities of the likelihood tables (Table 2, App. C) ------------------------------------
     def prior(self, like: torch.Tensor):
         raise ValueError("MEME has no unconditional prior p(z): each modality's encoder is the other's conditional prior "
