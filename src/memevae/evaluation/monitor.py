@@ -36,7 +36,9 @@ def coherence_keys(record: dict) -> list[str]:
 
 class CoherenceMonitor(Callback):
     """Cross coherence after every epoch on the first ``items`` paired rows of ``test_data``; adds
-    ``coherence/<s>-><t>`` and ``time/coherence_s`` to the record.
+    ``coherence/<s>-><t>`` and ``time/coherence_s`` to the record. With more than two modalities
+    it measures every direction from a subset to a missing modality and records their means by
+    subset size, ``coherence/mean/<k>`` (the full table is ``memevae evaluate``'s).
 
     Must come before the callbacks that write the record (checkpoints, metrics log, figures).
 
@@ -66,7 +68,9 @@ class CoherenceMonitor(Callback):
     def on_epoch_end(self, trainer, record):
         started = time.perf_counter()
         values = cross_coherence(trainer.model, self.data, self.judges, seed=self.seed, progress=False)
-        record.update({f"coherence/{key}": value for key, value in values.items() if key != "items"})
+        summary = len(self.data.modalities) > 2
+        record.update({f"coherence/{key}": value for key, value in values.items()
+                       if key != "items" and (key.startswith("mean/") or not summary)})
         record["time/coherence_s"] = time.perf_counter() - started
 
 
