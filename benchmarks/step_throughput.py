@@ -118,7 +118,7 @@ def release_style_loss(model, batch, samples: int):
         return dist.Laplace(decoded, torch.ones_like(decoded)).log_prob(x).sum((-3, -2, -1))
 
     total = 0.0
-    for source, target in model.config.directions():
+    for source, (target,) in model.config.directions():
         enc_s, dec_s = model.modalities[source].encoder, model.modalities[source].decoder
         enc_t, dec_t = model.modalities[target].encoder, model.modalities[target].decoder
         s, t = batch.data[source], batch.data[target]
