@@ -45,15 +45,16 @@ def _add_rendering(group, default=None):
     from .data.textured import RENDERINGS
 
     group.add_argument("--rendering", choices=list(RENDERINGS), default=default,
-                       help="mnist-textured: how textured digits are drawn: 'bright' strokes over a darkened photo "
-                            "(default) or the hard 'inverted' strokes of memevae 0.1")
+                       help="mnist-textured, polymnist-textured: how textured digits are drawn: 'bright' strokes over "
+                            "a darkened photo (default) or the hard 'inverted' strokes of memevae 0.1")
 
 
 # CLI option (argparse dest) -> config field. Every one defaults to None ("not given"): the
 # defaults live in the config dataclasses alone, and a resumed run can tell what the user changed.
 DATA_OPTIONS = {"dataset": "dataset", "rendering": "rendering", "data_dir": "data_dir", "paired_fraction": "paired_fraction",
                 "unpaired": "unpaired", "paired_only": "paired_only", "download": "download", "verify": "verify", "limit": "limit",
-                "pairs_per_image": "pairs_per_image", "features": "features", "features_dir": "features_dir"}
+                "pairs_per_image": "pairs_per_image", "features": "features", "features_dir": "features_dir",
+                "modalities": "modalities"}
 TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "device": "device",
                  "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "freed_memory": "freed_memory",
                  "precision": "precision",
@@ -83,15 +84,20 @@ def _add_train(sub):
     p.add_argument("--checkpoint", default="last", help="with --resume: the checkpoint to continue from (default last; "
                                                         "'previous' is the one before it)")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", help="mnist-textured (default), mnist-svhn or cub")
+    d.add_argument("--dataset", help="mnist-textured (default), mnist-svhn, cub, polymnist-textured (offline) or polymnist")
     _add_rendering(d)
     d.add_argument("--features", help="cub: the image features, resnet101 (default; the paper's) or colour-hog "
                                       "(needs no weights); computed first by 'memevae features cub'")
     d.add_argument("--features-dir", type=Path, help="cub: folder of the cached features (default <data-dir>/features)")
+    d.add_argument("--modalities", metavar="N|NAMES",
+                   help="polymnist, polymnist-textured: N (2-5: m0 .. m{N-1}; default 5) or comma-separated names, "
+                        "e.g. mnist,m0,m1 (polymnist-textured's plain MNIST digits by name only)")
     d.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
     d.add_argument("--paired-fraction", type=float, metavar="F",
                    help=f"fraction of pairs kept paired (default {data_default('paired_fraction'):g})")
-    d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist) or 'split'")
+    d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist); 'split' (one part per "
+                                      "modality, each keeping only it); 'random' (each a random proper subset of the "
+                                      "modalities); or a proper subset joined by '+' (e.g. m0+m2)")
     d.add_argument("--paired-only", action="store_true", default=None, help="drop the unpaired remainder (ablation J.2)")
     d.add_argument("--download", action="store_true", default=None, help="fetch missing official files into --data-dir (md5-checked)")
     d.add_argument("--no-verify", dest="verify", action="store_false", default=None, help="skip the md5 check of re-packed files")
@@ -241,15 +247,15 @@ def _translate(args):
 
     from . import load_run
     from .evaluation.figures import save_translation_grid
+    from .evaluation.metrics.grids import one_per_class
 
     run = load_run(args.run, checkpoint=args.checkpoint)
     for name in (args.source, args.target):
         run.model.modality(name)  # one-line error for an unknown modality
     test = run.data_config.load("test")
-    rows = test.patterns()[tuple(test.modalities)][: args.count]
-    x = test.batch(rows).data[args.source]
+    x = test.batch(one_per_class(test, args.count)).data[args.source]
     save_translation_grid(run.model, x, args.source, args.target, args.out, samples=args.samples,
-                          generator=torch.Generator().manual_seed(args.seed))
+                          generator=torch.Generator().manual_seed(args.seed), show=test.show)
     print(f"wrote {args.out}")
 
 
@@ -274,7 +280,7 @@ def _add_snr(sub):
 
 
 def _snr(args):
-    from .data import DataConfig, default_kinds
+    from .data import DataConfig
     from .evaluation.metrics import snr
     from .models import build_config
     from .options import build, given
@@ -282,7 +288,7 @@ def _snr(args):
     settings = build(snr.SNROptions, given(args, args.study_options), "memevae snr")
     snr.check_arguments(settings.steps, settings.repeats, settings.every, settings.batch_size, settings.learning_rate)  # before loading
     data = DataConfig(**given(args, {"dataset": "dataset", "data_dir": "data_dir", "seed": "seed"}))
-    config = build_config("meme", modalities=default_kinds(data.dataset), **given(args, args.model_options))
+    config = build_config("meme", modalities=data.kinds(), **given(args, args.model_options))
     result = snr.study(config, data.load("train"), settings, seed=args.seed, progress=not args.quiet)
     paths = snr.write_snr(result, args.out)
     for estimator, groups in result["summary"].items():

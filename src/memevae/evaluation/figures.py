@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import torch
 import torch.nn.functional as F
 
@@ -102,5 +104,44 @@ def save_translation_grid(model, x: torch.Tensor, source: str, target: str, path
         made = model.translate(x.to(device), source, target, sample=True, generator=generator).cpu()
         rows.append((f"\u2192 {target} #{k + 1}", show(target, made)))
     model.train(was_training)
-    return save_image_rows(rows, path, (title + "\n" if title else "")
-                           + f"{source} \u2192 {target}: decoder means of {samples} latent samples per input")
+    heading = (title + "\n" if title else "") + f"{source} \u2192 {target}: decoder means of {samples} latent samples per input"
+    if any(items and isinstance(items[0], str) for _, items in rows):
+        return save_example_table(rows[0][1], [list(made) for made in zip(*(items for _, items in rows[1:]))], path, heading,
+                                  (source, target))
+    return save_image_rows(rows, path, heading)
+
+
+def save_example_table(inputs: list, outputs: list[list], path, title: str, headers: tuple[str, str]):
+    """A PNG with one row per example: its input on the left and its generations on the right (the
+    layout of the paper's Fig. 4 and 18 for captions), each a picture (C, H, W) in [0, 1] or a
+    string (pictures side by side; strings one under the other, wrapped to their column); returns
+    the path."""
+    widths = (52, 118)  # characters of 6.5 pt monospace that fit the input and the output column
+
+    def text_of(items, width):
+        if not isinstance(items[0], str):
+            return None
+        numbered = items if len(items) == 1 else [f"{k + 1}. {line}" for k, line in enumerate(items)]
+        return "\n".join(textwrap.fill(line, width, subsequent_indent="   ") for line in numbered)
+
+    cells = [(text_of([given], widths[0]), text_of(made, widths[1])) for given, made in zip(inputs, outputs)]
+    heights = [max(0.55, 0.12 * max((t.count("\n") + 1 if t else 0) for t in pair) + 0.15) for pair in cells]
+    fig, axes = subplots(len(inputs), 2, figsize=(10.5, sum(heights) + 0.8), squeeze=False,
+                         gridspec_kw={"height_ratios": heights, "width_ratios": [1.0, 2.4]})
+    for row, (given, made) in enumerate(zip(inputs, outputs)):
+        for axis, items, text in zip(axes[row], ([given], made), cells[row]):
+            axis.set_xticks([]); axis.set_yticks([])
+            if text is not None:
+                axis.text(0.01, 0.5, text, transform=axis.transAxes, ha="left", va="center", fontsize=6.5, family="monospace")
+                for side in axis.spines.values():
+                    side.set_visible(False)
+            else:
+                size = max(32, *(max(p.shape[-2:]) for p in items))
+                axis.imshow(image_row(to_display(torch.stack([_square(p, size) for p in items]), size)).numpy(),
+                            interpolation="nearest")
+                axis.set_anchor("W")
+    for axis, header in zip(axes[0], headers):
+        axis.set_title(header, fontsize=8, loc="left")
+    fig.suptitle(title, fontsize=9)
+    save(fig, path, dpi=120)
+    return path
