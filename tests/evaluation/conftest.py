@@ -59,7 +59,7 @@ class FakeModel(nn.Module):
         digits = z.argmax(-1) if self.translator == "perfect" else torch.randint(0, 10, z.shape[:1], generator=self.generator)
         return digit_images(digits, SHAPES[modality]).float() / 255
 
-    def translate(self, x, source, target, sample=True):
+    def translate(self, x, source, target, sample=True, generator=None):
         return self.decode(target, self.encode(source, x).loc)
 
 

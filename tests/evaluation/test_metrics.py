@@ -191,3 +191,25 @@ def test_coherence_samples_each_posterior_in_its_own_family():
     cross_coherence(model, data, judges, progress=False)
     std = torch.cat(standardised).std().item()
     assert abs(std - 2 ** 0.5) < 0.08, std
+
+
+# ---------------------------------------------------------------- figures -----------------------------------------
+
+
+def test_translation_to_text_is_a_table_of_inputs_beside_their_generations(fakes, tmp_path, monkeypatch):
+    """Fig. 4/18 layout: with a text side, one row per example (input left, generations right), long
+    captions wrapped to their column."""
+    from memevae.evaluation import figures
+
+    seen = {}
+    monkeypatch.setattr(figures, "save", lambda fig, path, dpi: seen.update(fig=fig))
+    model = fakes.Model()
+    x = fakes.images(torch.arange(4), (1, 4, 4)).float() / 255
+    words = lambda modality, x: [("a long caption " * 8).strip()] * len(x) if modality == "b" else list(x)  # noqa: E731
+    figures.save_translation_grid(model, x, "a", "b", tmp_path / "t.png", samples=2, show=words)
+    axes = seen["fig"].axes
+    assert len(axes) == 4 * 2  # four examples, input and output columns
+    texts = [t.get_text() for axis in axes[1::2] for t in axis.texts]
+    assert len(texts) == 4 and all(t.startswith("1. ") and "\n2. " in t for t in texts)
+    assert all(len(line) <= 118 for t in texts for line in t.splitlines())  # wrapped
+    assert len(axes[0].images) == 1  # the input picture beside them
