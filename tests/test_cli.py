@@ -25,6 +25,12 @@ def test_help_lists_the_commands():
     (["train", "--model", "vqvae"], "unknown model 'vqvae'"),
     (["train", "--kl", "analytic", "--direction", "up->down"], "unknown direction 'up->down'"),
     (["train", "--dataset", "mnist-svhn"], "SVHN"),
+    (["train", "--modalities", "3"], "modalities applies to data sets with a choice of modalities (polymnist, "
+                                     "polymnist-textured), not mnist-textured"),
+    (["train", "--dataset", "polymnist-textured", "--modalities", "m0,m7"], "no modality 'm7'"),
+    (["train", "--dataset", "polymnist-textured", "--paired-fraction", "0.5", "--unpaired", "m0+m1+m2+m3+m4"],
+     "keeps every modality"),
+    (["train", "--dataset", "polymnist", "--data-dir", "/nonexistent"], "/nonexistent/train/m0: no such folder"),
     (["translate", "/nonexistent/run", "--from", "mnist", "--to", "textured", "--out", "x.png"], "not a memevae run"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):

@@ -8,11 +8,11 @@ from memevae.modalities.likelihoods import LaplaceLikelihood, build_likelihood
 
 
 def test_kinds_are_declared_once_with_format_and_likelihood():
-    assert list(modality_kinds()) == ["caption-conv", "features-mlp", "mnist-mlp", "svhn-conv"]
+    assert list(modality_kinds()) == ["caption-conv", "features-mlp", "mnist-mlp", "svhn-conv", "polymnist-mlp"]
     kinds = modality_kinds()
     assert (kinds["caption-conv"].format, kinds["caption-conv"].likelihood, kinds["caption-conv"].shape) == ("tokens", "categorical", (32, None))
     assert (kinds["features-mlp"].format, kinds["features-mlp"].likelihood, kinds["features-mlp"].shape) == ("features", "laplace", (None,))
-    for kind in (kinds["mnist-mlp"], kinds["svhn-conv"]):
+    for kind in (kinds["mnist-mlp"], kinds["svhn-conv"], kinds["polymnist-mlp"]):
         assert kind.format == "image" and kind.likelihood == "laplace" and dict(kind.likelihood_params) == {"scale": 1.0}
         m = build_modality(kind.name, latent_dim=3, architecture="paper", name="x")
         assert (m.name, m.kind, m.shape, m.format) == ("x", kind.name, kind.shape, "image")

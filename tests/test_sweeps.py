@@ -55,12 +55,31 @@ def test_expansion_follows_the_papers_comparison(tmp_path):
 def test_every_shipped_example_expands_and_varies_options(tmp_path):
     counts = {name: len(sweeps.expand(sweeps.load_sweep(path))) for name, path in sweeps.examples().items()}
     # table3-4: MEME and MVAE 2 + 2 x 3 x 2 = 14 each, MMVAE 2 + 2 x 2 = 6
-    assert counts == {"ablation-paired-only": 16, "ablation-pseudo-samples": 10, "table2": 6, "table3-4": 34, "table7": 10}
+    # table5 (CUB): MEME and MVAE 1 + 3 x 3 = 10 each, MMVAE 1 + 3 = 4
+    assert counts == {"ablation-paired-only": 16, "ablation-pseudo-samples": 10, "table2": 6, "table3-4": 34, "table5": 24,
+                      "table7": 10}
     table2 = [spec.path.name for spec in sweeps.expand(sweeps.load_sweep(sweeps.find("table2")))]
     assert "meme-mnist-textured-f1-seed0-direction-mnist-to-textured" in table2
     mmvae = [spec for spec in sweeps.expand(sweeps.load_sweep(sweeps.find("table3-4"))) if spec.model == "mmvae"]
     assert mmvae and all(spec.preset == "official" and spec.train_command(resume=False)[6:8] == ["--preset", "official"]
                          for spec in mmvae)  # MMVAE as the paper's comparison ran it
+
+
+def test_many_modality_schemes_and_the_modalities_option(tmp_path):
+    text = ("[sweep]\ndatasets = ['polymnist-textured']\nmodels = ['meme', 'mmvae']\nfractions = [0.5]\n"
+            "schemes = ['random', 'm2+m0']\n[data]\nmodalities = '3'\n")
+    specs = sweeps.expand(sweeps.load_sweep(write(tmp_path, text), out=str(tmp_path / "out")))
+    assert [spec.path.name for spec in specs] == ["meme-polymnist-textured-m3-f0.5-random-seed0",
+                                                  "meme-polymnist-textured-m3-f0.5-m2+m0-seed0",
+                                                  "mmvae-polymnist-textured-m3-f0.5-pairedonly-seed0"]
+    command = specs[1].train_command(resume=False)
+    assert command[command.index("--modalities") + 1] == "3" and command[command.index("--unpaired") + 1] == "m2+m0"
+    refused = text.replace("'random', 'm2+m0'", "'m0+m1+m2'")
+    with pytest.raises(ValueError, match=r"polymnist-textured has no scheme m0\+m1\+m2; choose from m0, m1, m2, split, "
+                                         r"random, or modalities joined by '\+'"):
+        sweeps.expand(sweeps.load_sweep(write(tmp_path, refused)))
+    with pytest.raises(ValueError, match=r"mnist-textured has no scheme m0\+m2; choose from mnist, textured, split, random"):
+        sweeps.expand(sweeps.load_sweep(write(tmp_path, "[sweep]\nfractions = [0.5]\nschemes = ['m0+m2']\n")))
 
 
 @pytest.mark.parametrize("text,message", [

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, io
-from .data import DataConfig, MultimodalDataset, default_kinds, registry
+from .data import DataConfig, MultimodalDataset, registry
 from .data.dataset import as_float_images
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
@@ -93,19 +93,23 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
 
 
 def run_name(model: str, data: DataConfig) -> str:
-    """The folder name of a run, e.g. "meme-mnist-textured-f0.25-split-seed0", or
-    "meme-cub-colourhog-f1-seed0" for image features other than the data set's default
-    (``memevae train``'s default ``--out`` under ``runs/``, and a sweep's run folders)."""
+    """The folder name of a run, e.g. "meme-mnist-textured-f0.25-split-seed0",
+    "meme-cub-colourhog-f1-seed0" for image features other than the data set's default, or
+    "meme-polymnist-textured-m3-f1-seed0" with the chosen modalities (:meth:`~memevae.data.DataSet.tag`)
+    of a data set that offers a choice (``memevae train``'s default ``--out`` under ``runs/``, and a
+    sweep's run folders)."""
     f = data.paired_fraction
     scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
-    features = data.options().get("features")
-    named = f"-{features.replace('-', '')}" if features and features != registry.get(data.dataset).default_features else ""
+    dataset, options = registry.get(data.dataset), data.options()
+    features = options.get("features")
+    named = f"-{features.replace('-', '')}" if features and features != dataset.default_features else ""
+    named += f"-{dataset.tag(options['modalities'])}" if "modalities" in options else ""
     return f"{model}-{data.dataset}{named}{scheme}-seed{data.seed}"
 
 
 def build_model(name: str, kinds: dict[str, str], options: dict, shapes: dict | None = None) -> MultimodalVAE:
     """The model ``name`` with one modality per entry of ``kinds`` {modality: network kind} (a data
-    set's :func:`~memevae.data.default_kinds`, or a run's recorded ``model_config["modalities"]``);
+    config's :meth:`~memevae.data.DataConfig.kinds`, or a run's recorded ``model_config["modalities"]``);
     ``shapes``: the example shapes of modalities whose size the data decide (a caption modality's
     vocabulary, :meth:`~memevae.data.MultimodalDataset.model_shape`)."""
     return model_class(name)(build_config(name, **{"modalities": dict(kinds), "shapes": dict(shapes or {}), **options}))
@@ -275,7 +279,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         name = model or "meme"
         model_class(name)  # fail early on an unknown model name
         options = {**preset_options(name, preset), **dict(model_options or {})}
-        kinds, config = default_kinds(data_config.dataset), None
+        kinds, config = data_config.kinds(), None
         if writes:
             run_dir.check_free()  # before any data is loaded
     train_data = data_config.load("train")

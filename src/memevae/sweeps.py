@@ -67,7 +67,8 @@ class SweepConfig:
     fractions: list[float] = field(default_factory=lambda: [1.0])
     """f, the fractions of training pairs kept paired (Sec. 4.1)."""
     schemes: list[str] = field(default_factory=lambda: ["split"])
-    """What the other pairs keep when f < 1: a modality name or "split" (Sec. 4.1)."""
+    """What the other pairs keep when f < 1: a modality name, "split" (Sec. 4.1), "random" or a
+    "+"-joined proper subset of the modalities (:func:`~memevae.data.apply_scheme`)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds; each seeds data split, initialisation and noise of its runs."""
     paired_only: bool = False
@@ -144,7 +145,7 @@ class RunSpec:
 # config field -> `memevae train` flag, for the fields a sweep sets
 DATA_FLAGS = {"dataset": "--dataset", "rendering": "--rendering", "data_dir": "--data-dir", "paired_fraction": "--paired-fraction",
               "unpaired": "--unpaired", "paired_only": "--paired-only", "pairs_per_image": "--pairs-per-image", "seed": "--seed",
-              "limit": "--limit", "features": "--features", "features_dir": "--features-dir"}
+              "limit": "--limit", "features": "--features", "features_dir": "--features-dir", "modalities": "--modalities"}
 TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr", "device": "--device",
                "coherence_items": "--coherence-items", "precision": "--precision", "checkpoint_every": "--checkpoint-every"}
 
@@ -210,14 +211,21 @@ def expand(sweep: SweepConfig) -> list[RunSpec]:
     """The runs of the grid (module text), in a stable order."""
     from .runs import run_name
 
-    from .data import registry
+    from .data import DataError
+    from .data.schemes import kept_subset, unpaired_choices
 
     specs = []
     for dataset in sweep.datasets:
-        allowed = (*registry.get(dataset).modalities, "split")
-        bad = [scheme for scheme in sweep.schemes if scheme not in allowed]
+        modalities = tuple(DataConfig(**{**sweep.data, "dataset": dataset}).kinds())
+        bad = []
+        for scheme in sweep.schemes:
+            try:
+                kept_subset(scheme, modalities)
+            except DataError:
+                bad.append(scheme)
         if bad and any(f < 1 for f in sweep.fractions) and not sweep.paired_only:
-            raise ValueError(f"sweep {sweep.name!r}: {dataset} has no scheme {', '.join(bad)}; choose from {', '.join(allowed)}")
+            raise ValueError(f"sweep {sweep.name!r}: {dataset} has no scheme {', '.join(bad)}; "
+                             f"choose from {unpaired_choices(modalities)}")
         for name in sweep.models:
             learns_unpaired = model_class(name).learns_from_unpaired
             for f in sweep.fractions:

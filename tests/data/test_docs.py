@@ -3,8 +3,9 @@ import importlib
 
 import pytest
 
-MODULES = ["memevae.data", "memevae.data.dataset", "memevae.data.formats", "memevae.data.pairs", "memevae.data.registry",
-           "memevae.data.schemes", "memevae.data.textured"]
+MODULES = ["memevae.data", "memevae.data.config", "memevae.data.dataset", "memevae.data.formats", "memevae.data.pairs",
+           "memevae.data.polymnist", "memevae.data.polymnist_textured", "memevae.data.registry", "memevae.data.schemes",
+           "memevae.data.textured"]
 
 
 @pytest.mark.parametrize("name", MODULES)

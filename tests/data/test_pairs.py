@@ -9,7 +9,7 @@ from memevae.data.textured import render_textured
 
 
 def test_datasets():
-    assert DATASETS == ("cub", "mnist-svhn", "mnist-textured")
+    assert DATASETS == ("cub", "mnist-svhn", "mnist-textured", "polymnist", "polymnist-textured")
 
 
 def test_match_by_class_one_to_one():

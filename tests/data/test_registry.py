@@ -8,9 +8,10 @@ from memevae.modalities import modality_kinds
 
 
 def test_every_module_declaring_a_data_set_is_found():
-    assert DATASETS == registry.names() == ("cub", "mnist-svhn", "mnist-textured")
-    assert {name: spec.label for name, spec in registry.datasets().items()} == {"cub": "CUB", "mnist-svhn": "MNIST-SVHN",
-                                                                                "mnist-textured": "MNIST-Textured"}
+    assert DATASETS == registry.names() == ("cub", "mnist-svhn", "mnist-textured", "polymnist", "polymnist-textured")
+    assert {name: spec.label for name, spec in registry.datasets().items()} == {
+        "cub": "CUB", "mnist-svhn": "MNIST-SVHN", "mnist-textured": "MNIST-Textured", "polymnist": "PolyMNIST",
+        "polymnist-textured": "PolyMNIST-Textured"}
     assert registry.get("mnist-svhn").load.__module__ == "memevae.data.mnist_svhn"
 
 
@@ -19,7 +20,9 @@ def test_default_kinds_and_variants_come_from_the_declarations():
     assert default_kinds("mnist-textured") == {"mnist": "mnist-mlp", "textured": "svhn-conv"}
     assert default_kinds("cub") == {"image": "features-mlp", "caption": "caption-conv"}
     assert data_variant("cub", "bright", features="colour-hog") == "cub/colour-hog"
-    assert all(kind in modality_kinds() for name in DATASETS for kind in default_kinds(name).values())
+    assert all(spec.default_kind in modality_kinds() for name in DATASETS for spec in registry.get(name).modalities.values())
+    assert default_kinds("polymnist-textured") == {f"m{k}": "svhn-conv" for k in range(5)}  # the default choice, "5"
+    assert default_kinds("polymnist") == {f"m{k}": "polymnist-mlp" for k in range(5)}
     assert data_variant("mnist-textured", "inverted") == "mnist-textured/inverted-v1"
     assert data_variant("mnist-svhn", "inverted") == "mnist-svhn"
     assert data_variant("?") == "?"  # a name no data set declares is filed as it is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,9 @@ from .pairs import LEGACY_RENDERING, data_variant, load_pairs
 from .schemes import apply_scheme
 from .textured import DEFAULT_RENDERING, check_rendering
 
+_OWN_OPTIONS = {"features": "image features", "features_dir": "image features", "modalities": "a choice of modalities"}
+"""The fields only some data sets take (their :attr:`DataSet.options`), with what those data sets have."""
+
 
 @dataclass
 class DataConfig:
@@ -19,16 +23,19 @@ class DataConfig:
 
     dataset: str = "mnist-textured"
     """A data set of :mod:`memevae.data.registry`: "mnist-textured" (the offline stand-in for
-    SVHN) or "mnist-svhn"."""
+    SVHN), "mnist-svhn", "cub", "polymnist-textured" (an offline PolyMNIST-style stand-in) or
+    "polymnist" (MoPoE's PolyMNIST files)."""
     rendering: str = DEFAULT_RENDERING
-    """How textured digits are drawn (mnist-textured only): "bright" (default) or the hard
-    "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
+    """How textured digits are drawn (mnist-textured, polymnist-textured): "bright" (default) or
+    the hard "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
     data_dir: str | None = None
     """Folder with the official files; None: the real MNIST sample shipped in the package."""
     paired_fraction: float = 1.0
     """f, the fraction of training pairs kept paired (Sec. 4.1: 1, 0.5, 0.25, 0.125, 0.0625)."""
     unpaired: str | None = None
-    """What the other pairs keep: a modality name (only that half is kept) or "split"."""
+    """What the other pairs keep: a modality name (only that modality is kept), "split" (one part
+    per modality, each keeping only it), "random" (each keeps a random proper subset) or a proper
+    subset joined by "+" ("m0+m2"); see :func:`~memevae.data.apply_scheme`."""
     paired_only: bool = False
     """Drop the unpaired remainder entirely (ablation J.2)."""
     pairs_per_image: int = 1
@@ -48,6 +55,10 @@ class DataConfig:
     features_dir: str | None = None
     """cub only: the folder of the cached features (``memevae features cub``); None: the
     ``features`` folder inside ``data_dir``."""
+    modalities: str | None = None
+    """polymnist, polymnist-textured only: the modalities, "N" (2 to 5: m0 .. m{N-1}) or comma-separated
+    names ("mnist,m0,m1"; polymnist-textured's plain MNIST digits are chosen by name only), kept in the
+    data set's order. None: the data set's default, "5" (MoPoE's PolyMNIST has five), recorded as such."""
 
     def __post_init__(self):
         if self.dataset not in registry.names():
@@ -65,11 +76,20 @@ class DataConfig:
         taken = dataset.options
         if "features" in taken and self.features is None:
             self.features = dataset.default_features
-        for name in ("features", "features_dir"):
+        if "modalities" in taken and self.modalities is None:
+            self.modalities = str(len(dataset.numbered))
+        for name, what in _OWN_OPTIONS.items():
             if getattr(self, name) is not None and name not in taken:
-                raise ValueError(f"{name} applies to data sets with image features (cub), not {self.dataset}")
+                takers = [d for d, spec in registry.datasets().items() if name in spec.options]
+                raise ValueError(f"{name} applies to data sets with {what} ({', '.join(takers)}), not {self.dataset}")
         if self.features_dir is not None:
             self.features_dir = str(self.features_dir)
+        if self.modalities is not None:
+            dataset.chosen(self.modalities)  # a one-line error for a bad choice, before any data is read
+            if isinstance(self.modalities, numbers.Integral):  # kept as the option's text
+                self.modalities = str(self.modalities)
+            elif not isinstance(self.modalities, str):  # a list of names
+                self.modalities = ",".join(map(str, self.modalities))
 
     @classmethod
     def from_record(cls, record: dict) -> "DataConfig":
@@ -79,14 +99,23 @@ class DataConfig:
 
     @property
     def variant(self) -> str:
-        """The data a result was measured on, with the rendering's version where it matters:
-        "mnist-textured/bright-v1", "mnist-svhn". Runs and reports record it so that results of
-        different renderings are never mixed."""
+        """The data a result was measured on, with the rendering's version where it matters and the
+        chosen modalities: "mnist-textured/bright-v1", "mnist-svhn", "polymnist-textured/bright-v1/m0-m1-m2".
+        Runs and reports record it so that results of different data are never mixed."""
         return data_variant(self.dataset, self.rendering, **self.options())
 
     def options(self) -> dict:
         """The fields of this config that only its data set takes (:attr:`DataSet.options`)."""
         return {name: getattr(self, name) for name in registry.get(self.dataset).options}
+
+    def kinds(self) -> dict[str, str]:
+        """{modality: default network kind} of the modalities this config's data have, in the data
+        set's order: what a model of these data is built with.
+
+        >>> DataConfig("polymnist-textured", modalities="mnist,m1").kinds()
+        {'mnist': 'mnist-mlp', 'm1': 'svhn-conv'}
+        """
+        return registry.get(self.dataset).kinds(self.modalities)
 
     def load(self, split: str) -> MultimodalDataset:
         """The train split with the partial-observation scheme applied, or the full test split."""

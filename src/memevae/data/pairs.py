@@ -5,8 +5,10 @@ stand-in); see :mod:`memevae.data.registry`."""
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,9 +24,12 @@ LEGACY_RENDERING = "inverted"
 _STREAMS = {"halves": 1, "render": 2, "pairs": 3}
 
 
-def stream(seed: int, purpose: str) -> np.random.Generator:
-    """The random stream of one purpose ("halves", "render", "pairs"), independent of the others."""
-    return np.random.default_rng([seed, _STREAMS[purpose]])
+def stream(seed: int, purpose: str, part: int | None = None) -> np.random.Generator:
+    """The random stream of one purpose ("halves", "render", "pairs"), independent of the others;
+    ``part`` (>= 0) gives independent streams within a purpose, e.g. one rendering per modality.
+    Part k is seeded with [seed, purpose, k + 1]: numpy's seeding ignores trailing zeros, so
+    [seed, purpose, 0] would repeat the purpose's own stream."""
+    return np.random.default_rng([seed, _STREAMS[purpose], *(() if part is None else (part + 1,))])
 
 
 def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING, **options) -> str:
@@ -42,8 +47,9 @@ def recorded_variant(config: dict) -> str:
     """The data variant a run's ``config.json`` records (derived for runs written before it was
     recorded: those used :data:`LEGACY_RENDERING`)."""
     data = config["data"]
-    return config.get("data_variant") or data_variant(data["dataset"], data.get("rendering", LEGACY_RENDERING),
-                                                      features=data.get("features"))
+    known = registry.datasets().get(data["dataset"])
+    options = {name: data.get(name) for name in (known.options if known else ())}
+    return config.get("data_variant") or data_variant(data["dataset"], data.get("rendering", LEGACY_RENDERING), **options)
 
 
 def match_by_class(
@@ -56,31 +62,66 @@ def match_by_class(
     the n examples of a are matched again with N-1 further random permutations of the same n
     examples of b, so every used example appears in exactly N rows: MMVAE's ``rand_match_on_idx``
     (Shi et al. 2019, dm=N), which may repeat a partner, hence "up to N" distinct partners.
+    The two-set case of :func:`match_sets_by_class`.
     """
-    out_a, out_b = [], []
-    for c in np.intersect1d(labels_a, labels_b):
-        a = rng.permutation(np.flatnonzero(labels_a == c))
-        b = rng.permutation(np.flatnonzero(labels_b == c))
-        n = min(len(a), len(b))
-        a, b = a[:n], b[:n]
+    return match_sets_by_class((labels_a, labels_b), rng, pairs_per_image)
+
+
+def match_sets_by_class(
+    labels: Sequence[np.ndarray], rng: np.random.Generator, pairs_per_image: int = 1
+) -> tuple[np.ndarray, ...]:
+    """Match examples of k >= 2 sets by class into tuples; return one index array per set, rows
+    shuffled. Per class present in every set, ``n`` = the smallest count; n examples of each set
+    are drawn at random and matched one-to-one. With ``pairs_per_image=N`` the n examples of the
+    first set are matched again with N-1 further random permutations of the others' (drawn set by
+    set), as :func:`match_by_class` does for two sets (with the same draws).
+
+    >>> labels = [np.array([0, 1, 1]), np.array([1, 0]), np.array([1, 1, 0, 0])]
+    >>> rows = match_sets_by_class(labels, np.random.default_rng(0))
+    >>> [set_labels[found].tolist() for set_labels, found in zip(labels, rows)]  # a tuple per class
+    [[1, 0], [1, 0], [1, 0]]
+    """
+    if len(labels) < 2:
+        raise ValueError(f"match_sets_by_class needs at least two sets of labels, got {len(labels)}")
+    out = [[] for _ in labels]
+    for c in functools.reduce(np.intersect1d, labels):
+        chosen = [rng.permutation(np.flatnonzero(set_labels == c)) for set_labels in labels]
+        n = min(map(len, chosen))
+        chosen = [rows[:n] for rows in chosen]
         for r in range(pairs_per_image):
-            out_a.append(a)
-            out_b.append(b if r == 0 else rng.permutation(b))
-    if not out_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = rng.permutation(sum(map(len, out_a)))
-    return np.concatenate(out_a)[order], np.concatenate(out_b)[order]
+            out[0].append(chosen[0])
+            for rows, found in zip(chosen[1:], out[1:]):
+                found.append(rows if r == 0 else rng.permutation(rows))
+    if not out[0]:
+        return tuple(np.zeros(0, np.int64) for _ in labels)
+    order = rng.permutation(sum(map(len, out[0])))
+    return tuple(np.concatenate(found)[order] for found in out)
 
 
 def split_halves(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint class-balanced halves of a labelled set (sorted indices); an odd class gives
-    its extra example to the second half."""
-    first, second = [], []
+    its extra example to the second half. The two-part case of :func:`split_parts`."""
+    return split_parts(labels, 2, rng)
+
+
+def split_parts(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``count`` disjoint class-balanced parts of a labelled set (sorted indices): each class's
+    examples, in a random order, cut into ``count`` near-equal runs; the later parts take a class's
+    extra examples.
+
+    >>> parts = split_parts(np.repeat(np.arange(2), 7), 3, np.random.default_rng(0))
+    >>> [len(part) for part in parts], sorted(np.concatenate(parts).tolist()) == list(range(14))
+    ([4, 4, 6], True)
+    """
+    if count < 1:
+        raise ValueError(f"split_parts needs count >= 1, got {count}")
+    parts = [[] for _ in range(count)]
     for c in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == c))
-        first.append(rows[: len(rows) // 2])
-        second.append(rows[len(rows) // 2 :])
-    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+        cuts = [k * len(rows) // count for k in range(count + 1)]
+        for k, part in enumerate(parts):
+            part.append(rows[cuts[k] : cuts[k + 1]])
+    return tuple(np.sort(np.concatenate(part)) if part else np.zeros(0, np.int64) for part in parts)
 
 
 def read_digits(split: str, data_dir, *, verify: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -94,17 +135,24 @@ def read_digits(split: str, data_dir, *, verify: bool, download: bool) -> tuple[
 
 
 def paired_dataset(dataset: "registry.DataSet", parts: dict, labels: np.ndarray) -> MultimodalDataset:
-    """The MultimodalDataset of ``dataset`` from ``parts`` {modality: (examples, row index)}, in
-    the data set's modality order: banks hold exactly the examples some row uses."""
-    banks, index = {}, {}
+    """The MultimodalDataset of ``dataset`` from ``parts`` {modality: (examples, row index)} (every
+    modality of the data set, or those a ``modalities`` option chose), in the data set's modality
+    order: banks hold exactly the examples some row uses."""
+    unknown = sorted(set(parts) - set(dataset.modalities))
+    if unknown:
+        raise DataError(f"{dataset.name} has no modality {', '.join(unknown)}; its loader gave them")
+    banks, index, formats = {}, {}, {}
     for name, spec in dataset.modalities.items():
+        if name not in parts:
+            continue
         examples, rows = parts[name]
+        formats[name] = spec.format
         if tuple(examples.shape[1:]) != spec.shape:
             raise DataError(f"{dataset.name} declares {name} examples of shape {spec.shape}, its loader gave {tuple(examples.shape[1:])}")
         used, inverse = np.unique(rows, return_inverse=True)
         banks[name] = torch.from_numpy(np.ascontiguousarray(examples[used]))
         index[name] = torch.from_numpy(inverse.astype(np.int64))
-    return MultimodalDataset(banks, index, torch.from_numpy(labels), dataset.name, dataset.formats())
+    return MultimodalDataset(banks, index, torch.from_numpy(labels), dataset.name, formats)
 
 
 def load_pairs(
@@ -134,6 +182,9 @@ def load_pairs(
     ``download`` fetches missing official files into ``data_dir``; ``verify`` checks their md5s.
     - ``"cub"``: CUB-200-2011 images (as feature vectors) with their ten captions each (paper
       Sec. 4, App. G); ``options``: ``features`` and ``features_dir`` (:mod:`memevae.data.cub`).
+    - ``"polymnist-textured"`` (offline, :mod:`memevae.data.polymnist_textured`) and ``"polymnist"``
+      (MoPoE's files, :mod:`memevae.data.polymnist`): tuples of up to five modalities; ``options``:
+      ``modalities`` ("3", "mnist,m0,m1"; :meth:`~memevae.data.DataSet.chosen`).
 
     Banks hold exactly the examples some row uses. Each data set's ``DATASET.load`` does the
     loading (:mod:`memevae.data.registry`); this checks the arguments they share and passes

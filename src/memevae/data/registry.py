@@ -2,16 +2,19 @@
 ``DATASET`` (a :class:`DataSet`), found when first asked for.
 
 >>> names()
-('cub', 'mnist-svhn', 'mnist-textured')
+('cub', 'mnist-svhn', 'mnist-textured', 'polymnist', 'polymnist-textured')
 >>> default_kinds("mnist-textured")
 {'mnist': 'mnist-mlp', 'textured': 'svhn-conv'}
+>>> get("polymnist-textured").chosen("mnist,m0,m1"), get("polymnist-textured").chosen(3)
+(('mnist', 'm0', 'm1'), ('m0', 'm1', 'm2'))
 """
 
 from __future__ import annotations
 
 import importlib
+import numbers
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -41,7 +44,8 @@ class DataSet:
     **options)`` returning a :class:`~memevae.data.MultimodalDataset`. ``rendered``: its examples
     depend on the textured rendering, so its variant names the rendering's version. ``options``: the
     further :class:`~memevae.data.DataConfig` fields its ``load`` takes (e.g. CUB's image
-    ``features``); a data set's variant names its ``features`` when it takes them."""
+    ``features``, PolyMNIST's ``modalities``); a data set's variant names its ``features`` and its
+    chosen modalities when it takes them."""
 
     name: str
     label: str
@@ -57,15 +61,68 @@ class DataSet:
     judged: bool = True
     """Its examples show digits that judges (classifiers) can read, so coherence is measured with
     judges; False: no judges apply (CUB's coherence is the CCA measure of App. G)."""
+    numbered: tuple[str, ...] = ()
+    """For a data set that takes the ``modalities`` option: the modalities an integer choice N takes
+    the first N of (PolyMNIST's m0 .. m4); all of them by default. The others (PolyMNIST-Textured's
+    plain ``mnist``) are chosen by name."""
 
     def variant(self, rendering: str, **options) -> str:
-        """The name results are filed under, e.g. "mnist-textured/bright-v1", "mnist-svhn" or
-        "cub/resnet101"."""
+        """The name results are filed under, e.g. "mnist-textured/bright-v1", "mnist-svhn",
+        "cub/resnet101" or "polymnist-textured/bright-v1/m0-m1-m2"."""
+        parts = [self.name]
         if self.rendered:
-            return f"{self.name}/{rendering_tag(rendering)}"
-        if "features" in self.options and options.get("features"):
-            return f"{self.name}/{options['features']}"
-        return self.name
+            parts.append(rendering_tag(rendering))
+        elif "features" in self.options and options.get("features"):
+            parts.append(options["features"])
+        if "modalities" in self.options:
+            parts.append("-".join(self.chosen(options.get("modalities"))))
+        return "/".join(parts)
+
+    def chosen(self, modalities: str | int | Sequence[str] | None = None) -> tuple[str, ...]:
+        """The modalities a ``modalities`` option chooses, in this data set's order: None, every
+        :attr:`numbered` one (every modality of a data set without the option); an integer N (or
+        its text, "3"), the first N numbered ones; names, as a comma-separated text ("mnist,m0,m1")
+        or a sequence. At least two; anything else is a one-line DataError naming the choices."""
+        if modalities is None:
+            return self.numbered or tuple(self.modalities)
+        if "modalities" not in self.options:
+            raise DataError(f"{self.name} has the fixed modalities {', '.join(self.modalities)}; give no modalities option")
+        most = len(self.numbered)
+        fix = (f"give N, 2 to {most} (the first N of {', '.join(self.numbered)}), or two or more comma-separated "
+               f"names from {', '.join(self.modalities)}, e.g. '{','.join(list(self.modalities)[:2])}'")
+        if isinstance(modalities, bool):
+            raise DataError(f"modalities {modalities!r} of {self.name}: {fix}")
+        if isinstance(modalities, numbers.Integral) or (isinstance(modalities, str) and modalities.strip().isdigit()):
+            count = int(modalities)
+            if not 2 <= count <= most:
+                raise DataError(f"modalities {modalities!r} of {self.name}: {fix}")
+            return self.numbered[:count]
+        if not isinstance(modalities, (str, Sequence)):
+            raise DataError(f"modalities {modalities!r} of {self.name}: {fix}")
+        names = [str(name).strip() for name in (modalities.split(",") if isinstance(modalities, str) else modalities)]
+        unknown = [name for name in names if name not in self.modalities]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if unknown or repeated or len(names) < 2:
+            problem = (f"no modality {', '.join(map(repr, unknown))}" if unknown else
+                       f"{', '.join(repeated)} named twice" if repeated else "fewer than two modalities")
+            raise DataError(f"modalities {modalities!r} of {self.name}: {problem}; {fix}")
+        return tuple(name for name in self.modalities if name in names)
+
+    def kinds(self, modalities: str | int | Sequence[str] | None = None) -> dict[str, str]:
+        """{modality: default network kind} of the modalities ``modalities`` chooses (:meth:`chosen`),
+        in this data set's order."""
+        return {name: self.modalities[name].default_kind for name in self.chosen(modalities)}
+
+    def tag(self, modalities: str | int | Sequence[str] | None = None) -> str:
+        """The chosen modalities in a run's folder name: "m3" for the first three numbered ones (what
+        ``--modalities 3`` chooses), else their names joined by "-" ("mnist-m0-m1"); a choice holds at
+        least two modalities, so "m3" never means the one modality m3.
+
+        >>> get("polymnist-textured").tag("m0,m1,m2"), get("polymnist-textured").tag("m1,mnist")
+        ('m3', 'mnist-m1')
+        """
+        chosen = self.chosen(modalities)
+        return f"m{len(chosen)}" if chosen == self.numbered[: len(chosen)] else "-".join(chosen)
 
     def formats(self) -> dict[str, str]:
         """{modality: format name}, for :class:`~memevae.data.MultimodalDataset`."""
@@ -98,5 +155,7 @@ def get(name: str) -> DataSet:
 
 
 def default_kinds(dataset: str) -> dict[str, str]:
-    """{modality: network kind} a model of ``dataset`` uses by default, in modality order."""
-    return {m: spec.default_kind for m, spec in get(dataset).modalities.items()}
+    """{modality: network kind} a model of ``dataset`` uses by default, in modality order (for a data
+    set with a choice of modalities, those chosen by default; a data config's own choice:
+    :meth:`memevae.data.DataConfig.kinds`)."""
+    return get(dataset).kinds()
