@@ -324,7 +324,7 @@ def _judges_train(args):
     from .data import DataConfig
 
     data = DataConfig(dataset=args.dataset, rendering=args.rendering, data_dir=args.data_dir, seed=args.seed)
-    out = args.out or default_judges_dir(data.variant, data.data_dir)
+    out = args.out or default_judges_dir(data.judges_variant, data.data_dir)
     modalities = [m.strip() for m in args.modalities.split(",")] if args.modalities else None
     train_judges(data, out, modalities=modalities, epochs=args.epochs, batch_size=args.batch_size,
                  learning_rate=args.lr, seed=args.seed, max_items=args.max_items, progress=not args.quiet)

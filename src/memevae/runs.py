@@ -82,9 +82,9 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
     data variant; {} when it is off or no judges exist (said in one line)."""
     if not train_config.coherence_items or not registry.get(data_config.dataset).judged:
         return {}
-    folder = train_config.judges or shipped_judges_dir(data_config.variant)
+    folder = train_config.judges or shipped_judges_dir(data_config.judges_variant)
     if folder is None:
-        print(f"note: no judges ship for {data_config.variant}, so the per-epoch coherence is off; train them with "
+        print(f"note: no judges ship for {data_config.judges_variant}, so the per-epoch coherence is off; train them with "
               f"'{train_command(data_config.dataset, data_config.data_dir, rendering=data_config.rendering)}' "
               f"and pass --judges DIR", file=sys.stderr)
         return {}

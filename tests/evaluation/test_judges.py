@@ -112,3 +112,18 @@ def test_the_shipped_judges_load_unchanged():
     assert folder is not None and folder.parent.parent == SHIPPED_JUDGES
     judges = load_judges(folder, ["mnist", "textured"], dataset="mnist-textured")
     assert {m: j.info["architecture"] for m, j in judges.items()} == {"mnist": "digit-cnn", "textured": "digit-cnn"}
+
+
+def test_judges_of_a_data_set_with_a_choice_of_modalities_serve_every_choice(tmp_path):
+    """polymnist-textured: one judge per modality of the data set (mnist and m0..m4), filed under
+    the variant without the choice, and found by runs of any choice."""
+    from memevae.data import DataConfig
+    from memevae.evaluation.judges import train_judges
+    from memevae.evaluation.pipeline import resolve_judges
+
+    records = train_judges(DataConfig("polymnist-textured", modalities="2"), tmp_path, epochs=1, max_items=64,
+                           progress=False, log=None)
+    assert sorted(records) == ["m0", "m1", "m2", "m3", "m4", "mnist"]
+    assert {r["trained_on"]["variant"] for r in records.values()} == {"polymnist-textured/bright-v1"}
+    judges = resolve_judges(tmp_path, DataConfig("polymnist-textured", modalities="mnist,m2"), ["mnist", "m2"])
+    assert sorted(judges) == ["m2", "mnist"]

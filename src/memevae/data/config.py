@@ -9,7 +9,7 @@ import torch
 
 from . import registry
 from .dataset import MultimodalDataset
-from .pairs import LEGACY_RENDERING, data_variant, load_pairs
+from .pairs import LEGACY_RENDERING, data_variant, judges_variant, load_pairs
 from .schemes import apply_scheme
 from .textured import DEFAULT_RENDERING, check_rendering
 
@@ -103,6 +103,17 @@ class DataConfig:
         chosen modalities: "mnist-textured/bright-v1", "mnist-svhn", "polymnist-textured/bright-v1/m0-m1-m2".
         Runs and reports record it so that results of different data are never mixed."""
         return data_variant(self.dataset, self.rendering, **self.options())
+
+    @property
+    def judges_variant(self) -> str:
+        """The variant judges (per-modality digit classifiers) are filed under: :attr:`variant`
+        without the choice of modalities, since a modality's examples look alike whichever other
+        modalities are chosen: "polymnist-textured/bright-v1" for every choice.
+
+        >>> DataConfig("polymnist-textured", modalities="3").judges_variant
+        'polymnist-textured/bright-v1'
+        """
+        return judges_variant(self.dataset, self.rendering, **self.options())
 
     def options(self) -> dict:
         """The fields of this config that only its data set takes (:attr:`DataSet.options`)."""

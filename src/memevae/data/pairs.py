@@ -43,6 +43,17 @@ def data_variant(dataset: str, rendering: str = DEFAULT_RENDERING, **options) ->
     return known.variant(rendering, **options) if known else dataset
 
 
+def judges_variant(dataset: str, rendering: str = DEFAULT_RENDERING, **options) -> str:
+    """The name judges are filed under: :func:`data_variant` without a choice of modalities
+    (:meth:`~memevae.data.registry.DataSet.judges_variant`).
+
+    >>> judges_variant("polymnist-textured"), data_variant("polymnist-textured", modalities="3")
+    ('polymnist-textured/bright-v1', 'polymnist-textured/bright-v1/m0-m1-m2')
+    """
+    known = registry.datasets().get(dataset)
+    return known.judges_variant(rendering, **options) if known else dataset
+
+
 def recorded_variant(config: dict) -> str:
     """The data variant a run's ``config.json`` records (derived for runs written before it was
     recorded: those used :data:`LEGACY_RENDERING`)."""

@@ -69,13 +69,18 @@ class DataSet:
     def variant(self, rendering: str, **options) -> str:
         """The name results are filed under, e.g. "mnist-textured/bright-v1", "mnist-svhn",
         "cub/resnet101" or "polymnist-textured/bright-v1/m0-m1-m2"."""
+        base = self.judges_variant(rendering, **options)
+        return f"{base}/{'-'.join(self.chosen(options.get('modalities')))}" if "modalities" in self.options else base
+
+    def judges_variant(self, rendering: str, **options) -> str:
+        """The name judges (per-modality digit classifiers) are filed under: :meth:`variant` without
+        the choice of modalities, since a modality's examples look alike whichever others are chosen
+        ("polymnist-textured/bright-v1" for every choice)."""
         parts = [self.name]
         if self.rendered:
             parts.append(rendering_tag(rendering))
         elif "features" in self.options and options.get("features"):
             parts.append(options["features"])
-        if "modalities" in self.options:
-            parts.append("-".join(self.chosen(options.get("modalities"))))
         return "/".join(parts)
 
     def chosen(self, modalities: str | int | Sequence[str] | None = None) -> tuple[str, ...]:

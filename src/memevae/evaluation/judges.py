@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__, io
+from ..data import registry
 from ..data.dataset import as_float_images
-from ..data.pairs import LEGACY_RENDERING, data_variant
+from ..data.pairs import LEGACY_RENDERING, judges_variant
 from ..data.textured import DEFAULT_RENDERING
 
 FORMAT = 1
@@ -123,7 +124,7 @@ def cache_root() -> Path:
 
 def default_judges_dir(variant: str, data_dir: str | os.PathLike | None = None) -> Path:
     """``<data_dir or ~/.cache/memevae>/classifiers/<variant>/``, e.g. ``.../mnist-textured/bright-v1``
-    (a data variant, see :func:`memevae.data.pairs.data_variant`, or a bare data set name). The
+    (a data variant, see :func:`memevae.data.pairs.judges_variant`, or a bare data set name). The
     folder keeps the name "classifiers" of memevae 0.1, so judges trained then are still found."""
     return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / variant
 
@@ -131,11 +132,11 @@ def default_judges_dir(variant: str, data_dir: str | os.PathLike | None = None) 
 def train_command(dataset: str, data_dir=None, out=None, rendering: str = DEFAULT_RENDERING) -> str:
     """The exact ``memevae judges train`` command that writes the judges for ``dataset``."""
     parts = ["memevae", "judges", "train", "--dataset", dataset]
-    if dataset == "mnist-textured" and rendering != DEFAULT_RENDERING:
+    if registry.get(dataset).rendered and rendering != DEFAULT_RENDERING:
         parts += ["--rendering", rendering]
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
-    if out is not None and Path(out) != default_judges_dir(data_variant(dataset, rendering), data_dir):
+    if out is not None and Path(out) != default_judges_dir(judges_variant(dataset, rendering), data_dir):
         parts += ["--out", str(out)]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -143,7 +144,7 @@ def train_command(dataset: str, data_dir=None, out=None, rendering: str = DEFAUL
 def judged_variant(info: dict) -> str:
     """The data variant a judge was trained on (judges of memevae 0.1 recorded none: the legacy rendering)."""
     trained_on = info.get("trained_on") or {}
-    return trained_on.get("variant") or data_variant(trained_on.get("dataset", "?"), LEGACY_RENDERING)
+    return trained_on.get("variant") or judges_variant(trained_on.get("dataset", "?"), LEGACY_RENDERING)
 
 
 def weights_path(folder, modality: str) -> Path:
@@ -192,7 +193,7 @@ def load_judge(folder, modality: str, dataset: str | None = None, data_dir=None,
     Refuses (JudgeError): a missing file (the message gives the command that writes it), a
     weights file whose sha256 differs from the recorded one, a judge whose recorded
     training data is not the train split, and, when ``dataset`` is given, one trained on another
-    data variant (e.g. another textured rendering) than ``data_variant(dataset, rendering)``.
+    data variant (e.g. another textured rendering) than ``judges_variant(dataset, rendering)``.
     """
     folder = Path(folder)
     meta, weights = info_path(folder, modality), weights_path(folder, modality)
@@ -217,9 +218,9 @@ def load_judge(folder, modality: str, dataset: str | None = None, data_dir=None,
         raise JudgeError(f"{weights} does not match its record (sha256 {digest[:12]}..., {meta.name} says "
                               f"{str(info.get('sha256'))[:12]}...): the weights were altered or replaced; retrain with: "
                               f"{command}")
-    if dataset is not None and judged_variant(info) != data_variant(dataset, rendering):
+    if dataset is not None and judged_variant(info) != judges_variant(dataset, rendering):
         raise JudgeError(f"the {modality} judge in {folder} was trained on {judged_variant(info)}, not on "
-                              f"{data_variant(dataset, rendering)}; train judges for it: {command}")
+                              f"{judges_variant(dataset, rendering)}; train judges for it: {command}")
     net = JudgeCNN(tuple(info["input_shape"]), info.get("classes", 10))
     net.load_state_dict(torch.load(_io.BytesIO(data), map_location=device, weights_only=True))
     return Judge(net.to(device), info)
@@ -336,12 +337,15 @@ def train_judges(data_config, out, *, modalities=None, epochs: int | None = None
 
 
 def _train_and_test(data_config):
-    """Every pair of the train and the test split of ``data_config``'s data set (no scheme applied)."""
+    """Every pair of the train and the test split of ``data_config``'s data set (no scheme applied),
+    with every modality of a data set that offers a choice of them, so each gets a judge."""
     from ..data import load_pairs
 
     c = data_config
-    train = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
-    test = load_pairs(c.dataset, "test", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering)
+    dataset = registry.get(c.dataset)
+    every = {"modalities": ",".join(dataset.modalities)} if "modalities" in dataset.options else {}
+    train = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **every)
+    test = load_pairs(c.dataset, "test", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **every)
     return train, test
 
 
@@ -360,7 +364,7 @@ def _judge_info(data_config, test_accuracy, test_items, train_items, settings, s
         "test_accuracy": test_accuracy,
         "test_items": test_items,
         "train_items": train_items,
-        "trained_on": {"dataset": dataset, "variant": data_variant(dataset, rendering), "data_dir": data_dir,
+        "trained_on": {"dataset": dataset, "variant": judges_variant(dataset, rendering), "data_dir": data_dir,
                        "split": "train", "seed": data_config.seed,
                        "source": "shipped MNIST sample" if data_dir is None else "official files"},
         "training": {"epochs": settings["epochs"], "batch_size": settings["batch_size"],

@@ -55,9 +55,9 @@ def resolve_judges(source, data_config, modalities) -> dict:
         if missing:
             raise JudgeError(f"judges given for {', '.join(source)} but not {', '.join(missing)}")
         return source
-    folder = Path(source) if source is not None else default_judges_dir(data_config.variant, data_config.data_dir)
+    folder = Path(source) if source is not None else default_judges_dir(data_config.judges_variant, data_config.data_dir)
     if source is None and not any((folder / f"{m}.json").exists() for m in modalities):
-        folder = shipped_judges_dir(data_config.variant) or folder
+        folder = shipped_judges_dir(data_config.judges_variant) or folder
     return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
                        rendering=data_config.rendering)
 

@@ -253,7 +253,7 @@ class MutualInformation(Metric):
     def compute(self, context, options: MutualInformationOptions) -> dict:
         source = context.judges_source
         folder = None if isinstance(source, dict) else (
-            Path(source) if source is not None else default_judges_dir(context.data_config.variant, context.data_config.data_dir))
+            Path(source) if source is not None else default_judges_dir(context.data_config.judges_variant, context.data_config.data_dir))
         return generative_quality(context.model, context.test, train_data=context.train, classifier_dir=folder,
                                   samples=options.samples, batch_size=options.batch_size, max_items=options.max_items,
                                   classifier_epochs=options.classifier_epochs, seed=context.seed, progress=context.progress)
