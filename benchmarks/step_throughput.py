@@ -22,6 +22,7 @@ Steps are timed as training runs them: ``--warmup`` steps on successive batches 
     python benchmarks/step_throughput.py --model mvae
     python benchmarks/step_throughput.py --cpu-settings torch-defaults
     python benchmarks/step_throughput.py --precision bf16
+    python benchmarks/step_throughput.py --dataset polymnist-textured --modalities 5   # step cost against M
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import time
 def measure(args) -> dict:
     import torch
 
-    from memevae.data import default_kinds, load_pairs
+    from memevae.data import DataConfig
     from memevae.runs import build_model
     from memevae.training.cpu import cpu_settings
     from memevae.training.schedule import epoch_batches
@@ -49,11 +50,12 @@ def measure(args) -> dict:
     settings = cpu_settings() if args.cpu_settings == "trainer" else contextlib.nullcontext()
     with settings as took:  # as the trainer holds them while it fits
         torch.manual_seed(0)
-        data = load_pairs("mnist-textured", "train")
+        config = DataConfig(dataset=args.dataset, **({"modalities": args.modalities} if args.modalities else {}))
+        data = config.load("train")
         options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
         if args.model in ("meme", "release-style"):
             options["classifier_samples"] = args.classifier_samples
-        model = build_model("meme" if args.model == "release-style" else args.model, default_kinds(data.name), options)
+        model = build_model("meme" if args.model == "release-style" else args.model, config.kinds(), options)
         model.initialise(data, torch.Generator().manual_seed(0))
         if args.model == "release-style":
             plain_torch_layers(model)
@@ -148,6 +150,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="meme", help="meme, mvae, mmvae, or release-style (see above)")
     parser.add_argument("--case", choices=["paired", "unpaired", "all"], default="all")
+    parser.add_argument("--dataset", default="mnist-textured",
+                        help="the shipped sample's data set: mnist-textured (default) or polymnist-textured")
+    parser.add_argument("--modalities", default=None, help="polymnist-textured: how many modalities (2 to 5)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--classifier-samples", type=int, default=10, help="MEME's K")
     parser.add_argument("--latent-dim", type=int, default=64)
@@ -167,7 +172,8 @@ def main():
         print(json.dumps(measure(args)))
         return
     cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
-    print(f"{args.model}, batch {args.batch_size}, latent {args.latent_dim}, {args.architecture} networks, "
+    print(f"{args.model}, {args.dataset}" + (f" with {args.modalities} modalities" if args.modalities else "")
+          + f", batch {args.batch_size}, latent {args.latent_dim}, {args.architecture} networks, "
           f"{args.threads} threads" + (f", K={args.classifier_samples}" if args.model in ("meme", "release-style") else "")
           + f", {args.precision}, {args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
     for case in cases:
