@@ -62,3 +62,33 @@ def test_train_then_translate(tmp_path):
     assert (pixels[grid] == pixels[again]).all() and not (pixels[grid] == pixels[other]).all()  # seeded: the same grid
     result = run_cli("translate", str(run), "--from", "svhn", "--to", "textured", "--out", str(grid))
     assert result.returncode == 1 and "unknown modality 'svhn'" in result.stderr
+
+
+@pytest.mark.parametrize("model,options", [
+    ("meme", ["--pseudo-samples", "4", "--classifier-samples", "2", "--combine", "mixture", "--kl", "monte-carlo"]),
+    pytest.param("mvae", [], marks=pytest.mark.slow),
+    pytest.param("mmvae", ["--importance-samples", "2"], marks=pytest.mark.slow)])
+def test_three_modalities_train_and_evaluate_with_one_command(model, options, tmp_path):
+    """The same command trains each model on three modalities with partial data, and evaluation
+    gives coherence from every subset and latent accuracy per subset."""
+    import json
+
+    from memevae.data import DataConfig
+    from memevae.evaluation.judges import train_judges
+
+    judges = tmp_path / "judges"
+    train_judges(DataConfig("polymnist-textured", modalities="3"), judges, modalities=["m0", "m1", "m2"], epochs=1,
+                 max_items=64, progress=False, log=None)
+    run = tmp_path / "run"
+    scheme = ["--paired-fraction", "0.5", "--unpaired", "random"] if model != "mmvae" else ["--paired-fraction", "0.5", "--paired-only"]
+    assert main(["train", "--model", model, "--dataset", "polymnist-textured", "--modalities", "3", *scheme, "--out", str(run),
+                 "--epochs", "1", "--limit", "96", "--batch-size", "32", "--latent-dim", "4", "--coherence-items", "0",
+                 "--quiet", *options]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert list(config["model_config"]["modalities"]) == ["m0", "m1", "m2"]
+    assert main(["evaluate", str(run), "--metrics", "coherence,latent", "--judges", str(judges), "--coherence-batch-size", "50",
+                 "--latent-train-items", "60", "--quiet"]) == 0
+    values = json.loads((run / "evaluation" / "metrics.json").read_text())["metrics"]
+    coherence, latent = values["coherence"]["values"], values["latent"]["values"]
+    assert {"m0->m1", "m1+m2->m0", "mean/1", "mean/2"} <= set(coherence) and len([k for k in coherence if "->" in k]) == 9
+    assert {"m0", "m0+m1", "m0+m1+m2"} <= set(latent)

@@ -55,9 +55,9 @@ def test_expansion_follows_the_papers_comparison(tmp_path):
 def test_every_shipped_example_expands_and_varies_options(tmp_path):
     counts = {name: len(sweeps.expand(sweeps.load_sweep(path))) for name, path in sweeps.examples().items()}
     # table3-4: MEME and MVAE 2 + 2 x 3 x 2 = 14 each, MMVAE 2 + 2 x 2 = 6
-    # table5 (CUB): MEME and MVAE 1 + 3 x 3 = 10 each, MMVAE 1 + 3 = 4
-    assert counts == {"ablation-paired-only": 16, "ablation-pseudo-samples": 10, "table2": 6, "table3-4": 34, "table5": 24,
-                      "table7": 10}
+    # table5 (CUB): MEME and MVAE 1 + 3 x 3 = 10 each, MMVAE 1 + 3 = 4; many-modalities: 2 + 2 + 2
+    assert counts == {"ablation-paired-only": 16, "ablation-pseudo-samples": 10, "many-modalities": 6, "table2": 6,
+                      "table3-4": 34, "table5": 24, "table7": 10}
     table2 = [spec.path.name for spec in sweeps.expand(sweeps.load_sweep(sweeps.find("table2")))]
     assert "meme-mnist-textured-f1-seed0-direction-mnist-to-textured" in table2
     mmvae = [spec for spec in sweeps.expand(sweeps.load_sweep(sweeps.find("table3-4"))) if spec.model == "mmvae"]
