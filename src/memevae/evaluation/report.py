@@ -27,7 +27,7 @@ from ..training.rundir import RunError
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .plotting import save
-from .reference import CCA, COHERENCE, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
+from .reference import CCA, COHERENCE, EPOCHS, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
 from .pipeline import results_path
 
 FULL = "full"
@@ -302,8 +302,11 @@ def _budget(records: list[RunRecord]) -> str:
     """The training budget of the runs: epochs and training rows per run."""
     epochs = sorted({r.settings.get("epochs") for r in records}, key=str)
     rows = sorted({r.settings.get("limit") or "all" for r in records}, key=str)
+    paper = sorted({(name, EPOCHS[name]) for name in
+                    ("cub" if r.dataset.split("/")[0] == "cub" else "mnist-svhn" for r in records)})
+    stated = ", ".join(f"{epochs} epochs on {'CUB' if name == 'cub' else 'MNIST-SVHN'}" for name, epochs in paper)
     return (f"Budget: {' / '.join(map(str, epochs))} epoch(s) per run, {' / '.join(map(str, rows))} training rows per run "
-            f"(the paper: 100 epochs on every training pair).")
+            f"(the paper: {stated}, on every training pair).")
 
 
 def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -> str:
