@@ -133,3 +133,22 @@ def test_cub_runs_are_reported_in_table_5_layout_beside_the_papers_cub_numbers(t
     assert "| MEME_CAPTION (paper, CUB, ResNet-101) | 0.074 ± 0.001 | 0.059 ± 0.003 |" in text  # caption -> image
     assert "| MEME_CAPTION (paper, CUB, ResNet-101) | 0.106 ± 0.000 | 0.106 ± 0.000 |" in text  # ground truth
     assert "MNIST-SVHN |" not in text  # no digit numbers beside CUB
+
+
+def test_many_modalities_are_summarised_by_subset_size(tmp_path):
+    """Three modalities: coherence means by number of given modalities and leave-one-out, latent
+    means by subset size, over seeds; no table per direction."""
+    from memevae.evaluation.report import RunRecord, build_report
+
+    def record(seed, shift):
+        coherence = {"a->b": 0.2, "a->c": 0.4, "b->a": 0.6, "b->c": 0.8, "c->a": 0.1, "c->b": 0.3,
+                     "a+b->c": 0.5 + shift, "a+c->b": 0.7, "b+c->a": 0.9}
+        latent = {"a": 0.5, "b": 0.7, "c": 0.9, "a+b": 0.6, "a+c": 0.6, "b+c": 0.9, "a+b+c": 0.95}
+        return RunRecord(f"run{seed}", "meme", "toy", "full", 1.0, seed, ("a", "b", "c"),
+                         {"coherence": coherence, "latent": latent}, 5)
+
+    text = build_report([record(0, 0.0), record(1, 0.3)], tmp_path)
+    assert "| MEME | 1 | 0.400 ± 0.000 (n=2) | 0.750 ± 0.071 (n=2) |" in text  # from 1: mean of six; from 2: (1.8 or 2.4) / 3
+    assert "| MEME | 1 | 0.900 ± 0.000 (n=2) | 0.700 ± 0.000 (n=2) | 0.650 ± 0.212 (n=2) |" in text  # -> a, -> b, -> c
+    assert "| MEME | 1 | 0.700 ± 0.000 (n=2) | 0.700 ± 0.000 (n=2) | 0.950 ± 0.000 (n=2) |" in text
+    assert "**a → b**" not in text

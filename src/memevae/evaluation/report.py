@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter, defaultdict
@@ -323,7 +324,9 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
         suffix = "" if len({r.dataset for r in records}) == 1 else "-" + dataset.replace("/", "-")
         lines += [f"## {label}", ""]
         directions = _directions(records, dataset)
-        if directions:
+        if len(next(r.modalities for r in records if r.dataset == dataset)) > 2:
+            lines += many_modality_tables(records, dataset)
+        elif directions:
             lines += ["### Cross coherence (Table 3 layout)", ""]
             for key in directions:
                 lines += [f"**{key.replace('->', ' → ')}**", "", table(records, dataset, "coherence", key, COHERENCE), ""]
@@ -337,7 +340,7 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
                 lines += ["Along training (each run's per-epoch coherence on its first test pairs, `metrics.jsonl`):", "",
                           f"![coherence per epoch]({name})", ""]
         modalities = _latent_keys(records, dataset)
-        if modalities:
+        if modalities and len(next(r.modalities for r in records if r.dataset == dataset)) <= 2:
             lines += ["### Latent accuracy (Table 4 layout)", ""]
             for key in modalities:
                 lines += [f"**{key}**", "", table(records, dataset, "latent", key, LATENT), ""]
@@ -365,6 +368,55 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
     if skipped:
         lines += ["", "Not included:", "", *[f"- {s}" for s in skipped]]
     return "\n".join(lines) + "\n"
+
+
+def many_modality_tables(records, dataset) -> list[str]:
+    """With more than two modalities, MoPoE-style summaries (Sutter et al. 2021) instead of a table
+    per direction: coherence averaged over the directions from k given modalities and leave-one-out
+    coherence (every other modality -> one), and latent accuracy averaged over the subsets of k
+    modalities; one row per (model, scheme, f), mean ± std over seeds."""
+    members = [r for r in records if r.dataset == dataset]
+    modalities = members[0].modalities
+    sizes = range(1, len(modalities))
+
+    def derived(record, metric, keys):
+        values = [record.metrics.get(metric, {}).get(k) for k in keys]
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        return float(np.mean(values)) if values and len(values) == len(keys) else None
+
+    def block(title, metric, columns):
+        groups = sorted({r.group for r in members if metric in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
+        if not groups:
+            return []
+        out = [f"**{title}**", "", "| model | f | " + " | ".join(name for name, _ in columns) + " |",
+               "|" + "---|" * (len(columns) + 2)]
+        for group in groups:
+            runs = [r for r in members if r.group == group]
+            cells = []
+            for _, keys in columns:
+                values = [v for v in (derived(r, metric, keys) for r in runs) if v is not None]
+                cells.append(str(Cell(values)) if values else "–")
+            out.append(f"| {_label(group[0], group[2])} | {group[3]:g} | " + " | ".join(cells) + " |")
+        return out + [""]
+
+    def coherence_keys(k):
+        return [f"{'+'.join(s)}->{t}" for s in itertools.combinations(modalities, k) for t in modalities if t not in s]
+
+    def latent_keys(k):
+        return ["+".join(s) for s in itertools.combinations(modalities, k)]
+
+    lines = ["### Coherence from subsets of modalities (MoPoE's table)", "",
+             f"{len(modalities)} modalities ({', '.join(modalities)}). \"from k\": the mean coherence over every "
+             "direction from k given modalities to one missing modality; \"→ m\": from all the others to m.", ""]
+    lines += block("mean coherence from k given modalities", "coherence", [(f"from {k}", coherence_keys(k)) for k in sizes])
+    others = [(f"→ {t}", [f"{'+'.join(m for m in modalities if m != t)}->{t}"]) for t in modalities]
+    lines += block("leave-one-out coherence", "coherence", others)
+    lines += ["### Latent accuracy per subset", "",
+              "The mean over the subsets of k modalities of a linear probe's test accuracy on the posterior mean given "
+              "the subset.", ""]
+    lines += block("mean latent accuracy over subsets of k modalities", "latent",
+                   [(f"{k} of {len(modalities)}", latent_keys(k)) for k in range(1, len(modalities) + 1)])
+    return lines
 
 
 OTHER = (("relatedness", "paired_closer_auc", "relatedness AUC P(d paired < d unpaired)"),
