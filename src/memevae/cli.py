@@ -252,7 +252,7 @@ def _translate(args):
     run = load_run(args.run, checkpoint=args.checkpoint)
     for name in (args.source, args.target):
         run.model.modality(name)  # one-line error for an unknown modality
-    test = run.data_config.load("test")
+    test = run.load_data("test")
     x = test.batch(one_per_class(test, args.count)).data[args.source]
     save_translation_grid(run.model, x, args.source, args.target, args.out, samples=args.samples,
                           generator=torch.Generator().manual_seed(args.seed), show=test.show)

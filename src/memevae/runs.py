@@ -47,6 +47,21 @@ class Run:
     def data_config(self) -> DataConfig:
         return recorded_data(self.config, self.path)
 
+    def load_data(self, split: str, scheme: bool = True) -> MultimodalDataset:
+        """The run's data of ``split`` (the train split with its partial-observation scheme; with
+        ``scheme=False`` every training row), checked against the vocabularies the run saved, so
+        that its captions are always read and decoded with its own words."""
+        c = self.data_config
+        if scheme or split != "train":
+            data = c.load(split)
+        else:
+            from .data import load_pairs
+
+            data = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify,
+                              rendering=c.rendering, **c.options())
+        check_vocabularies(self.path, data)
+        return data
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -75,6 +90,33 @@ def recorded_data(config: dict, path) -> DataConfig:
         raise RunError(f"{path} was trained on {recorded_variant(config)}, but this memevae renders {data.variant}; "
                        f"use the memevae version recorded in its config.json ({config.get('memevae_version')}) for this run")
     return data
+
+
+def vocabulary_path(run_path, modality: str) -> Path:
+    """Where a run keeps the vocabulary of a tokens modality: ``RUN/vocabulary-<modality>.json``."""
+    return Path(run_path) / f"vocabulary-{modality}.json"
+
+
+def save_vocabularies(run_path, data: MultimodalDataset) -> None:
+    """Write the vocabulary of each tokens modality of ``data`` into the run (atomically)."""
+    for modality, vocabulary in data.vocabularies.items():
+        vocabulary.save(vocabulary_path(run_path, modality))
+
+
+def check_vocabularies(run_path, data: MultimodalDataset) -> None:
+    """Refuse data whose vocabulary differs from the one the run saved (its token ids would mean other
+    words); runs written before vocabularies were saved have none to check."""
+    from .data.captions import Vocabulary
+
+    for modality, vocabulary in data.vocabularies.items():
+        path = vocabulary_path(run_path, modality)
+        if not path.exists():
+            continue
+        saved = Vocabulary.load(path)
+        if saved != vocabulary:
+            raise RunError(f"the {modality} vocabulary of the data in {data.name} ({len(vocabulary)} tokens) differs from the one "
+                           f"{run_path} was trained with ({path}, {len(saved)} tokens): point --data-dir at the captions it "
+                           f"was trained on")
 
 
 def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modalities) -> dict:
@@ -284,6 +326,8 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
             run_dir.check_free()  # before any data is loaded
     train_data = data_config.load("train")
     test_data = data_config.load("test") if writes else None
+    if resume:
+        check_vocabularies(run_dir.path, train_data)
     judges = _monitor_judges(train_config, data_config, test_data.modalities) if writes else {}
     torch.manual_seed(train_config.seed)
     if not resume:
@@ -312,6 +356,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
         }
         if writes:
             run_dir.create(config)
+            save_vocabularies(run_dir.path, train_data)
     callbacks = _writer_callbacks(run_dir, config, train_config, test_data, judges, name, progress) if writes else []
     with distributed.process_group(process, _device(process, train_config.device)):
         trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks, process=process)

@@ -77,6 +77,7 @@ def test_features_train_and_evaluate_from_the_command_line(cub, tmp_path, capsys
                  "--epochs", "1", "--batch-size", "20", "--limit", "40", "--classifier-samples", "1",
                  "--pseudo-samples", "4", "--paired-fraction", "0.5", "--unpaired", "split", "--quiet"]) == 0
     assert (run / "figures" / "generation-epoch-0001.png").exists()
+    assert (run / "vocabulary-caption.json").exists()  # the run's own words
     assert main(["evaluate", str(run), "--quiet", "--cca-coherence-components", "8"]) == 0  # 12 training images
     import json
 

@@ -178,3 +178,24 @@ def test_runs_record_their_data_variant_and_old_runs_read_as_inverted(two_epochs
     future = {**config, "data_variant": "mnist-textured/bright-v2"}
     with pytest.raises(RunError, match="was trained on mnist-textured/bright-v2, but this memevae renders mnist-textured/bright-v1"):
         recorded_data(future, "new-run")
+
+
+def test_a_run_keeps_its_vocabulary_and_refuses_data_with_other_words(tmp_path):
+    """Token ids mean the words of the vocabulary a run was trained with: the run saves it, and
+    data whose vocabulary differs are refused in one line."""
+    from memevae.data import MultimodalDataset
+    from memevae.data.captions import Vocabulary
+    from memevae.runs import RunError, check_vocabularies, save_vocabularies, vocabulary_path
+
+    def data(words):
+        vocabulary = Vocabulary(["<pad>", "<eos>", "<unk>", *words], min_count=3)
+        return MultimodalDataset({"caption": torch.tensor([[3, 1, 0]]), "x": torch.zeros(1, 2)},
+                                 {"caption": torch.tensor([0]), "x": torch.tensor([0])}, torch.tensor([0]), "toy",
+                                 vocabularies={"caption": vocabulary})
+
+    save_vocabularies(tmp_path, data(["bird", "wing"]))
+    assert Vocabulary.load(vocabulary_path(tmp_path, "caption")).words[3:] == ["bird", "wing"]
+    check_vocabularies(tmp_path, data(["bird", "wing"]))
+    with pytest.raises(RunError, match=r"caption vocabulary .* differs from the one .* was trained with"):
+        check_vocabularies(tmp_path, data(["wing", "bird"]))
+    check_vocabularies(tmp_path / "older-run", data(["wing"]))  # a run without a saved vocabulary: nothing to check

@@ -112,15 +112,12 @@ class Context:
 
     @cached_property
     def test(self):
-        return self.data_config.load("test")
+        return self.run.load_data("test")
 
     @cached_property
     def train(self):
         """Every training pair (the partial-observation scheme NOT applied: probes see all images)."""
-        from ..data import load_pairs
-
-        c = self.data_config
-        return load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **c.options())
+        return self.run.load_data("train", scheme=False)
 
     @cached_property
     def judges(self) -> dict:
