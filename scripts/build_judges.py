@@ -27,10 +27,11 @@ def main(argv=None) -> None:
     parser.add_argument("--mnist-dir", required=True, help="folder with the official MNIST files")
     parser.add_argument("--seed", type=int, default=0, help="judge training seed (default 0)")
     parser.add_argument("--dataset", default=DataConfig().dataset, help="a data set made from MNIST (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per judge (default: memevae judges train's)")
     args = parser.parse_args(argv)
     data = DataConfig(dataset=args.dataset, data_dir=args.mnist_dir)
     out = SHIPPED_JUDGES / data.judges_variant
-    records = train_judges(data, out, seed=args.seed)
+    records = train_judges(data, out, seed=args.seed, epochs=args.epochs)
     for modality, record in records.items():
         record["trained_on"]["data_dir"] = None
         record["trained_on"]["source"] = "the official MNIST train files (md5-verified)"
