@@ -47,18 +47,21 @@ class Run:
     def data_config(self) -> DataConfig:
         return recorded_data(self.config, self.path)
 
-    def load_data(self, split: str, scheme: bool = True) -> MultimodalDataset:
-        """The run's data of ``split`` (the train split with its partial-observation scheme; with
-        ``scheme=False`` every training row), checked against the vocabularies the run saved, so
-        that its captions are always read and decoded with its own words."""
-        c = self.data_config
-        if scheme or split != "train":
-            data = c.load(split)
-        else:
-            from .data import load_pairs
+    def load_data(self, split: str) -> MultimodalDataset:
+        """The run's data of ``split`` (the train split with its partial-observation scheme),
+        checked against the vocabularies the run saved, so that its captions are always read and
+        decoded with its own words."""
+        data = self.data_config.load(split)
+        check_vocabularies(self.path, data)
+        return data
 
-            data = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify,
-                              rendering=c.rendering, **c.options())
+    def training_pairs(self) -> MultimodalDataset:
+        """Every training pair of the run's data set, the partial-observation scheme not applied
+        (what evaluation probes fit on), checked as :meth:`load_data` checks."""
+        from .data import load_pairs
+
+        c = self.data_config
+        data = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **c.options())
         check_vocabularies(self.path, data)
         return data
 

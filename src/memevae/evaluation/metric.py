@@ -117,7 +117,7 @@ class Context:
     @cached_property
     def train(self):
         """Every training pair (the partial-observation scheme NOT applied: probes see all images)."""
-        return self.run.load_data("train", scheme=False)
+        return self.run.training_pairs()
 
     @cached_property
     def judges(self) -> dict:
