@@ -28,6 +28,7 @@ from ..training.rundir import RunError
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
 from .plotting import save
+from .metrics.coherence import default_directions, direction_name
 from .reference import CCA, COHERENCE, EPOCHS, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
 from .pipeline import results_path
 
@@ -324,7 +325,8 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
         suffix = "" if len({r.dataset for r in records}) == 1 else "-" + dataset.replace("/", "-")
         lines += [f"## {label}", ""]
         directions = _directions(records, dataset)
-        if len(next(r.modalities for r in records if r.dataset == dataset)) > 2:
+        many = len(next(r.modalities for r in records if r.dataset == dataset)) > 2
+        if many:
             lines += many_modality_tables(records, dataset)
         elif directions:
             lines += ["### Cross coherence (Table 3 layout)", ""]
@@ -340,7 +342,7 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
                 lines += ["Along training (each run's per-epoch coherence on its first test pairs, `metrics.jsonl`):", "",
                           f"![coherence per epoch]({name})", ""]
         modalities = _latent_keys(records, dataset)
-        if modalities and len(next(r.modalities for r in records if r.dataset == dataset)) <= 2:
+        if modalities and not many:
             lines += ["### Latent accuracy (Table 4 layout)", ""]
             for key in modalities:
                 lines += [f"**{key}**", "", table(records, dataset, "latent", key, LATENT), ""]
@@ -400,7 +402,7 @@ def many_modality_tables(records, dataset) -> list[str]:
         return out + [""]
 
     def coherence_keys(k):
-        return [f"{'+'.join(s)}->{t}" for s in itertools.combinations(modalities, k) for t in modalities if t not in s]
+        return [direction_name(s, t) for s, t in default_directions(modalities) if len(s) == k]
 
     def latent_keys(k):
         return ["+".join(s) for s in itertools.combinations(modalities, k)]
@@ -409,7 +411,7 @@ def many_modality_tables(records, dataset) -> list[str]:
              f"{len(modalities)} modalities ({', '.join(modalities)}). \"from k\": the mean coherence over every "
              "direction from k given modalities to one missing modality; \"→ m\": from all the others to m.", ""]
     lines += block("mean coherence from k given modalities", "coherence", [(f"from {k}", coherence_keys(k)) for k in sizes])
-    others = [(f"→ {t}", [f"{'+'.join(m for m in modalities if m != t)}->{t}"]) for t in modalities]
+    others = [(f"→ {t}", [direction_name(tuple(m for m in modalities if m != t), t)]) for t in modalities]
     lines += block("leave-one-out coherence", "coherence", others)
     lines += ["### Latent accuracy per subset", "",
               "The mean over the subsets of k modalities of a linear probe's test accuracy on the posterior mean given "
