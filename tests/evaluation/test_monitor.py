@@ -148,3 +148,23 @@ def test_tensorboard_logs_each_epochs_values_and_grid(tmp_path):
     assert logged == pytest.approx([record["coherence/mnist->textured"] for record in run.history])
     assert [event.step for event in events.Images("generation")] == [1, 2]
     assert "train/paired/loss" in events.Tags()["scalars"]
+
+
+def test_a_long_title_of_a_generation_grid_is_wrapped_inside_the_figure(tmp_path, monkeypatch):
+    """A run's name and its coherence make titles wider than ten pictures; the title wraps so that
+    none of it is cut off at the figure's edges."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from memevae.evaluation import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path, dpi: drawn.append(fig))
+    rows = [("m0 (input)", list(torch.rand(10, 3, 28, 28))), ("m0 \u2192 m1", list(torch.rand(10, 3, 28, 28)))]
+    title = "MVAE, mvae-polymnist-textured-m3-f0.5-random-seed0, epoch 6 (coherence mean/1 0.30, mean/2 0.42)"
+    figures.save_image_rows(rows, tmp_path / "grid.png", title)
+    fig = drawn[0]
+    fig.tight_layout()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box, page = fig._suptitle.get_window_extent(renderer), fig.bbox
+    assert "\n" in fig._suptitle.get_text()
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1

@@ -64,7 +64,8 @@ def save_image_rows(rows: list[tuple[str, list]], path, title: str):
     lines = max((len(items) for items in texts), default=0)
     heights = [0.13 * lines + 0.2 if items and isinstance(items[0], str) else 0.5 for _, items in rows]
     width = 0.42 * columns + 1.6 if not texts else max(0.42 * columns + 1.6, 9.0)
-    fig, axes = subplots(len(rows), 1, figsize=(width, sum(heights) + 0.6), squeeze=False,
+    title = textwrap.fill(title, width=int(width * 72 / 5.5))  # about 5.5 pt a character at 9 pt: never wider than the figure
+    fig, axes = subplots(len(rows), 1, figsize=(width, sum(heights) + 0.45 + 0.15 * (title.count("\n") + 1)), squeeze=False,
                          gridspec_kw={"height_ratios": heights})
     for axis, (label, items) in zip(axes[:, 0], rows):
         axis.set_xticks([]); axis.set_yticks([])
