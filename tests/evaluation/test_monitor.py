@@ -165,6 +165,6 @@ def test_a_long_title_of_a_generation_grid_is_wrapped_inside_the_figure(tmp_path
     fig = drawn[0]
     fig.tight_layout()
     renderer = FigureCanvasAgg(fig).get_renderer()
-    box, page = fig._suptitle.get_window_extent(renderer), fig.bbox
-    assert "\n" in fig._suptitle.get_text()
+    box, page = fig.texts[0].get_window_extent(renderer), fig.bbox
+    assert fig.get_suptitle().replace("\n", " ") == title and "\n" in fig.get_suptitle()
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1

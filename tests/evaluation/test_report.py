@@ -152,3 +152,6 @@ def test_many_modalities_are_summarised_by_subset_size(tmp_path):
     assert "| MEME | 1 | 0.900 ± 0.000 (n=2) | 0.700 ± 0.000 (n=2) | 0.650 ± 0.212 (n=2) |" in text  # -> a, -> b, -> c
     assert "| MEME | 1 | 0.700 ± 0.000 (n=2) | 0.700 ± 0.000 (n=2) | 0.950 ± 0.000 (n=2) |" in text
     assert "**a → b**" not in text
+    assert (tmp_path / "coherence-by-subset-size.png").stat().st_size > 0
+    assert "![coherence against the number of given modalities](coherence-by-subset-size.png)" in text
+    assert "no run with more than two modalities" in text and "MNIST-SVHN, on every" not in text  # the paper's budget is not claimed for it

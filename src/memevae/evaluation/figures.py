@@ -7,7 +7,7 @@ import textwrap
 import torch
 import torch.nn.functional as F
 
-from .plotting import save, subplots
+from .plotting import save, subplots, suptitle, wrap_title
 
 
 def to_display(images: torch.Tensor, size: int = 32) -> torch.Tensor:
@@ -64,8 +64,8 @@ def save_image_rows(rows: list[tuple[str, list]], path, title: str):
     lines = max((len(items) for items in texts), default=0)
     heights = [0.13 * lines + 0.2 if items and isinstance(items[0], str) else 0.5 for _, items in rows]
     width = 0.42 * columns + 1.6 if not texts else max(0.42 * columns + 1.6, 9.0)
-    title = textwrap.fill(title, width=int(width * 72 / 5.5))  # about 5.5 pt a character at 9 pt: never wider than the figure
-    fig, axes = subplots(len(rows), 1, figsize=(width, sum(heights) + 0.45 + 0.15 * (title.count("\n") + 1)), squeeze=False,
+    title_lines = wrap_title(title, width, 9).count("\n") + 1
+    fig, axes = subplots(len(rows), 1, figsize=(width, sum(heights) + 0.45 + 0.15 * title_lines), squeeze=False,
                          gridspec_kw={"height_ratios": heights})
     for axis, (label, items) in zip(axes[:, 0], rows):
         axis.set_xticks([]); axis.set_yticks([])
@@ -78,7 +78,7 @@ def save_image_rows(rows: list[tuple[str, list]], path, title: str):
         else:
             size = max(32, *(max(p.shape[-2:]) for p in items))
             axis.imshow(image_row(to_display(torch.stack([_square(p, size) for p in items]), size)).numpy(), interpolation="nearest")
-    fig.suptitle(title, fontsize=9)
+    suptitle(fig, title, 9)
     save(fig, path, dpi=120)
     return path
 
@@ -143,6 +143,6 @@ def save_example_table(inputs: list, outputs: list[list], path, title: str, head
                 axis.set_anchor("W")
     for axis, header in zip(axes[0], headers):
         axis.set_title(header, fontsize=8, loc="left")
-    fig.suptitle(title, fontsize=9)
+    suptitle(fig, title, 9)
     save(fig, path, dpi=120)
     return path

@@ -151,7 +151,7 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     'curves.png'
     """
     from .plotting import colours as colour_cycle
-    from .plotting import save, subplots
+    from .plotting import save, subplots, suptitle
 
     fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
     colours = colour_cycle()
@@ -198,7 +198,7 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     coherence.set_title("cross coherence (fixed test pairs)" if any_coherence else "cross coherence: no judges", fontsize=10)
     coherence.legend(fontsize=6, loc="upper left")
     if title:
-        fig.suptitle(title, fontsize=10)
+        suptitle(fig, title, 10)
     return save(fig, path)
 
 

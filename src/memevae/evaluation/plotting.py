@@ -7,6 +7,8 @@ its inline backend, and figures written here never pop up or pile up in pyplot's
 
 from __future__ import annotations
 
+import textwrap
+
 from .. import io
 
 DPI = 150
@@ -19,6 +21,18 @@ def subplots(*args, **kwargs):
     figsize = kwargs.pop("figsize", None)
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(*args, **kwargs)
+
+
+def wrap_title(title: str, width: float, fontsize: float) -> str:
+    """``title`` broken into lines no wider than ``width`` inches at ``fontsize`` points (about
+    0.6 em a character)."""
+    return textwrap.fill(title, width=max(20, int(width * 72 / (0.6 * fontsize))))
+
+
+def suptitle(fig, title: str, fontsize: float = 10):
+    """``fig``'s title, wrapped to the figure's width: a run's name and its numbers easily outgrow
+    a narrow figure, and a line wider than the figure is cut off at both edges."""
+    return fig.suptitle(wrap_title(title, fig.get_figwidth(), fontsize), fontsize=fontsize)
 
 
 def new_figure(width: float = 5.0, height: float = 3.6):

@@ -27,7 +27,7 @@ from .. import io
 from ..training.rundir import RunError
 from ..data.pairs import recorded_variant
 from ._common import dataset_label
-from .plotting import save
+from .plotting import save, suptitle
 from .metrics.coherence import default_directions, direction_name
 from .reference import CCA, COHERENCE, EPOCHS, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
 from .pipeline import results_path
@@ -229,7 +229,7 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
         ax.set_title(key.replace("->", " \u2192 "), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{title}, {dataset_label(dataset)}: mean \u00b1 1 std over seeds", fontsize=10)
+    suptitle(fig, f"{title}, {dataset_label(dataset)}: mean \u00b1 1 std over seeds", 10)
     return save(fig, path)
 
 
@@ -272,13 +272,14 @@ def plot_epoch_curves(records, dataset, directions: list[str], path):
                             label=f"{_label(model, scheme)} (n={len(members)})")
             ax.axhline(CHANCE, color="grey", lw=1, ls="--")
             ax.set_ylim(0, 1)
-            ax.set_title(f"{key.replace('->', ' → ')}, f = {f:g}", fontsize=9)
+            given = key.removeprefix("mean/")
+            ax.set_title(f"from {given} given modalities, f = {f:g}" if given != key else f"{key.replace('->', ' → ')}, f = {f:g}", fontsize=9)
             ax.set_xlabel("epoch")
             ax.set_ylabel("cross coherence (per-epoch test subset)")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6)
-    fig.suptitle(f"Cross coherence along training, {dataset_label(dataset)}: mean over seeds", fontsize=10)
+    suptitle(fig, f"Cross coherence along training, {dataset_label(dataset)}: mean over seeds", 10)
     return save(fig, path)
 
 
@@ -304,11 +305,13 @@ def _budget(records: list[RunRecord]) -> str:
     """The training budget of the runs: epochs and training rows per run."""
     epochs = sorted({r.settings.get("epochs") for r in records}, key=str)
     rows = sorted({r.settings.get("limit") or "all" for r in records}, key=str)
+    many = any(len(r.modalities) > 2 for r in records)
     paper = sorted({(name, EPOCHS[name]) for name in
-                    ("cub" if r.dataset.split("/")[0] == "cub" else "mnist-svhn" for r in records)})
-    stated = ", ".join(f"{epochs} epochs on {'CUB' if name == 'cub' else 'MNIST-SVHN'}" for name, epochs in paper)
+                    ("cub" if r.dataset.split("/")[0] == "cub" else "mnist-svhn" for r in records if len(r.modalities) == 2)})
+    stated = [f"{epochs} epochs on {'CUB' if name == 'cub' else 'MNIST-SVHN'}, on every training pair" for name, epochs in paper]
+    stated += ["no run with more than two modalities: App. E gives the objective only"] if many else []
     return (f"Budget: {' / '.join(map(str, epochs))} epoch(s) per run, {' / '.join(map(str, rows))} training rows per run "
-            f"(the paper: {stated}, on every training pair).")
+            f"(the paper: {'; '.join(stated)}).")
 
 
 def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -> str:
@@ -327,7 +330,7 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
         directions = _directions(records, dataset)
         many = len(next(r.modalities for r in records if r.dataset == dataset)) > 2
         if many:
-            lines += many_modality_tables(records, dataset)
+            lines += many_modality_tables(records, dataset, out, suffix)
         elif directions:
             lines += ["### Cross coherence (Table 3 layout)", ""]
             for key in directions:
@@ -372,19 +375,27 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
     return "\n".join(lines) + "\n"
 
 
-def many_modality_tables(records, dataset) -> list[str]:
+def _subset_mean(record, metric: str, keys: list[str]) -> float | None:
+    """The mean of a run's ``metric`` values over ``keys`` (None unless every key has a finite value)."""
+    values = [record.metrics.get(metric, {}).get(k) for k in keys]
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return float(np.mean(values)) if values and len(values) == len(keys) else None
+
+
+def _coherence_keys(modalities, k: int) -> list[str]:
+    """The coherence directions from k given modalities to one missing modality."""
+    return [direction_name(s, t) for s, t in default_directions(modalities) if len(s) == k]
+
+
+def many_modality_tables(records, dataset, out: Path, suffix: str = "") -> list[str]:
     """With more than two modalities, MoPoE-style summaries (Sutter et al. 2021) instead of a table
     per direction: coherence averaged over the directions from k given modalities and leave-one-out
     coherence (every other modality -> one), and latent accuracy averaged over the subsets of k
-    modalities; one row per (model, scheme, f), mean ± std over seeds."""
+    modalities; one row per (model, scheme, f), mean ± std over seeds. Figures: coherence against
+    the number of given modalities, and along training (the monitor's means by subset size)."""
     members = [r for r in records if r.dataset == dataset]
     modalities = members[0].modalities
     sizes = range(1, len(modalities))
-
-    def derived(record, metric, keys):
-        values = [record.metrics.get(metric, {}).get(k) for k in keys]
-        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        return float(np.mean(values)) if values and len(values) == len(keys) else None
 
     def block(title, metric, columns):
         groups = sorted({r.group for r in members if metric in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
@@ -396,13 +407,10 @@ def many_modality_tables(records, dataset) -> list[str]:
             runs = [r for r in members if r.group == group]
             cells = []
             for _, keys in columns:
-                values = [v for v in (derived(r, metric, keys) for r in runs) if v is not None]
+                values = [v for v in (_subset_mean(r, metric, keys) for r in runs) if v is not None]
                 cells.append(str(Cell(values)) if values else "–")
             out.append(f"| {_label(group[0], group[2])} | {group[3]:g} | " + " | ".join(cells) + " |")
         return out + [""]
-
-    def coherence_keys(k):
-        return [direction_name(s, t) for s, t in default_directions(modalities) if len(s) == k]
 
     def latent_keys(k):
         return ["+".join(s) for s in itertools.combinations(modalities, k)]
@@ -410,15 +418,63 @@ def many_modality_tables(records, dataset) -> list[str]:
     lines = ["### Coherence from subsets of modalities (MoPoE's table)", "",
              f"{len(modalities)} modalities ({', '.join(modalities)}). \"from k\": the mean coherence over every "
              "direction from k given modalities to one missing modality; \"→ m\": from all the others to m.", ""]
-    lines += block("mean coherence from k given modalities", "coherence", [(f"from {k}", coherence_keys(k)) for k in sizes])
+    lines += block("mean coherence from k given modalities", "coherence", [(f"from {k}", _coherence_keys(modalities, k)) for k in sizes])
     others = [(f"→ {t}", [direction_name(tuple(m for m in modalities if m != t), t)]) for t in modalities]
     lines += block("leave-one-out coherence", "coherence", others)
+    if any("coherence" in r.metrics for r in members):
+        name = f"coherence-by-subset-size{suffix}.png"
+        plot_against_subset_size(members, out / name)
+        lines += [f"![coherence against the number of given modalities]({name})", ""]
+    means = [f"mean/{k}" for k in sizes]
+    if any(_epoch_means([r], f"coherence/{means[0]}")[0] for r in members):
+        name = f"coherence-per-epoch{suffix}.png"
+        plot_epoch_curves(members, dataset, means, out / name)
+        lines += ["Along training (each run's per-epoch mean coherence from k given modalities on its first test "
+                  "items, `metrics.jsonl`):", "", f"![coherence per epoch]({name})", ""]
     lines += ["### Latent accuracy per subset", "",
               "The mean over the subsets of k modalities of a linear probe's test accuracy on the posterior mean given "
               "the subset.", ""]
     lines += block("mean latent accuracy over subsets of k modalities", "latent",
                    [(f"{k} of {len(modalities)}", latent_keys(k)) for k in range(1, len(modalities) + 1)])
     return lines
+
+
+def plot_against_subset_size(members: list[RunRecord], path):
+    """Mean coherence from k given modalities against k, one line per (model, scheme, f) with
+    one-std shading over seeds (MoPoE's view: more given modalities should generate more coherently);
+    chance (0.1) dashed."""
+    from .monitor import CHANCE
+    from .plotting import colour_map, subplots
+
+    modalities = members[0].modalities
+    sizes = list(range(1, len(modalities)))
+    groups = sorted({r.group for r in members if "coherence" in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
+    models = sorted({g[0] for g in groups})
+    fig, axes = subplots(1, 1, figsize=(5.6, 4.0), squeeze=False)
+    ax, colours, styles = axes[0, 0], colour_map("tab10"), {}
+    for group in groups:
+        runs = [r for r in members if r.group == group]
+        cells = [Cell([v for v in (_subset_mean(r, "coherence", _coherence_keys(modalities, k)) for r in runs) if v is not None])
+                 for k in sizes]
+        points = [(k, c) for k, c in zip(sizes, cells) if c.values]
+        if not points:
+            continue
+        k = np.array([p[0] for p in points])
+        mean = np.array([p[1].mean for p in points])
+        std = np.array([p[1].std or 0.0 for p in points])
+        colour = colours(models.index(group[0]) % 10)
+        style = styles.setdefault(group[3], ("-", "--", ":", "-.")[len(styles) % 4])
+        ax.plot(k, mean, style, marker="o", color=colour, label=f"{_label(group[0], group[2])}, f = {group[3]:g} (n={len(runs)})")
+        ax.fill_between(k, mean - std, mean + std, color=colour, alpha=0.15)
+    ax.axhline(CHANCE, color="grey", lw=1, ls="--")
+    ax.set_xticks(sizes)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("given modalities k")
+    ax.set_ylabel("mean coherence to a missing modality")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    suptitle(fig, f"Coherence from k of {len(modalities)} modalities, {dataset_label(members[0].dataset)}: mean \u00b1 1 std over seeds", 9)
+    return save(fig, path)
 
 
 OTHER = (("relatedness", "paired_closer_auc", "relatedness AUC P(d paired < d unpaired)"),

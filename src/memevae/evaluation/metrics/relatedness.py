@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._common import paired_rows, posteriors
-from ..plotting import new_figure, save
+from ..plotting import new_figure, save, suptitle
 from ..metric import Metric
 
 
@@ -193,7 +193,7 @@ def plot_class_matrix(result: Relatedness, path, title: str = ""):
     ax_d.set_xlabel("digit")
     ax_d.set_ylabel("W2 distance between clusters (average linkage)")
     ax_d.set_title("dendrogram of digits by relatedness", fontsize=9)
-    fig.suptitle((title + ": " if title else "") + "class-contextual relatedness (Fig. 9)", fontsize=10)
+    suptitle(fig, (title + ": " if title else "") + "class-contextual relatedness (Fig. 9)", 10)
     return save(fig, path)
 
 

@@ -333,7 +333,7 @@ def _paper_label(group: str, directions) -> str:
 def plot_snr(result: dict, path, statistic: str | None = None, title: str | None = None):
     """Fig. 10 as a PNG: one panel per network (encoders on top), SNR against training step, one
     curve per estimator, log scale. Written atomically; returns the path."""
-    from ..plotting import save, subplots
+    from ..plotting import save, subplots, suptitle
 
     statistic = statistic or result.get("statistic", "mean")
     if statistic not in STATISTICS:
@@ -370,9 +370,8 @@ def plot_snr(result: dict, path, statistic: str | None = None, title: str | None
             axis.set_title(_paper_label(group, directions), fontsize=9)
             axis.grid(alpha=0.3, which="both")
             axis.legend(fontsize=8)
-    fig.suptitle(title or (f"Gradient SNR |E g| / std g over {result['repeats']} repeats "
-                           f"(Fig. 10){' on ' + result['dataset'] if result.get('dataset') else ''}; higher is better"),
-                 fontsize=10)
+    suptitle(fig, title or (f"Gradient SNR |E g| / std g over {result['repeats']} repeats "
+                           f"(Fig. 10){' on ' + result['dataset'] if result.get('dataset') else ''}; higher is better"), 10)
     save(fig, path, dpi=120)
     return Path(path)
 
