@@ -316,13 +316,16 @@ def _budget(records: list[RunRecord]) -> str:
 
 def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -> str:
     """The markdown text; figures are written into ``out``."""
+    paper_rows = ("Rows marked *paper* are Joy et al. (ICLR 2022) on MNIST-SVHN (Tables 3 and 4) or on CUB (Table 5); on "
+                  "MNIST-Textured they are for orientation only, not the same data set, and runs on different textured "
+                  "renderings are reported apart. Scheme names: the modality kept for the unpaired remainder (paper Sec. "
+                  "4.1); the paper's SVHN scheme corresponds to our non-MNIST modality.")
+    many_rows = ("With more than two modalities there are no paper rows (App. E states the objective only); scheme "
+                 "\"random\": the other rows keep a random non-empty proper subset of the modalities.")
+    intro = [paper_rows] * any(len(r.modalities) == 2 for r in records) + [many_rows] * any(len(r.modalities) > 2 for r in records)
     lines = ["# memevae evaluation report", "",
              f"{len(records)} evaluated run(s). Cells: mean ± std over runs (seeds) of a group (model, data set, unpaired "
-             "scheme, f); std uses the n − 1 denominator. Rows marked *paper* are Joy et al. (ICLR 2022) on MNIST-SVHN "
-             "(Tables 3 and 4) or on CUB (Table 5); on MNIST-Textured they are for orientation only, not the same data set, and runs on "
-             "different textured renderings are reported apart. Scheme names: the "
-             "modality kept for the unpaired remainder (paper Sec. 4.1); the paper's SVHN scheme corresponds to our "
-             "non-MNIST modality.", "", _budget(records), ""]
+             "scheme, f); std uses the n − 1 denominator. " + " ".join(intro), "", _budget(records), ""]
     for dataset in sorted({r.dataset for r in records}):
         label = dataset_label(dataset)
         suffix = "" if len({r.dataset for r in records}) == 1 else "-" + dataset.replace("/", "-")
