@@ -24,9 +24,14 @@ def subplots(*args, **kwargs):
 
 
 def wrap_title(title: str, width: float, fontsize: float) -> str:
-    """``title`` broken into lines no wider than ``width`` inches at ``fontsize`` points (about
-    0.6 em a character)."""
-    return textwrap.fill(title, width=max(20, int(width * 72 / (0.6 * fontsize))))
+    r"""``title`` broken into lines no wider than ``width`` inches at ``fontsize`` points (about
+    0.6 em a character); its own line breaks are kept.
+
+    >>> wrap_title("MEME on PolyMNIST-Textured, f = 1\ncross- and self-generation of test examples", 2.0, 9)
+    'MEME on PolyMNIST-\nTextured, f = 1\ncross- and self-generation\nof test examples'
+    """
+    columns = max(20, int(width * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, width=columns) for line in title.splitlines())
 
 
 def suptitle(fig, title: str, fontsize: float = 10):
