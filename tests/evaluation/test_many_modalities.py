@@ -96,3 +96,23 @@ def test_latent_subsets_take_training_rows_that_observe_the_whole_subset(three, 
     partial = train.with_rows(index, train.labels)
     result = latent_accuracy(model, partial, three_way(fakes.images, 100, seed=2), subsets=[("a", "c")], progress=False)
     assert result["train_items/a+c"] == 150
+
+
+def test_grids_generate_each_modality_from_all_the_others(three, fakes, tmp_path):
+    """With three modalities the grids add each modality generated from the other two, through the
+    model's posterior given both (in eval mode); two modalities keep the bimodal grids alone."""
+    from memevae.evaluation.figures import subset_generation_rows
+    from memevae.evaluation.metrics.grids import generation_grids
+
+    model = three[0]()
+    data = three_way(fakes.images, 40)
+    examples = data.batch(torch.arange(10)).data
+    rows = subset_generation_rows(model, examples)
+    assert [label for label, _ in rows] == ["a (input)", "b (input)", "c (input)", "b+c \u2192 a", "a+c \u2192 b", "a+b \u2192 c"]
+    assert [call for call in model.calls if call[0] == "posterior"] == [("posterior", s, False) for s in (("b", "c"), ("a", "c"), ("a", "b"))]
+    generated = torch.stack(rows[-1][1])  # a + b -> c: the fake posterior sums codes, so the digit survives
+    assert torch.equal(fakes.read(generated), data.labels[:10])
+    generation_grids(model, data, tmp_path / "three", samples=1)
+    generation_grids(fakes.Model(), fakes.pairs(40), tmp_path / "two", samples=1)
+    assert (tmp_path / "three" / "generation-from-subsets.png").stat().st_size > 0
+    assert not (tmp_path / "two" / "generation-from-subsets.png").exists() and (tmp_path / "two" / "generation.png").exists()

@@ -50,6 +50,24 @@ def generation_rows(model, examples: dict[str, torch.Tensor], sample: bool = Fal
     return rows
 
 
+@torch.no_grad()
+def subset_generation_rows(model, examples: dict[str, torch.Tensor], show=None) -> list[tuple[str, list]]:
+    """Labelled rows for more than two modalities: every modality's inputs, then each modality
+    generated from all the others together (MoPoE's leave-one-out view), decoded at the mean of
+    the model's posterior given that subset (:meth:`~memevae.models.MultimodalVAE.posterior`)."""
+    show = show or (lambda modality, x: pictures(x))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = [(f"{name} (input)", show(name, x)) for name, x in examples.items()]
+    for target in examples:
+        sources = {name: x.to(device) for name, x in examples.items() if name != target}
+        generated = model.decode(target, model.posterior(sources).loc).cpu()
+        rows.append((f"{'+'.join(sources)} \u2192 {target}", show(target, generated)))
+    model.train(was_training)
+    return rows
+
+
 def save_generation_grid(model, examples: dict[str, torch.Tensor], path, title: str = "", sample: bool = False, show=None):
     """A labelled PNG of :func:`generation_rows`; returns the path."""
     rows = generation_rows(model, examples, sample=sample, show=show)

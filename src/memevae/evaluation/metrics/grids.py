@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .._common import paired_rows
-from ..figures import save_generation_grid, save_translation_grid
+from ..figures import save_generation_grid, save_image_rows, save_translation_grid, subset_generation_rows
 from ..metric import Metric
 
 
@@ -45,8 +45,9 @@ def one_per_class(data, count: int = 10) -> torch.Tensor:
 
 def generation_grids(model, data, figures_dir, *, count: int = GridOptions.count, samples: int = GridOptions.samples, seed: int = 0, title: str = "") -> dict[str, float]:
     """Write ``generation.png`` (every source's inputs, then its decoded means in every modality,
-    z at the posterior mean) and ``translate-<s>-to-<t>.png`` for every direction (``samples``
-    latent samples per input). Returns the number of figures written."""
+    z at the posterior mean), with more than two modalities ``generation-from-subsets.png`` (each
+    modality from all the others), and ``translate-<s>-to-<t>.png`` for every direction
+    (``samples`` latent samples per input). Returns the number of figures written."""
     figures_dir = Path(figures_dir)
     examples = data.batch(one_per_class(data, count)).data
     with torch.random.fork_rng(devices=[]):  # seeded samples without touching the caller's RNG stream
@@ -54,6 +55,11 @@ def generation_grids(model, data, figures_dir, *, count: int = GridOptions.count
         written = [save_generation_grid(model, examples, figures_dir / "generation.png",
                                         title=(title + "\n" if title else "") + "cross- and self-generation of test examples "
                                         "(decoder means at the posterior mean)", show=data.show)]
+        if len(data.modalities) > 2:
+            written.append(save_image_rows(subset_generation_rows(model, examples, show=data.show),
+                                           figures_dir / "generation-from-subsets.png",
+                                           (title + "\n" if title else "") + "each modality generated from all the others "
+                                           "(decoder means at the mean of the posterior given them)"))
         for source in data.modalities:
             for target in data.modalities:
                 if source != target:
@@ -68,7 +74,7 @@ class GenerationGrids(Metric):
     description = "cross- and self-generation grids (Fig. 3, 11-17)"
     Options = GridOptions
     order = 50
-    figures = ("generation.png", "translate-<s>-to-<t>.png")
+    figures = ("generation.png", "generation-from-subsets.png", "translate-<s>-to-<t>.png")
 
     def compute(self, context, options: GridOptions) -> dict:
         return generation_grids(context.model, context.test, context.figures_dir, count=options.count, samples=options.samples,
