@@ -65,6 +65,26 @@ def test_without_the_fused_kernels_the_public_operators_give_the_same(monkeypatc
         torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5)
 
 
+def test_bfloat16_without_onednns_bfloat16_kernels_takes_the_public_operators(monkeypatch):
+    """On a CPU without AVX-512 (oneDNN refuses its bfloat16 kernels there), --precision bf16 still
+    trains: the layers call torch's public convolutions, never the fused private ones."""
+    import memevae.modalities.networks as networks
+
+    torch.manual_seed(0)
+    layer = TransposedConv2d(16, 32, 4, 2, 1, activation="relu")
+    x = torch.randn(3, 16, 6, 6)
+    expected = layer(x)
+    monkeypatch.setattr(networks, "bfloat16_kernels_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", None, raising=False)  # a call would now fail
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_transpose_pointwise", None, raising=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.02)
+    out.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
 @pytest.mark.parametrize("out_channels", [2, 17])
 def test_transposed_conv_passes_gradcheck(out_channels, activation):

@@ -140,9 +140,22 @@ def fused_kernels_available() -> bool:
         return False
 
 
+@lru_cache(maxsize=1)
+def bfloat16_kernels_available() -> bool:
+    """Whether this CPU runs oneDNN's bfloat16 kernels (torch needs AVX-512 BW/VL/DQ or
+    AVX-NE-CONVERT and refuses them on an AVX2-only CPU; torch's public convolutions still run
+    bfloat16 there, by another path)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _fuses_activation(x: torch.Tensor) -> bool:
-    """Whether oneDNN can apply the activation inside the convolution (a CPU float32 or bfloat16 tensor)."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and fused_kernels_available()
+    """Whether oneDNN can apply the activation inside the convolution: a CPU float32 tensor, or a
+    bfloat16 one on a CPU with oneDNN's bfloat16 kernels."""
+    wanted = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and bfloat16_kernels_available())
+    return x.device.type == "cpu" and wanted and fused_kernels_available()
 
 
 def _convolution(x, weight, bias, padding, activation):
