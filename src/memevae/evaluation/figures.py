@@ -7,6 +7,7 @@ import textwrap
 import torch
 import torch.nn.functional as F
 
+from ._common import evaluation_mode, model_device
 from .plotting import save, subplots, suptitle, wrap_title
 
 
@@ -32,39 +33,33 @@ def pictures(x: torch.Tensor) -> list[torch.Tensor]:
     return list(x.detach().float().cpu().clamp(0, 1))
 
 
-@torch.no_grad()
 def generation_rows(model, examples: dict[str, torch.Tensor], sample: bool = False, show=None) -> list[tuple[str, list]]:
     """Labelled rows: each source's inputs, then its translation to every modality (itself included).
     ``show(modality, x)`` says what a person sees of examples or generations (pictures or strings;
     :meth:`memevae.data.MultimodalDataset.show`); default: the images themselves."""
     show = show or (lambda modality, x: pictures(x))
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     rows = []
-    for source, x in examples.items():
-        rows.append((f"{source} (input)", show(source, x)))
-        for target in model.modality_names:
-            rows.append((f"{source} \u2192 {target}", show(target, model.translate(x.to(device), source, target, sample=sample).cpu())))
-    model.train(was_training)
+    with evaluation_mode(model):
+        for source, x in examples.items():
+            rows.append((f"{source} (input)", show(source, x)))
+            for target in model.modality_names:
+                rows.append((f"{source} \u2192 {target}", show(target, model.translate(x.to(device), source, target, sample=sample).cpu())))
     return rows
 
 
-@torch.no_grad()
 def subset_generation_rows(model, examples: dict[str, torch.Tensor], show=None) -> list[tuple[str, list]]:
     """Labelled rows for more than two modalities: every modality's inputs, then each modality
     generated from all the others together (MoPoE's leave-one-out view), decoded at the mean of
     the model's posterior given that subset (:meth:`~memevae.models.MultimodalVAE.posterior`)."""
     show = show or (lambda modality, x: pictures(x))
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     rows = [(f"{name} (input)", show(name, x)) for name, x in examples.items()]
-    for target in examples:
-        sources = {name: x.to(device) for name, x in examples.items() if name != target}
-        generated = model.decode(target, model.posterior(sources).loc).cpu()
-        rows.append((f"{'+'.join(sources)} \u2192 {target}", show(target, generated)))
-    model.train(was_training)
+    with evaluation_mode(model):
+        for target in examples:
+            sources = {name: x.to(device) for name, x in examples.items() if name != target}
+            generated = model.decode(target, model.posterior(sources).loc).cpu()
+            rows.append((f"{'+'.join(sources)} \u2192 {target}", show(target, generated)))
     return rows
 
 
