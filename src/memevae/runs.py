@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -356,6 +357,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
             "train": dataclasses.asdict(train_config),
             "train_summary": train_data.summary(),
             "monitor_judges": {m: judge.summary() for m, judge in judges.items()},
+            "environment": environment(),
         }
         if writes:
             run_dir.create(config)
@@ -370,11 +372,20 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
             config.setdefault("resumes", []).append({
                 "after_epoch": trainer.epoch, "checkpoint": checkpoint if state is not None else None,
                 "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
-                "at": datetime.datetime.now().isoformat(timespec="seconds")})
+                "at": datetime.datetime.now().isoformat(timespec="seconds"), "environment": environment()})
             if writes:
                 io.write_json(run_dir.config_path, config)
         trainer.fit()
     return Run(run_dir.path, config, trainer.model, trainer.history)
+
+
+def environment() -> dict:
+    """What a run's numbers depend on beyond its config: torch's version and the number of CPU
+    threads its reductions are split over (float sums round differently with another count, so a
+    bit-identical rerun needs the same ``threads``), recorded in ``config.json`` at creation and at
+    each resume."""
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "machine": platform.machine()}
 
 
 def _writer_callbacks(run_dir: RunDir, config: dict, train_config: TrainConfig, test_data, judges: dict, name: str,

@@ -49,12 +49,16 @@ def test_run_directory_contents(two_epochs):
     config = json.loads((path / "config.json").read_text())
     assert config["model"] == "meme" and config["model_config"]["latent_dim"] == 8
     assert not list(path.rglob("*.tmp"))
+    # results move with the thread count: every run records it, and torch's version
+    assert config["environment"]["threads"] == torch.get_num_threads()
+    assert config["environment"]["torch"] == torch.__version__
 
 
 def test_resume_gives_identical_parameters(tmp_path, two_epochs):
     fit(tmp_path / "r", 1)
     run = memevae.resume(tmp_path / "r", epochs=2, progress=False)
     assert_same_parameters(run.model, two_epochs.model)
+    assert run.config["resumes"][-1]["environment"]["threads"] == torch.get_num_threads()
     assert [r["epoch"] for r in RunDir(tmp_path / "r").read_metrics()] == [1, 2]
 
 
