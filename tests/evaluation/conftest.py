@@ -85,3 +85,19 @@ def fakes():
     from types import SimpleNamespace
 
     return SimpleNamespace(Model=FakeModel, Judge=FakeJudge, pairs=fake_pairs, images=digit_images, read=read_digits)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures memevae writes during a test (every PNG goes through
+    ``memevae.io.save_figure``), in the order written; the files are written as usual."""
+    from memevae import io
+
+    figures, write = [], io.save_figure
+
+    def capture(path, figure, **kwargs):
+        figures.append(figure)
+        return write(path, figure, **kwargs)
+
+    monkeypatch.setattr(io, "save_figure", capture)
+    return figures

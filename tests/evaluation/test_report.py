@@ -75,6 +75,39 @@ def test_report_tables_figures_and_labels(runs, tmp_path):
         assert f"]({name})" in text
 
 
+def test_one_run_is_plotted_on_the_whole_unit_interval_with_chance(tmp_path, saved_figures):
+    """A single run's coherence and latent accuracy are not autoscaled to a sliver around its
+    values (0.625-0.665 before): every panel spans [0, 1] and shows chance (0.1)."""
+    write_report([fake_run(tmp_path, "one", coherence=(0.66, 0.625), latent=(0.9, 0.88))], tmp_path / "report")
+    panels = [ax for figure in saved_figures for ax in figure.axes]
+    assert len(panels) == 4  # two directions, two modalities
+    for ax in panels:
+        assert ax.get_ylim() == (0, 1)
+        assert any(list(line.get_ydata()) == [0.1, 0.1] for line in ax.get_lines())
+
+
+def test_report_legends_lie_outside_the_panels(tmp_path, saved_figures):
+    """With every scheme of two models, MMVAE and the paper's rows (14 legend entries and chance),
+    the legend is one per figure, below the panels, inside the image's width and readable."""
+    paths = [fake_run(tmp_path, f"{model}-{scheme}-{f}", model=model, f=f, unpaired=scheme)
+             for model in ("meme", "mvae") for scheme in ("mnist", "split", "textured") for f in (0.25, 0.0625)]
+    paths += [fake_run(tmp_path, f"{model}-full", model=model) for model in ("meme", "mvae", "mmvae")]
+    for path in paths:
+        (path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "coherence/mnist->textured": 0.1 * e,
+                                                                "coherence/textured->mnist": 0.1}) + "\n" for e in (1, 2)))
+    write_report(paths, tmp_path / "report")
+    assert len(saved_figures) == 3  # coherence and latent accuracy against f, coherence per epoch
+    for figure in saved_figures:
+        assert all(ax.get_legend() is None for ax in figure.axes)
+        (legend,) = figure.legends
+        box = legend.get_window_extent()
+        assert not any(box.overlaps(ax.get_window_extent()) for ax in figure.axes)
+        assert box.y1 <= min(ax.get_tightbbox().y0 for ax in figure.axes)  # below the panels and their labels
+        assert 0 <= box.x0 and box.x1 <= figure.bbox.width
+        assert min(text.get_fontsize() for text in legend.get_texts()) >= 7
+    assert len(saved_figures[0].legends[0].get_texts()) == 15
+
+
 def test_runs_without_results_are_listed_or_refused(runs, tmp_path):
     missing = fake_run(tmp_path, "pending", evaluated=False)
     text = write_report([*runs, missing], tmp_path / "r").read_text()

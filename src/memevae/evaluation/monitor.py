@@ -142,42 +142,56 @@ def _loss_keys(history: list[dict]) -> list[str]:
     return sorted(keys, key=lambda k: (k.startswith("test"), k))
 
 
+def _markevery(points: list) -> int:
+    """Every how many points a line of ``points`` draws a marker: all of them up to 15, then about 15."""
+    return max(1, len(points) // 15)
+
+
 def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
-    """Losses (left) and per-epoch coherence (right, chance dashed) against epochs, one colour
-    per run; a run's train losses per kind of batch are solid, its test loss dotted. Returns the path.
+    """Losses (left) and per-epoch coherence (right, chance dashed) against epochs. With one run each
+    coherence direction has a colour of its own; with several, each run has a colour. Every line
+    has markers (so a single epoch shows as points) and, per direction or kind of loss, its own
+    marker; a run's train losses per kind of batch are solid, its test loss dotted, coherence
+    directions differ in line style. The epoch axis has integer ticks. Returns the path.
 
     >>> history = [{"epoch": e, "train/paired/loss": 100 / e, "coherence/a->b": 0.1 * e} for e in (1, 2, 3)]
     >>> plot_curves({"demo": history}, "curves.png").name  # doctest: +SKIP
     'curves.png'
     """
+    from matplotlib.ticker import MaxNLocator
+
     from .plotting import colours as colour_cycle
     from .plotting import save, subplots, suptitle
 
     fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
     colours = colour_cycle()
     styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    several = len(histories) > 1
     any_coherence, last_epoch = False, 1
     for n, (label, history) in enumerate(histories.items()):
         colour = colours[n % len(colours)]
         epochs = [record["epoch"] for record in history]
-        for key in _loss_keys(history):
+        for k, key in enumerate(_loss_keys(history)):
             points = [(record["epoch"], record[key]) for record in history if record.get(key) is not None]  # None: non-finite
             if not points:
                 continue
             style = ":" if key.startswith("test") else "-"
-            losses.plot(*zip(*points), style, color=colour, alpha=1.0 if "paired" in key else 0.6,
-                        label=f"{label}: {key.removesuffix('/loss')}")
+            losses.plot(*zip(*points), style, marker=markers[k % len(markers)], markersize=4, markevery=_markevery(points),
+                        color=colour, alpha=1.0 if "paired" in key else 0.6, label=f"{label}: {key.removesuffix('/loss')}")
         keys = sorted({key for record in history for key in coherence_keys(record)})
         for k, key in enumerate(keys):
             points = [(record["epoch"], record[key]) for record in history if record.get(key) is not None]
             if not points:
                 continue
-            coherence.plot(*zip(*points), styles[k % len(styles)], marker="o", markersize=3, color=colour,
+            coherence.plot(*zip(*points), styles[k % len(styles)], marker=markers[k % len(markers)], markersize=4,
+                           markevery=_markevery(points), color=colour if several else colours[k % len(colours)],
                            label=f"{label}: {key.removeprefix('coherence/')}")
             any_coherence = True
         last_epoch = max([last_epoch, *epochs])
     for ax in (losses, coherence):
         ax.set_xlim(0.5, last_epoch + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     losses.set_xlabel("epoch")
     losses.set_ylabel("loss (negative objective per item)")
     values = [v for line in losses.get_lines() for v in line.get_ydata()]

@@ -57,8 +57,26 @@ def colour_map(name: str):
     return matplotlib.colormaps[name]
 
 
+def legend_below(fig, axes, fontsize: float = 7):
+    """One legend for all of ``axes`` (each label once, in the order drawn) under the figure's
+    panels, where it covers no data, in as many columns as entries of its longest label fit the
+    figure's width; :func:`save` enlarges the written image to hold it. Returns the legend (None
+    when nothing is labelled)."""
+    entries = {}
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if not entries:
+        return None
+    column = (0.6 * fontsize * max(map(len, entries)) + 3 * fontsize) / 72  # inches: the label and its handle
+    columns = max(1, min(len(entries), int(fig.get_figwidth() / column)))
+    return fig.legend(list(entries.values()), list(entries), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=columns, fontsize=fontsize, frameon=False)
+
+
 def save(fig, path, dpi: int = DPI, tight: bool = True):
-    """Write ``fig`` as a PNG atomically (tight layout by default) and return the path."""
+    """Write ``fig`` as a PNG atomically (tight layout by default) and return the path; a figure
+    legend outside the figure (:func:`legend_below`) is included by enlarging the image."""
     if tight:
         fig.tight_layout()
-    return io.save_figure(path, fig, dpi=dpi)
+    return io.save_figure(path, fig, dpi=dpi, **({"bbox_inches": "tight"} if fig.legends else {}))

@@ -194,8 +194,10 @@ def _latent_keys(records, dataset) -> list[str]:
 
 def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: dict, path, ylabel: str, title: str):
     """One panel per key (direction or modality): mean against f per (model, scheme) with one-std
-    shading, and the paper's MNIST-SVHN values dashed (Fig. 5 / Fig. 7)."""
-    from .plotting import colour_map, subplots
+    shading, and the paper's MNIST-SVHN values dashed (Fig. 5 / Fig. 7); the y axis spans [0, 1]
+    with chance (ten classes, 0.1) dashed grey, and one legend for all panels lies below them."""
+    from .monitor import CHANCE
+    from .plotting import colour_map, legend_below, subplots
 
     modalities = next(r.modalities for r in records if r.dataset == dataset)
     fig, axes = subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
@@ -220,15 +222,17 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
             if ref:
                 ax.plot([r[0] for r in ref], [r[1] for r in ref], "x--", color=colour, alpha=0.7,
                         label=f"{_label(model, _paper_name(scheme, modalities))} (paper, MNIST-SVHN)")
+        ax.axhline(CHANCE, color="grey", lw=1, ls="--", label="chance (ten classes)")
         ax.set_xscale("log", base=2)
         ticks = sorted(set(_fractions(records, dataset)) | set(FRACTIONS))
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
+        ax.set_ylim(0, 1)
         ax.set_xlabel("fraction of paired training data f")
         ax.set_ylabel(ylabel)
         ax.set_title(key.replace("->", " \u2192 "), fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    legend_below(fig, axes.flat)
     suptitle(fig, f"{title}, {dataset_label(dataset)}: mean \u00b1 1 std over seeds", 10)
     return save(fig, path)
 
@@ -249,9 +253,9 @@ def _epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[fl
 
 def plot_epoch_curves(records, dataset, directions: list[str], path):
     """The per-epoch cross coherence (each run's ``metrics.jsonl``): one panel per direction and f,
-    one line per (model, scheme), the mean over seeds; chance (0.1) dashed."""
+    one line per (model, scheme), the mean over seeds; chance (0.1) dashed; one legend below the panels."""
     from .monitor import CHANCE
-    from .plotting import colour_map, subplots
+    from .plotting import colour_map, legend_below, subplots
 
     fractions = sorted(_fractions(records, dataset), reverse=True)
     fig, axes = subplots(len(directions), len(fractions), figsize=(4.4 * len(fractions), 3.4 * len(directions)), squeeze=False)
@@ -277,8 +281,7 @@ def plot_epoch_curves(records, dataset, directions: list[str], path):
             ax.set_xlabel("epoch")
             ax.set_ylabel("cross coherence (per-epoch test subset)")
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6)
+    legend_below(fig, axes.flat)
     suptitle(fig, f"Cross coherence along training, {dataset_label(dataset)}: mean over seeds", 10)
     return save(fig, path)
 
@@ -445,9 +448,9 @@ def many_modality_tables(records, dataset, out: Path, suffix: str = "") -> list[
 def plot_against_subset_size(members: list[RunRecord], path):
     """Mean coherence from k given modalities against k, one line per (model, scheme, f) with
     one-std shading over seeds (MoPoE's view: more given modalities should generate more coherently);
-    chance (0.1) dashed."""
+    chance (0.1) dashed; the legend below the panel."""
     from .monitor import CHANCE
-    from .plotting import colour_map, subplots
+    from .plotting import colour_map, legend_below, subplots
 
     modalities = members[0].modalities
     sizes = list(range(1, len(modalities)))
@@ -475,7 +478,7 @@ def plot_against_subset_size(members: list[RunRecord], path):
     ax.set_xlabel("given modalities k")
     ax.set_ylabel("mean coherence to a missing modality")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    legend_below(fig, [ax])
     suptitle(fig, f"Coherence from k of {len(modalities)} modalities, {dataset_label(members[0].dataset)}: mean \u00b1 1 std over seeds", 9)
     return save(fig, path)
 
