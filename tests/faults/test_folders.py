@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from memevae.cli import main
-from memevae.training.rundir import MARKER, RunDir, RunError, check_folder, folder_kind, holds_run_config
+from memevae.training.rundir import MARKER, RunDir, RunError, check_folder, folder_kind, earlier_run
 
 from test_faults import CLI_RUN, fit
 
@@ -110,9 +110,16 @@ def test_runs_of_earlier_versions_are_known_by_their_config(tmp_path, run_path, 
     shutil.copytree(run_path, old)
     (old / MARKER).unlink()
     (old / "checkpoints" / ".last.pt.abcd1234.tmp").write_bytes(b"half a checkpoint")
-    assert check_folder(old, "run", recognise=holds_run_config)
+    assert check_folder(old, "run", recognise=earlier_run)
     assert main(["train", "--out", str(old), "--resume", "--epochs", "2", "--quiet"]) == 0
     assert not list(old.rglob("*.tmp"))  # its own leftovers are cleaned up
+    stopped = tmp_path / "stopped"  # an earlier memevae stopped while loading data: only its lock is there
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / ".lock").write_text("process 12 on host (memevae, since 2025-01-01T10:00:00)\n")
+    assert check_folder(stopped, "run", recognise=earlier_run) and RunDir(stopped).made_by_memevae()
+    (stopped / ".lock").write_text("my own lock file\n")
+    with pytest.raises(RunError, match="holds files memevae did not write"):
+        check_folder(stopped, "run", recognise=earlier_run)
 
 
 def test_leftovers_are_removed_only_in_runs_memevae_made(tmp_path, run_path):

@@ -161,13 +161,23 @@ def mark_folder(path: str | os.PathLike, kind: str = "run") -> Path:
     return marker
 
 
-def holds_run_config(path: str | os.PathLike) -> bool:
-    """Whether ``path/config.json`` parses as a run config (how runs written before markers existed are known)."""
+def earlier_run(path: str | os.PathLike) -> bool:
+    """Whether folder ``path`` is a run of a memevae that wrote no marker: its ``config.json``
+    parses as a run config, or it holds only the lock of a run stopped before its config was
+    written (and that run's empty ``checkpoints/`` and ``figures/``)."""
+    path = Path(path)
     try:
-        config = json.loads((Path(path) / "config.json").read_text())
+        config = json.loads((path / "config.json").read_text())
+        return isinstance(config, dict) and {"model", "data", "train"} <= set(config)
+    except (OSError, ValueError):
+        pass
+    try:
+        entries = {entry.name: entry for entry in path.iterdir()}
+        return (".lock" in entries and "(memevae, since" in entries[".lock"].read_text()
+                and all(name in (".lock", "checkpoints", "figures") for name in entries)
+                and not any(any(entries[name].iterdir()) for name in ("checkpoints", "figures") if name in entries))
     except (OSError, ValueError):
         return False
-    return isinstance(config, dict) and {"model", "data", "train"} <= set(config)
 
 
 class RunDir:
@@ -194,12 +204,13 @@ class RunDir:
         return self.config_path.exists()
 
     def made_by_memevae(self) -> bool:
-        """Whether memevae made this folder for a run (its marker, or a run config written before markers)."""
-        return folder_kind(self.path) == "run" or (folder_kind(self.path) is None and holds_run_config(self.path))
+        """Whether memevae made this folder for a run (its marker, or :func:`earlier_run`)."""
+        return folder_kind(self.path) == "run" or (folder_kind(self.path) is None and earlier_run(self.path))
 
     def create(self, config: dict) -> "RunDir":
         """Start a new run here; refuses a folder that already holds one."""
         self.check_free()
+        mark_folder(self.path, "run")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.figures.mkdir(parents=True, exist_ok=True)
         io.write_json(self.config_path, config)
@@ -208,7 +219,7 @@ class RunDir:
     def check_free(self) -> None:
         """Refuse, saying what to do instead, when this folder already holds a run or holds files
         memevae did not write (:func:`check_folder`)."""
-        check_folder(self.path, "run", recognise=holds_run_config)
+        check_folder(self.path, "run", recognise=earlier_run)
         if self.exists():
             if self.has_checkpoint():
                 raise RunError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
