@@ -77,7 +77,7 @@ def _add_train(sub):
                                    "shipped with memevae, paired with textured digits, offline.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="meme (default), mvae (Wu & Goodman 2018) or mmvae (Shi et al. 2019; paired data only)")
-    p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
+    p.add_argument("--out", type=Path, help="run directory: a new or empty folder (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
     p.add_argument("--resume", action="store_true",
                    help=f"continue the run in --out with its recorded settings; only {_resumable_flags()} may change "
                         f"(each change is recorded)")
@@ -234,7 +234,7 @@ def _add_translate(sub):
     p.add_argument("run", type=Path, help="a run directory")
     p.add_argument("--from", dest="source", required=True, help="source modality, e.g. mnist")
     p.add_argument("--to", dest="target", required=True, help="target modality, e.g. textured")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write (an existing file only if it is a PNG image)")
     p.add_argument("--count", type=int, default=10, help="test examples (default 10)")
     p.add_argument("--samples", type=int, default=3, help="latent samples per example (default 3)")
     p.add_argument("--checkpoint", default="last")
@@ -403,7 +403,7 @@ def _add_curves(sub):
                        description="Draw the learning curves of runs (from each RUN/metrics.jsonl): losses on the left, "
                                    "the per-epoch cross coherence on the right with chance dashed; one colour per run.")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write (an existing file only if it is a PNG image)")
     p.add_argument("--title", default="", help="figure title")
     p.set_defaults(func=_curves)
 

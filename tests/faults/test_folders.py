@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from memevae.cli import main
-from memevae.training.rundir import MARKER, RunDir, RunError, check_folder, folder_kind, earlier_run
+from memevae.training.rundir import MARKER, RunDir, RunError, check_folder, folder_kind, earlier_run, results_lock
 
 from test_faults import CLI_RUN, fit
 
@@ -132,7 +132,12 @@ def test_leftovers_are_removed_only_in_runs_memevae_made(tmp_path, run_path):
     run = tmp_path / "run"
     shutil.copytree(run_path, run)
     (run / "checkpoints" / ".last.pt.abcd1234.tmp").write_bytes(b"half a checkpoint")
-    assert RunDir(run).remove_leftovers() == [run / "checkpoints" / ".last.pt.abcd1234.tmp"]
+    writing = run / "evaluation" / ".metrics.json.abcd1234.tmp"  # an evaluation writing its results right now
+    writing.parent.mkdir()
+    writing.write_text("{")
+    with results_lock(writing.parent):
+        assert RunDir(run).remove_leftovers() == [run / "checkpoints" / ".last.pt.abcd1234.tmp"]
+    assert writing.exists() and RunDir(run).remove_leftovers() == [writing]
 
 
 def test_a_folder_made_for_something_else_is_refused(tmp_path, capsys):

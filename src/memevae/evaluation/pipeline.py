@@ -16,10 +16,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
-import fcntl
 import importlib
 import json
 import sys
@@ -30,7 +28,7 @@ from pathlib import Path
 from .. import __version__, io
 from ..data import registry
 from ..data.pairs import recorded_variant
-from ..training.rundir import RunError, check_folder, check_writable, mark_folder
+from ..training.rundir import RunError, check_folder, check_writable, mark_folder, results_lock
 from ._common import dataset_label
 from .judges import JudgeError, default_judges_dir, load_judges, shipped_judges_dir
 from .metric import Context, Metric, default_metrics, metrics as registered
@@ -108,16 +106,6 @@ def check_requirements(chosen) -> None:
         raise ValueError(f"{needs}, which is not installed: pip install \"memevae[eval]\" (or leave them out with --metrics)")
 
 
-@contextlib.contextmanager
-def _results_lock(path: Path):
-    """An exclusive ``flock`` on ``.results.lock`` beside ``path`` for one read-merge-write of the
-    results (waits for another writer; separate from the run's training lock)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / ".results.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        yield
-
-
 def _judge_summary(judges: dict) -> dict:
     return {m: (j.summary() if hasattr(j, "summary") else {"modality": m, "note": "classifier given in Python, not a saved file"})
             for m, j in judges.items()}
@@ -171,7 +159,7 @@ def save_results(path: Path, results: dict, log=lambda _: None) -> dict:
     metric entries and judges of the same model, checkpoint and epoch that ``results`` does not
     recompute are kept (results of another state are replaced, which ``log`` says). Returns what
     was written; a failed write (e.g. a full disk) is one line saying what the file still holds."""
-    with _results_lock(path):
+    with results_lock(path.parent):
         previous = _read_results(path)
         if previous and all(previous.get(k) == results[k] for k in IDENTITY):
             results = {**results, "metrics": {**previous.get("metrics", {}), **results["metrics"]},

@@ -331,9 +331,10 @@ class RunDir:
         if not self.made_by_memevae():
             return removed
         for folder in (self.path, self.checkpoints, self.figures, self.path / "evaluation"):
-            for leftover in folder.glob(".*.tmp") if folder.is_dir() else []:
-                leftover.unlink(missing_ok=True)
-                removed.append(leftover)
+            with results_lock(folder, wait=False) if folder.name == "evaluation" else contextlib.nullcontext(True) as free:
+                for leftover in folder.glob(".*.tmp") if folder.is_dir() and free else []:  # not while an evaluation writes
+                    leftover.unlink(missing_ok=True)
+                    removed.append(leftover)
         return removed
 
     def write_metrics(self, history: list[dict]) -> Path:
@@ -347,6 +348,26 @@ class RunDir:
         if not self.metrics_path.exists():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def results_lock(folder: str | os.PathLike, wait: bool = True):
+    """An exclusive ``flock`` on ``folder/.results.lock``, held by each read-merge-write of an
+    evaluation's results file (separate from the run's :class:`RunLock`, so a run can be evaluated
+    while it trains). Waits for another holder, or with ``wait=False`` yields False at once when
+    there is one (True when held)."""
+    folder = Path(folder)
+    if not wait and not folder.is_dir():
+        yield True  # nothing there to protect
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".results.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # released when the file is closed
 
 
 class RunLock:
