@@ -163,7 +163,7 @@ def bad_out(kind, tmp_path):
         path.write_text("mine")
         return path, "is a file, not a folder"
     if kind == "name too long":
-        return tmp_path / ("x" * 300), "is too long for its file system (255 bytes per name"
+        return tmp_path / ("x" * 300), "is too long for its file system (at most 2"
     if kind == "below a file":
         (tmp_path / "notes.txt").write_text("mine")
         return tmp_path / "notes.txt" / "run", f"lies inside {tmp_path / 'notes.txt'}, which is a file"
@@ -201,7 +201,7 @@ def test_translate_replaces_an_image_it_drew(tmp_path, run_path, capsys):
     first = out.read_bytes()
     assert main([*command[:-2], "--count", "3"]) == 0 and out.read_bytes() != first
     assert main(command[:6] + ["--out", str(tmp_path / ("g" * 250 + ".png"))]) == 1  # its temporary name would be too long
-    assert "is too long for its file system" in capsys.readouterr().err
+    assert "is too long for its file system (at most 241 bytes per name and 4082 for the whole path" in capsys.readouterr().err
 
 
 # -- read-only runs, missing packages ---------------------------------------------------------

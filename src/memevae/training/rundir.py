@@ -74,9 +74,11 @@ def check_path(path: str | os.PathLike, *, option: str = "--out", folder: bool =
         path_max = os.pathconf(anchor if anchor.is_dir() else anchor.parent, "PC_PATH_MAX")
     longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
     room = _ROOM if folder else len(".") + len(".XXXXXXXX.tmp")  # a file's temporary name beside it
-    if longest + (0 if folder else room) > name_max or len(os.fsencode(str(path))) + room > path_max:
-        raise RunError(f"{option} {_shown(path)} is too long for its file system ({name_max} bytes per name, {path_max} per "
-                       f"path, and memevae needs about {room} more for the files it writes there); choose a shorter {option}")
+    name_limit, path_limit = name_max - (0 if folder else room), path_max - room
+    if longest > name_limit or len(os.fsencode(str(path))) > path_limit:
+        raise RunError(f"{option} {_shown(path)} is too long for its file system (at most {name_limit} bytes per name and "
+                       f"{path_limit} for the whole path, leaving room for the files memevae writes there); choose a "
+                       f"shorter {option}")
     if path.is_symlink() and not path.exists():
         raise RunError(f"{option} {path} is a symbolic link to {os.readlink(path)}, which does not exist; create its target or "
                        f"choose another {option}")
