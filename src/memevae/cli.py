@@ -77,7 +77,7 @@ def _add_train(sub):
                                    "shipped with memevae, paired with textured digits, offline.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="meme (default), mvae (Wu & Goodman 2018) or mmvae (Shi et al. 2019; paired data only)")
-    p.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
+    p.add_argument("--out", type=Path, help="run directory: a new or empty folder (default runs/<model>-<dataset>-f<f>[-<unpaired>]-seed<seed>)")
     p.add_argument("--resume", action="store_true",
                    help=f"continue the run in --out with its recorded settings; only {_resumable_flags()} may change "
                         f"(each change is recorded)")
@@ -234,12 +234,29 @@ def _add_translate(sub):
     p.add_argument("run", type=Path, help="a run directory")
     p.add_argument("--from", dest="source", required=True, help="source modality, e.g. mnist")
     p.add_argument("--to", dest="target", required=True, help="target modality, e.g. textured")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write (an existing file only if it is a PNG image)")
     p.add_argument("--count", type=int, default=10, help="test examples (default 10)")
     p.add_argument("--samples", type=int, default=3, help="latent samples per example (default 3)")
     p.add_argument("--checkpoint", default="last")
     p.add_argument("--seed", type=int, default=0, help="seeds the latent samples (default 0): the same grid every time")
     p.set_defaults(func=_translate)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_image_out(path: Path) -> None:
+    """Refuse, before anything is computed, an --out that cannot be written or that holds a file
+    other than a PNG image (which a rerun replaces)."""
+    from .training.rundir import RunError, check_path, check_writable
+
+    check_path(path, folder=False)
+    if path.exists():
+        with open(path, "rb") as handle:
+            if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise RunError(f"--out {path} is an existing file that is not a PNG image; memevae replaces only an image "
+                               f"(e.g. one it drew before): choose another --out")
+    check_writable(path.parent, "choose another --out")
 
 
 def _translate(args):
@@ -249,6 +266,7 @@ def _translate(args):
     from .evaluation.figures import save_translation_grid
     from .evaluation.metrics.grids import one_per_class
 
+    _check_image_out(args.out)
     run = load_run(args.run, checkpoint=args.checkpoint)
     for name in (args.source, args.target):
         run.model.modality(name)  # one-line error for an unknown modality
@@ -339,7 +357,8 @@ def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="evaluate a run: coherence, latent accuracy, relatedness, t-SNE, grids, ...",
                        description="Evaluate a trained run and write RUN/evaluation/metrics.json (figures in "
                                    "RUN/evaluation/figures/), with each metric's wall time and the paper's MNIST-SVHN "
-                                   "numbers alongside.",
+                                   "numbers alongside; results already there for the same checkpoint are kept, also "
+                                   "those of an evaluation running at the same time.",
                        epilog=f"metrics:\n{listing}\n\nexamples:\n  memevae evaluate runs/meme-mnist-textured-f1-seed0\n"
                               "  memevae evaluate RUN --metrics coherence --judges judges/\n"
                               "  memevae evaluate RUN --metrics likelihood --likelihood-samples 100",
@@ -349,7 +368,12 @@ def _add_evaluate(sub):
                                      f"'all' and the default leave out metrics that cannot measure the run's data)")
     p.add_argument("--judges", "--classifiers", dest="judges", type=Path, metavar="DIR",
                    help="folder of the judges (digit classifiers; default <data-dir or ~/.cache/memevae>/classifiers/<dataset>/)")
-    p.add_argument("--checkpoint", default="last", help="checkpoint name (default last)")
+    p.add_argument("--checkpoint", default="last",
+                   help="checkpoint name (default last; the results of any other go to metrics-<checkpoint>.json, "
+                        "its figures to figures-<checkpoint>/)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="write the results and figures into DIR instead of RUN/evaluation/ (e.g. for a run folder you "
+                        "may not write): a new or empty folder, or one evaluate --out made before")
     p.add_argument("--seed", type=int, default=0, help="seeds the metrics' sampling (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     options = {}
@@ -367,11 +391,11 @@ def _evaluate(args):
     options = {name: given(args, dests) for name, dests in args.metric_options.items()}
     results = evaluate(args.run, metrics=args.metrics, judges=args.judges, checkpoint=args.checkpoint,
                        options={name: values for name, values in options.items() if values}, seed=args.seed,
-                       progress=not args.quiet)
+                       progress=not args.quiet, out=args.out)
     for name, entry in results["metrics"].items():
         shown = headline(name, entry["values"])
         print(f"{name} ({entry['wall_time_s']:.1f} s): " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8]))
-    print(f"{results['dataset_label']} results written to {results_path(args.run)}")
+    print(f"{results['dataset_label']} results written to {results_path(args.run, args.checkpoint, args.out)}")
 
 
 def _add_curves(sub):
@@ -379,7 +403,7 @@ def _add_curves(sub):
                        description="Draw the learning curves of runs (from each RUN/metrics.jsonl): losses on the left, "
                                    "the per-epoch cross coherence on the right with chance dashed; one colour per run.")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write (an existing file only if it is a PNG image)")
     p.add_argument("--title", default="", help="figure title")
     p.set_defaults(func=_curves)
 

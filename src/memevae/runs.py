@@ -31,7 +31,7 @@ from .models import MultimodalVAE, build_config, model_class, preset_options
 from .modalities import modality_kinds
 from .training import distributed
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
-from .training.rundir import RunDir, RunError
+from .training.rundir import MARKER, RunDir, RunError, check_path, check_writable, folder_kind, mark_folder
 from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, TrainingError, resolve_device
 
 
@@ -197,11 +197,24 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
     process = distributed.from_environment()
     writes = process is None or process.writes
     run_dir = RunDir(out)
-    if resume:
-        run_dir.read_config()  # not a run: refused before the folder is touched
-    else:  # a machine without the device: refused before any write
+    if resume:  # not a run: refused before the folder is touched
+        check_path(run_dir.path)
+        run_dir.read_config()
+    else:  # a machine without the device, or a folder that is not free: refused before any write
         _device(process, (training or TrainConfig()).device)
-    new_folder = not run_dir.path.exists()
+        if writes:
+            run_dir.check_free()
+    if training is not None and training.tensorboard:
+        TensorBoard.writer_class()  # the package is missing: refused before the folder is made
+    if writes:
+        advice = ("make it writable, or copy the run to a folder you may write and --resume it there" if resume
+                  else "choose another --out")
+        for folder in (run_dir.path, run_dir.checkpoints, run_dir.figures):
+            if folder == run_dir.path or folder.exists():
+                check_writable(folder, advice)
+    new_folder, marked_here = not run_dir.path.exists(), writes and folder_kind(run_dir.path) is None
+    if writes:
+        mark_folder(run_dir.path, "run")
     with run_dir.lock() if writes else contextlib.nullcontext():
         if writes:
             run_dir.remove_leftovers()
@@ -215,9 +228,10 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
         except TrainingError as error:
             raise TrainingError(f"{error}; {checkpoint_status(run_dir)}") from None
         finally:
-            if writes and new_folder and not run_dir.exists():  # refused before the run was created: leave no empty folder behind
-                (run_dir.path / ".lock").unlink(missing_ok=True)
-                _remove_empty_tree(run_dir.path)
+            if marked_here and not run_dir.exists():  # refused before the run was created: leave the folder as it was
+                for made in (".lock", MARKER):
+                    (run_dir.path / made).unlink(missing_ok=True)
+                _remove_empty_tree(run_dir.path, keep_root=not new_folder)
 
 
 @contextlib.contextmanager
@@ -233,11 +247,11 @@ def _recorded_config(run_dir: RunDir):
                        f"{error}); restore it (each checkpoint holds a copy under 'config')") from None
 
 
-def _remove_empty_tree(path: Path) -> None:
+def _remove_empty_tree(path: Path, keep_root: bool = False) -> None:
     for folder in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
         if not any(folder.iterdir()):
             folder.rmdir()
-    if path.is_dir() and not any(path.iterdir()):
+    if not keep_root and path.is_dir() and not any(path.iterdir()):
         path.rmdir()
 
 

@@ -4,6 +4,7 @@ evaluate` / `report`. One module-scoped run serves every test here: one epoch on
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -165,3 +166,173 @@ def test_evaluate_falls_back_to_the_shipped_judges(trained, tmp_path, monkeypatc
 
     shipped = json.loads((shipped_judges_dir("mnist-textured/bright-v1") / "mnist.json").read_text())
     assert results["classifiers"]["mnist"]["sha256"] == shipped["sha256"]
+
+
+# -- results are never silently lost ----------------------------------------------------------
+
+
+class Constant(Metric):
+    name, description = "constant", "a fixed value (known answer)"
+
+    def compute(self, context, options):
+        return {"value": 1.0}
+
+
+class Other(Constant):
+    name = "other"
+
+
+def fake_metrics(monkeypatch, *added):
+    monkeypatch.setattr("memevae.evaluation.pipeline.registered", lambda: {**metrics(), **{m.name: m for m in added}})
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A copy of the trained run (its own evaluation folder), with a ``previous`` checkpoint."""
+    import shutil
+
+    run, _ = trained
+    path = tmp_path / "run"
+    shutil.copytree(run.path, path, ignore=shutil.ignore_patterns("evaluation"))
+    shutil.copy(path / "checkpoints" / "last.pt", path / "checkpoints" / "previous.pt")
+    return path
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("memevae: error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_each_checkpoint_has_its_own_results(run_copy, monkeypatch, capsys, tmp_path):
+    fake_metrics(monkeypatch, Constant)
+    assert main(["evaluate", str(run_copy), "--metrics", "constant,grids", "--quiet"]) == 0
+    last = json.loads(results_path(run_copy).read_text())
+    assert main(["evaluate", str(run_copy), "--metrics", "constant,grids", "--checkpoint", "previous", "--quiet"]) == 0
+    assert f"results written to {run_copy / 'evaluation' / 'metrics-previous.json'}" in capsys.readouterr().out
+    assert json.loads(results_path(run_copy).read_text()) == last and last["checkpoint"] == "last"
+    previous = json.loads(results_path(run_copy, "previous").read_text())
+    assert previous["checkpoint"] == "previous" and set(previous["metrics"]) == {"constant", "grids"}
+    assert all(name.startswith("evaluation/figures-previous/") for name in previous["metrics"]["grids"]["figures"])
+    assert all(name.startswith("evaluation/figures/") for name in last["metrics"]["grids"]["figures"])
+    from memevae.evaluation.report import read_run
+
+    assert read_run(run_copy).metrics["constant"] == last["metrics"]["constant"]["values"]  # reports read those of last
+
+
+def test_an_evaluation_finishing_meanwhile_keeps_its_metrics(run_copy, monkeypatch):
+    class Slow(Constant):
+        name = "slow"
+
+        def compute(self, context, options):  # another evaluation of the run starts and finishes meanwhile
+            evaluate(run_copy, metrics=["other"], progress=False)
+            return super().compute(context, options)
+
+    fake_metrics(monkeypatch, Slow, Other)
+    results = evaluate(run_copy, metrics=["slow"], progress=False)
+    assert set(results["metrics"]) == {"slow", "other"}
+    assert set(json.loads(results_path(run_copy).read_text())["metrics"]) == {"slow", "other"}
+
+
+def test_writers_at_once_wait_for_each_other(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from memevae import io
+    from memevae.evaluation.pipeline import save_results
+
+    path = tmp_path / "evaluation" / "metrics.json"
+    identity = {"checkpoint": "last", "epoch": 1, "model": "meme"}
+    real, writing = io.write_json, threading.Event()
+
+    def slow_write(target, obj):  # the first writer stays inside its write for a while
+        if "first" in obj["metrics"]:
+            writing.set()
+            time.sleep(0.5)
+        return real(target, obj)
+
+    monkeypatch.setattr(io, "write_json", slow_write)
+    first = threading.Thread(target=save_results, args=(path, {**identity, "metrics": {"first": {"values": 1}}}))
+    first.start()
+    assert writing.wait(10)
+    save_results(path, {**identity, "metrics": {"second": {"values": 2}}})
+    first.join()
+    assert json.loads(path.read_text())["metrics"] == {"first": {"values": 1}, "second": {"values": 2}}
+
+
+def test_evaluate_a_read_only_run_with_out(run_copy, monkeypatch, capsys, tmp_path):
+    import stat
+
+    fake_metrics(monkeypatch, Constant)
+    run_copy.chmod(0o555)
+    if os.geteuid() == 0:  # permission bits do not bind root: answer as access(2) does for any other user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if mode & os.W_OK and not os.stat(path).st_mode & stat.S_IWUSR
+                            else real(path, mode, **kw))
+    try:
+        assert main(["evaluate", str(run_copy), "--metrics", "constant", "--quiet"]) == 1
+        assert f"cannot write into {run_copy} (this user may not write into it); write the results elsewhere with --out DIR" \
+               in one_line(capsys)
+        out = tmp_path / "results"
+        assert main(["evaluate", str(run_copy), "--metrics", "constant,grids", "--out", str(out), "--quiet"]) == 0
+        assert f"results written to {out / 'metrics.json'}" in capsys.readouterr().out
+        saved = json.loads((out / "metrics.json").read_text())
+        assert saved["metrics"]["constant"]["values"] == {"value": 1.0}
+        assert saved["metrics"]["grids"]["figures"] and all(name.startswith(str(out / "figures")) for name in saved["metrics"]["grids"]["figures"])
+        assert not (run_copy / "evaluation").exists()
+        assert main(["evaluate", str(run_copy), "--metrics", "constant", "--out", str(out), "--quiet"]) == 0  # its own folder again
+    finally:
+        run_copy.chmod(0o755)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["evaluate", str(run_copy), "--metrics", "constant", "--out", str(tmp_path / "mine"), "--quiet"]) == 1
+    assert "holds files memevae did not write (notes.txt)" in one_line(capsys)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_a_full_disk_during_evaluate(run_copy, monkeypatch, capsys):
+    import errno
+
+    from memevae import io
+
+    fake_metrics(monkeypatch, Constant, Other)
+    real, calls = io.atomic_write, {"n": 0}
+
+    def disk_fills_up(path, write, mode="wb", **options):
+        if path.name == "metrics.json":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                def half_then_full(handle):
+                    handle.write("{")
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return real(path, half_then_full, mode, **options)
+        return real(path, write, mode, **options)
+
+    monkeypatch.setattr(io, "atomic_write", disk_fills_up)
+    assert main(["evaluate", str(run_copy), "--metrics", "constant,other", "--quiet"]) == 1
+    err = one_line(capsys)
+    assert f"could not write {results_path(run_copy)} (No space left on device); the file was not changed and still holds " \
+           "constant; the results of other were not saved: free some space or write them elsewhere with --out DIR" in err
+    assert set(json.loads(results_path(run_copy).read_text())["metrics"]) == {"constant"}
+
+    class Drawing(Constant):
+        name = "drawing"
+
+        def compute(self, context, options):
+            raise OSError(errno.ENOSPC, "No space left on device", str(context.figures_dir / "drawing.png"))
+
+    fake_metrics(monkeypatch, Drawing)
+    assert main(["evaluate", str(run_copy), "--metrics", "drawing", "--quiet"]) == 1
+    assert f"drawing could not write {run_copy / 'evaluation' / 'figures' / 'drawing.png'} (No space left on device)" in one_line(capsys)
+
+
+@pytest.mark.parametrize("module, metric, package", [("sklearn", None, "scikit-learn"), ("sklearn", "coherence,latent", "scikit-learn"),
+                                                     ("gpytorch", "coherence,mi", "gpytorch")])
+def test_missing_eval_packages_are_named_before_any_metric_runs(run_copy, trained, monkeypatch, capsys, module, metric, package):
+    monkeypatch.setitem(sys.modules, module, None)  # as after a plain pip install memevae
+    command = ["evaluate", str(run_copy), "--judges", str(trained[1]), "--quiet"] + (["--metrics", metric] if metric else [])
+    assert main(command) == 1
+    err = one_line(capsys)
+    needing = {None: "latent, relatedness, tsne need", "coherence,latent": "latent needs", "coherence,mi": "mi needs"}[metric]
+    assert f'{needing} {package}, which is not installed: pip install "memevae[eval]"' in err
+    assert not (run_copy / "evaluation").exists()  # nothing ran, nothing was written

@@ -5,7 +5,7 @@ A metric is a subclass of :class:`Metric` in a module of :mod:`memevae.evaluatio
 ``name``, a one-line ``description``, its typed ``Options`` dataclass (each field documented under
 it; ``Literal`` for choices), what it ``needs`` from the run ("judges": the judge of each target
 modality; "train": the training pairs), whether it is ``cheap`` (run by default), the ``figures``
-it may write, and ``compute(context, options) -> values``. :func:`evaluate
+it may write, the optional packages it ``requires``, and ``compute(context, options) -> values``. :func:`evaluate
 <memevae.evaluation.evaluate>` runs a list of them and records each one's values, wall time and
 figures; the command line builds ``--<metric>-<option>`` flags from the ``Options`` fields.
 Adding a metric is adding one module there.
@@ -49,6 +49,8 @@ class Metric:
     order: ClassVar[int] = 100
     """Where it comes in listings and in the default run (lower first)."""
     figures: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Packages of the ``eval`` extra it imports (e.g. "scikit-learn"); checked before any metric runs."""
 
     def compute(self, context: "Context", options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError

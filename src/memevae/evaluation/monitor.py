@@ -103,12 +103,17 @@ class TensorBoard(Callback):
     Needs ``pip install "memevae[tensorboard]"``; view with ``tensorboard --logdir RUN/tensorboard``."""
 
     def __init__(self, folder, figures=None):
+        self.writer = self.writer_class()(str(folder))
+        self.figures = figures
+
+    @staticmethod
+    def writer_class():
+        """torch's ``SummaryWriter``; a one-line error naming the extra when the tensorboard package is missing."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ValueError('TensorBoard logging needs the tensorboard package: pip install "memevae[tensorboard]"') from None
-        self.writer = SummaryWriter(str(folder))
-        self.figures = figures
+        return SummaryWriter
 
     def on_epoch_end(self, trainer, record):
         epoch = record["epoch"]

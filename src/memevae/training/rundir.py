@@ -1,7 +1,10 @@
 """A run directory: ``config.json``, ``checkpoints/``, ``metrics.jsonl``, ``figures/``.
 
-Nothing here deletes earlier outputs except the temporary files of writes that a killed process
-left behind; every file is written atomically (:mod:`memevae.io`).
+memevae writes only into folders it made: each one holds a marker file ``.memevae`` naming what
+it is (:func:`check_folder`, :func:`mark_folder`); a folder that exists, is not empty and is not
+memevae's is refused before anything in it is touched. Nothing here deletes earlier outputs except
+the temporary files of writes that a killed process left behind in a run memevae made; every file
+is written atomically (:mod:`memevae.io`).
 
 Checkpoints carry a sha256 of their contents, checked on every load. Writing ``last.pt`` first
 keeps the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on disk always has an
@@ -11,6 +14,7 @@ released by the operating system when the process ends, however it ends).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -36,6 +40,148 @@ class RunError(ValueError):
     """A run directory is missing, incomplete or would be overwritten; the message says the fix."""
 
 
+MARKER = ".memevae"
+"""The marker file memevae writes into every folder it makes for its outputs (JSON: ``kind``,
+``memevae_version``, ``created``)."""
+_ROOM = 64
+"""Bytes left for the longest name memevae writes below an output path (``checkpoints/.previous.pt.link``,
+a temporary file's random suffix)."""
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 80 else f"{text[:40]}...{text[-30:]} ({len(os.fsencode(text))} bytes)"
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (the folder a write would start from)."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(".")
+
+
+def check_path(path: str | os.PathLike, *, option: str = "--out", folder: bool = True) -> Path:
+    """``path`` as memevae may write it: a folder (``folder``) or a file, not yet there or already
+    one; refused in one line (:class:`RunError`) when it is a dangling symbolic link, the other kind
+    of thing (a file where a folder is wanted, or the reverse), below a file, or a name too long for
+    its file system."""
+    path = Path(path)
+    name_max, path_max = 255, 4096
+    with contextlib.suppress(OSError, ValueError):
+        anchor = _nearest_existing(path)
+        name_max = os.pathconf(anchor if anchor.is_dir() else anchor.parent, "PC_NAME_MAX")
+        path_max = os.pathconf(anchor if anchor.is_dir() else anchor.parent, "PC_PATH_MAX")
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    room = _ROOM if folder else len(".") + len(".XXXXXXXX.tmp")  # a file's temporary name beside it
+    name_limit, path_limit = name_max - (0 if folder else room), path_max - room
+    if longest > name_limit or len(os.fsencode(str(path))) > path_limit:
+        raise RunError(f"{option} {_shown(path)} is too long for its file system (at most {name_limit} bytes per name and "
+                       f"{path_limit} for the whole path, leaving room for the files memevae writes there); choose a "
+                       f"shorter {option}")
+    if path.is_symlink() and not path.exists():
+        raise RunError(f"{option} {path} is a symbolic link to {os.readlink(path)}, which does not exist; create its target or "
+                       f"choose another {option}")
+    anchor = _nearest_existing(path)
+    if anchor != path and not anchor.is_dir():
+        raise RunError(f"{option} {path} lies inside {anchor}, which is a file, not a folder; choose another {option}")
+    if path.exists() and folder and not path.is_dir():
+        raise RunError(f"{option} {path} is a file, not a folder; choose another {option} (a folder that does not exist yet)")
+    if path.exists() and not folder and path.is_dir():
+        raise RunError(f"{option} {path} is a folder; give a file name, e.g. {path / 'grid.png'}")
+    return path
+
+
+def check_writable(path: str | os.PathLike, advice: str) -> None:
+    """Refuse in one line, ending with ``advice``, when this process may not write into ``path``
+    (a folder, or where it would be created): no write permission or a read-only file system."""
+    anchor = _nearest_existing(Path(path))
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        why = "it is on a read-only file system" if _read_only_mount(anchor) else "this user may not write into it"
+        raise RunError(f"cannot write into {anchor} ({why}); {advice}")
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def folder_kind(path: str | os.PathLike) -> str | None:
+    """What memevae made ``path`` for, from its marker ("run", "sweep", "evaluation"), or None when
+    it holds no readable marker."""
+    try:
+        kind = json.loads((Path(path) / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def check_folder(path: str | os.PathLike, kind: str = "run", *, option: str = "--out", recognise=None) -> bool:
+    """Whether memevae may write its ``kind`` outputs into folder ``path``: False when it does not
+    exist or is empty (free: create it and :func:`mark_folder` it), True when memevae made it for
+    ``kind`` (its marker says so, or ``recognise(path)`` finds a ``kind`` written before markers
+    existed, e.g. a run's config.json). Anything else is refused in one line (:class:`RunError`)
+    before anything is touched: a folder that holds files memevae did not write, one memevae made
+    for another kind of output, or a path :func:`check_path` refuses.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> check_folder(folder / "new"), check_folder(folder)
+    (False, False)
+    >>> _ = (folder / "notes.txt").write_text("mine")
+    >>> check_folder(folder)
+    Traceback (most recent call last):
+    ...
+    memevae.training.rundir.RunError: --out ... holds files memevae did not write (notes.txt); ...
+    """
+    path = check_path(path, option=option)
+    if not path.is_dir() or not any(path.iterdir()):
+        return False
+    made = folder_kind(path)
+    if made == kind or (made is None and recognise is not None and recognise(path)):
+        return True
+    if made is not None:
+        raise RunError(f"{option} {path} is the {made} folder memevae made there, so it cannot hold {kind} outputs; choose "
+                       f"another {option}")
+    found = sorted(entry.name for entry in path.iterdir())
+    listed = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    raise RunError(f"{option} {path} holds files memevae did not write ({listed}); memevae writes only into a new or empty "
+                   f"folder or one it made: choose another {option}")
+
+
+def mark_folder(path: str | os.PathLike, kind: str = "run") -> Path:
+    """Create folder ``path`` (with its parents) and write its marker, once: from now on
+    :func:`check_folder` knows it as memevae's ``kind`` folder. Returns the marker's path."""
+    from .. import __version__
+
+    marker = Path(path) / MARKER
+    if not marker.exists():
+        io.write_json(marker, {"kind": kind, "memevae_version": __version__,
+                               "created": datetime.datetime.now().isoformat(timespec="seconds")})
+    return marker
+
+
+def earlier_run(path: str | os.PathLike) -> bool:
+    """Whether folder ``path`` is a run of a memevae that wrote no marker: its ``config.json``
+    parses as a run config, or it holds only the lock of a run stopped before its config was
+    written (and that run's empty ``checkpoints/`` and ``figures/``)."""
+    path = Path(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        return isinstance(config, dict) and {"model", "data", "train"} <= set(config)
+    except (OSError, ValueError):
+        pass
+    try:
+        entries = {entry.name: entry for entry in path.iterdir()}
+        return (".lock" in entries and "(memevae, since" in entries[".lock"].read_text()
+                and all(name in (".lock", "checkpoints", "figures") for name in entries)
+                and not any(any(entries[name].iterdir()) for name in ("checkpoints", "figures") if name in entries))
+    except (OSError, ValueError):
+        return False
+
+
 class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -59,16 +205,23 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.exists()
 
+    def made_by_memevae(self) -> bool:
+        """Whether memevae made this folder for a run (its marker, or :func:`earlier_run`)."""
+        return folder_kind(self.path) == "run" or (folder_kind(self.path) is None and earlier_run(self.path))
+
     def create(self, config: dict) -> "RunDir":
         """Start a new run here; refuses a folder that already holds one."""
         self.check_free()
+        mark_folder(self.path, "run")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.figures.mkdir(parents=True, exist_ok=True)
         io.write_json(self.config_path, config)
         return self
 
     def check_free(self) -> None:
-        """Refuse, saying what to do instead, when this folder already holds a run."""
+        """Refuse, saying what to do instead, when this folder already holds a run or holds files
+        memevae did not write (:func:`check_folder`)."""
+        check_folder(self.path, "run", recognise=earlier_run)
         if self.exists():
             if self.has_checkpoint():
                 raise RunError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
@@ -173,13 +326,17 @@ class RunDir:
         return RunLock(self.path)
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete the temporary files of writes that a killed process left (``.name.*.tmp``); only
-        call this while holding the lock. Returns what was removed."""
+        """Delete the temporary files of writes that a killed process left (``.name.*.tmp``) in a
+        run folder memevae made (:meth:`made_by_memevae`; nothing elsewhere); only call this while
+        holding the lock. Returns what was removed."""
         removed = []
+        if not self.made_by_memevae():
+            return removed
         for folder in (self.path, self.checkpoints, self.figures, self.path / "evaluation"):
-            for leftover in folder.glob(".*.tmp") if folder.is_dir() else []:
-                leftover.unlink(missing_ok=True)
-                removed.append(leftover)
+            with results_lock(folder, wait=False) if folder.name == "evaluation" else contextlib.nullcontext(True) as free:
+                for leftover in folder.glob(".*.tmp") if folder.is_dir() and free else []:  # not while an evaluation writes
+                    leftover.unlink(missing_ok=True)
+                    removed.append(leftover)
         return removed
 
     def write_metrics(self, history: list[dict]) -> Path:
@@ -193,6 +350,26 @@ class RunDir:
         if not self.metrics_path.exists():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def results_lock(folder: str | os.PathLike, wait: bool = True):
+    """An exclusive ``flock`` on ``folder/.results.lock``, held by each read-merge-write of an
+    evaluation's results file (separate from the run's :class:`RunLock`, so a run can be evaluated
+    while it trains). Waits for another holder, or with ``wait=False`` yields False at once when
+    there is one (True when held)."""
+    folder = Path(folder)
+    if not wait and not folder.is_dir():
+        yield True  # nothing there to protect
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".results.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # released when the file is closed
 
 
 class RunLock:

@@ -136,6 +136,7 @@ class LatentAccuracy(Metric):
     Options = LatentOptions
     needs = frozenset({"train"})
     order = 20
+    requires = ("scikit-learn",)
 
     @classmethod
     def unsupported(cls, dataset) -> str | None:

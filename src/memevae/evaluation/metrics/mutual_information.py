@@ -248,6 +248,7 @@ class MutualInformation(Metric):
     Options = MutualInformationOptions
     needs = frozenset({"train"})
     cheap = False
+    requires = ("gpytorch",)
     order = 80
 
     def compute(self, context, options: MutualInformationOptions) -> dict:

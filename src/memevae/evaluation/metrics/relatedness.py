@@ -203,6 +203,7 @@ class RelatednessMetric(Metric):
     Options = RelatednessOptions
     order = 30
     figures = ("relatedness-histogram.png", "relatedness-classes.png")
+    requires = ("scikit-learn",)
 
     def compute(self, context, options: RelatednessOptions) -> dict:
         return relatedness(context.model, context.test, source=options.source, target=options.target,

@@ -115,6 +115,7 @@ class TSNE(Metric):
     Options = TSNEOptions
     order = 40
     figures = ("tsne.png",)
+    requires = ("scikit-learn",)
 
     def compute(self, context, options: TSNEOptions) -> dict:
         return tsne(context.model, context.test, points=options.points, perplexity=options.perplexity, seed=context.seed,
