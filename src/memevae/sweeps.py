@@ -28,6 +28,18 @@ Expansion: f = 1 is one run per (data set, model, seed), whatever the schemes; f
 per scheme for models that learn from unpaired data, and one paired-only run for those that
 cannot (MMVAE), as the paper's comparison trains them. ``paired_only = true`` trains every f < 1
 run on its paired subset alone (ablation App. J.2).
+
+A sweep does what its file says or nothing: before anything runs, every key of every table is
+checked against the settings a run takes (:class:`SweepConfig` for [sweep]; the options of
+``memevae train`` for [data] and [train]; the model's config for [model_options.<model>] and
+[vary.<model>]), every value against its field's type and checks, and the metrics against the
+registered ones; each problem is one line, naming its table and, for a key in the wrong place
+(``[data] limit``, ``[train] lr``), where it belongs or what it is called. Settings the grid sets
+per run (data set, f, scheme, seed, ``limit``, ``epochs``) are given in [sweep] only. A grid entry
+given twice (``seeds = [0, 0]``) is refused, as are values that would name one folder for two
+runs. A folder that holds files but no ``sweep.json`` of memevae's is never written to. The runs'
+processes end with the sweep's, even when it is killed (Linux), and a run that another process
+is training is named before anything starts.
 """
 
 from __future__ import annotations
@@ -137,7 +149,7 @@ class SweepConfig:
                 out.append(f"[sweep] {error}")
         if {"datasets", "models", *TABLES} - typed:
             return out  # the tables are checked against the data sets and models once those are right
-        return out + self._table_problems()
+        return list(dict.fromkeys(out + self._table_problems()))  # a problem of [data] is met once per data set
 
     def _table_problems(self) -> list[str]:
         """The problems of the [data], [train], [presets], [model_options.<model>] and [vary.<model>] tables."""
@@ -187,9 +199,7 @@ class SweepConfig:
                                                        **{**preset_options(name, self.presets.get(name)),
                                                           **self.model_options.get(name, {}), **options})
                     except ValueError as error:
-                        where = f"[vary.{name}] {options}" if options else f"[model_options.{name}]"
-                        if f"{where} {error}" not in out:
-                            out.append(f"{where} {error}")
+                        out.append(f"[vary.{name}] {options} {error}" if options else f"[model_options.{name}] {error}")
         return out
 
     @property
