@@ -2,6 +2,12 @@
 and reported end to end."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +28,6 @@ jobs = 2
 [train]
 batch_size = 32
 coherence_items = 0
-test_samples = 50
 
 [model_options.meme]
 latent_dim = 4
@@ -87,7 +92,7 @@ def test_many_modality_schemes_and_the_modalities_option(tmp_path):
     ("[sweep]\nepochs = 0\n", "epochs must be >= 1"),
     ("[sweep]\nfractions = [0.5]\nschemes = ['svhn']\n", "has no scheme svhn"),
     ("[sweep]\nbackend = 'ray'\n", "unknown backend 'ray'"),
-    ("[sweep]\nepoch = 3\n", "has no option(s) epoch"),
+    ("[sweep]\nepoch = 3\n", "[sweep] epoch: no such option; did you mean epochs?"),
     ("[runs]\n", "a sweep file has a [sweep] table"),
     ("[sweep]\n[presets]\nmmvae = 'paper'\n", "mmvae has no preset 'paper'"),
     ("[sweep\n", "is not valid TOML"),
@@ -154,3 +159,176 @@ def test_the_shipped_examples_are_listed(capsys):
     assert "table3-4" in out and "Tables 3 and 4" in out
     assert main(["sweep", "nonexistent"]) == 1
     assert "shipped examples: ablation-paired-only" in capsys.readouterr().err
+
+
+HOSTILE = """[sweep]
+models = ["meme", "mmvae"]
+seeds = [1e9]
+metrics = ["nope"]
+
+[data]
+limit = 150
+paired_fraction = 0.5
+rendering = "bright"
+data_dr = "x"
+
+[train]
+lr = 0.001
+batch_size = 32
+
+[model_options.meme]
+epochs = 2
+limit = 150
+bogus = 1
+
+[model_options.mmvae]
+latent_dim = 2.5
+"""
+
+
+def test_every_key_and_type_of_a_sweep_file_is_checked_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(sweeps.SweepError) as caught:
+        sweeps.load_sweep(write(tmp_path, HOSTILE))
+    assert caught.value.problems == [
+        "[sweep] seeds must be a list of integers, got [1000000000.0]",
+        "[sweep] metrics must be among coherence, cca-coherence, latent, relatedness, tsne, grids, likelihood, snr, mi, got ['nope']",
+        "[data] limit: the grid sets it for each run; give limit in [sweep]",
+        "[data] paired_fraction: the grid sets it for each run; give fractions in [sweep]",
+        "[data] data_dr: no such option; did you mean data_dir?",
+        "[train] lr: no such option; it is called learning_rate (memevae train's --lr)",
+        "[model_options.meme] epochs: the grid sets it for each run; give epochs in [sweep]",
+        "[model_options.meme] limit: the grid sets it for each run; give limit in [sweep]",
+        "[model_options.meme] bogus: no such option; the options are architecture, classifier_samples, classifier_scale, "
+        "combine, direction, estimator, kl, latent_dim, pseudo_samples",
+        "[model_options.mmvae] latent_dim must be an integer, got 2.5"]
+    assert main(["sweep", str(write(tmp_path, HOSTILE)), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("memevae: error: sweep file") and "has 10 problems:" in err and err.count("\n") == 11
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[sweep]\nseeds = [4294967296]\n", "[sweep] seeds must be from 0 to 2**32 - 1, got [4294967296]"),
+    ("[sweep]\n[train]\ntest_samples = 50\n", "[train] test_samples: memevae train takes no option for it, so a sweep cannot set it"),
+    ("[sweep]\n[train]\nseed = 1\n", "[train] seed: the grid sets it for each run; give seeds in [sweep]"),
+    ("[sweep]\n[model_options.meme]\nbatch_size = 64\n", "[model_options.meme] batch_size: not an option of [model_options.meme]; "
+                                                        "it belongs in [train]"),
+    ("[sweep]\n[model_options.mmvae]\nmodalities = '3'\n", "[model_options.mmvae] modalities: not an option of "
+                                                          "[model_options.mmvae]; it belongs in [data]"),
+    ("[sweep]\n[model_options.mmvae]\nlikelihood_weights = {mnist = 0.5}\n", "[model_options.mmvae] likelihood_weights: memevae "
+                                                                             "train takes no option for it, so a sweep cannot set it"),
+    ("[sweep]\n[model_options.meme]\npseudo_samples = 0\n", "[model_options.meme] pseudo_samples (N) must be >= 1, got 0"),
+    ("[sweep]\n[vary.meme]\nlatent_dim = 8\n", "[vary.meme] latent_dim must be a list of the values to try, got 8"),
+    ("[sweep]\n[vary.meme]\nlatent_dim = [8, 'x']\n", "[vary.meme] latent_dim must be an integer, got 'x'"),
+    ("[sweep]\n[data]\nrendering = 'dim'\n", "[data] unknown textured rendering 'dim'"),
+    ("[sweep]\nepochs = 'two'\n", "[sweep] epochs must be an integer, got 'two'"),
+    ("[sweep]\njobs = 1.5\n", "[sweep] jobs must be an integer, got 1.5"),
+])
+def test_each_bad_key_or_value_is_named_with_its_table(tmp_path, text, message):
+    with pytest.raises(sweeps.SweepError) as caught:
+        sweeps.load_sweep(write(tmp_path, text))
+    assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(message)
+
+
+def test_a_typed_error_in_a_value_is_one_line(tmp_path, capsys):
+    assert main(["sweep", str(write(tmp_path, TINY.replace("epochs = 1", 'epochs = "two"'))), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.endswith(": [sweep] epochs must be an integer, got 'two'\n")
+
+
+def test_every_option_of_a_sweep_reaches_its_runs(tmp_path):
+    text = ("[sweep]\nmodels = ['mmvae']\n[presets]\nmmvae = 'official'\n[model_options.mmvae]\nlearn_prior = false\n"
+            "[data]\nverify = false\n[train]\ntensorboard = true\nsubnormals = 'keep'\n")
+    command = sweeps.expand(sweeps.load_sweep(write(tmp_path, text)))[0].train_command(resume=False)
+    # each was dropped before: a false model option under a preset that sets it true, --no-verify, and these [train] keys
+    assert {"--no-learn-prior", "--no-verify", "--tensorboard"} <= set(command)
+    assert command[command.index("--subnormals") + 1] == "keep"
+    from memevae.cli import build_parser
+    assert build_parser().parse_args(command).learn_prior is False  # memevae train reads them as the sweep meant
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[sweep]\nseeds = [0, 0]\n", "[sweep] seeds lists 0 more than once; give each value once"),
+    ("[sweep]\nmodels = ['meme', 'mvae', 'meme']\n", "[sweep] models lists 'meme' more than once; give each value once"),
+    ("[sweep]\nfractions = [1, 1.0]\n", "[sweep] fractions lists 1.0 more than once; give each value once"),
+    ("[sweep]\n[vary.meme]\npseudo_samples = [4, 4]\n", "[vary.meme] pseudo_samples lists 4 more than once; give each value once"),
+])
+def test_duplicate_grid_entries_are_refused(tmp_path, text, message):
+    with pytest.raises(sweeps.SweepError) as caught:
+        sweeps.load_sweep(write(tmp_path, text))
+    assert caught.value.problems == [message]
+
+
+def test_runs_that_would_share_a_folder_are_refused(tmp_path):
+    sweep = sweeps.load_sweep(write(tmp_path, "[sweep]\n[vary.meme]\nclassifier_scale = [1.0, -1.0]\n"))
+    with pytest.raises(ValueError, match="would share the folder meme-mnist-textured-f1-seed0-classifierscale-1.0"):
+        sweeps.expand(sweep)
+
+
+@pytest.mark.parametrize("files", [{"notes.txt": "mine"}, {"sweep.json": '{"my": "data"}', "report/report.md": "mine"},
+                                   {"sweep.json": "not json"}])
+def test_a_folder_that_is_not_a_sweeps_is_never_written_to(tmp_path, capsys, files):
+    out = tmp_path / "out"
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    assert main(["sweep", str(write(tmp_path)), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is not a memevae sweep folder" in err and "nothing was written" in err and err.count("\n") == 1
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(files)
+    assert all((out / name).read_text() == text for name, text in files.items())
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (exists and is not a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_sweep_takes_its_runs_with_it_and_a_held_run_is_named(tmp_path, capsys):
+    out = tmp_path / "out"
+    text = TINY.replace('models = ["meme", "mmvae"]', 'models = ["meme"]').replace("fractions = [1.0, 0.5]", "fractions = [1.0]")
+    config = write(tmp_path, text.replace("epochs = 1", "epochs = 1000"))  # the shipped sample, 64 rows: it trains until killed
+    sweep = subprocess.Popen([sys.executable, "-m", "memevae.cli", "sweep", str(config), "--out", str(out), "--quiet"],
+                             env={**os.environ, "PYTHONPATH": str(Path(sweeps.__file__).parents[1])})
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline and sweep.poll() is None:
+            time.sleep(0.2)
+            children = _children(sweep.pid)
+        assert children, "the sweep started no run"
+        sweep.kill()
+        sweep.wait()
+        deadline = time.monotonic() + 5
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, children)), "a run outlived its sweep"
+    finally:
+        sweep.kill()
+        for child in filter(_alive, children):  # only on failure: the run the sweep started
+            os.kill(child, signal.SIGKILL)
+
+    # a run held by another process (here: this one) is named in one line before anything runs
+    from memevae.training.rundir import RunLock
+    capsys.readouterr()
+    with RunLock(out / "runs" / "meme-mnist-textured-f1-seed0"):
+        assert main(["sweep", str(config), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"1 run(s) of {out} are in use by another process (meme-mnist-textured-f1-seed0: process {os.getpid()}" in err
+    assert err.count("\n") == 1 and "wait for it to finish or stop it" in err

@@ -22,8 +22,11 @@ import ast
 import dataclasses
 import functools
 import inspect
+import numbers
+import os
 import re
 import textwrap
+import types
 import typing
 
 
@@ -146,15 +149,74 @@ def given(args, dests: dict[str, str]) -> dict:
     return {field: getattr(args, dest) for dest, field in dests.items() if getattr(args, dest, None) is not None}
 
 
+def fits(value, hint) -> bool:
+    """Whether ``value`` has the annotated type ``hint``: ints count as floats, bools as neither,
+    paths as text, lists and tuples as each other; a ``Literal`` asks only for its choices' type
+    (which choice is :func:`check_choices`'s to say). Annotations other than these pass."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return any(fits(value, type(choice)) for choice in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        return isinstance(value, numbers.Integral if hint is int else numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, (str, os.PathLike))
+    if (origin or hint) in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(fits, value, args))
+        return not args or all(fits(item, args[0]) for item in value)
+    if (origin or hint) is dict:
+        return isinstance(value, dict) and (not args or all(fits(k, args[0]) and fits(v, args[1]) for k, v in value.items()))
+    return True
+
+
+_PLURALS = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
+
+
+def describe(hint) -> str:
+    """An annotated type in words, for messages: ``int | None`` is "an integer or None"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(arg) for arg in args)
+    if (origin or hint) in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} values"
+        return "a list" + (f" of {_PLURALS.get(args[0], 'values')}" if args else "")
+    if (origin or hint) is dict:
+        return "a table"
+    return {type(None): "None", bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(hint, str(hint))
+
+
+def type_problems(cls, values: dict) -> list[str]:
+    """One line per value of ``values`` ({field: value}) that does not have the annotated type of
+    that field of dataclass ``cls``, e.g. "epochs must be an integer, got 'two'"."""
+    hints = _hints(cls)
+    return [f"{name} must be {describe(hints[name])}, got {value!r}" for name, value in values.items()
+            if name in hints and not fits(value, hints[name])]
+
+
 def build(cls, values: dict, what: str):
-    """``cls(**values)``, an unknown key or a value outside a ``Literal`` field's choices a one-line error."""
+    """``cls(**values)``; an unknown key, a value of another type than its field's, or a value
+    outside a ``Literal`` field's choices a one-line error."""
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{what} has no option(s) {', '.join(unknown)}; its options are {', '.join(sorted(known))}")
+    wrong = type_problems(cls, values)
+    if wrong:
+        raise ValueError(f"{what}: {'; '.join(wrong)}")
     built = cls(**values)
     check_choices(built)
     return built
 
 
-__all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "build"]
+__all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "fits", "describe", "type_problems", "build"]

@@ -28,20 +28,36 @@ Expansion: f = 1 is one run per (data set, model, seed), whatever the schemes; f
 per scheme for models that learn from unpaired data, and one paired-only run for those that
 cannot (MMVAE), as the paper's comparison trains them. ``paired_only = true`` trains every f < 1
 run on its paired subset alone (ablation App. J.2).
+
+A sweep does what its file says or nothing: before anything runs, every key of every table is
+checked against the settings a run takes (:class:`SweepConfig` for [sweep]; the options of
+``memevae train`` for [data] and [train]; the model's config for [model_options.<model>] and
+[vary.<model>]), every value against its field's type and checks, and the metrics against the
+registered ones; each problem is one line, naming its table and, for a key in the wrong place
+(``[data] limit``, ``[train] lr``), where it belongs or what it is called. Settings the grid sets
+per run (data set, f, scheme, seed, ``limit``, ``epochs``) are given in [sweep] only. A grid entry
+given twice (``seeds = [0, 0]``) is refused, as are values that would name one folder for two
+runs. A folder that holds files but no ``sweep.json`` of memevae's is never written to. The runs'
+processes end with the sweep's, even when it is killed (Linux), and a run that another process
+is training is named before anything starts.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime
+import difflib
 import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import tomllib
+import typing
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +66,8 @@ from typing import Literal
 from . import io
 from .data import DataConfig
 from .models import model_class, preset_options
-from .options import build, check_choices
-from .training.rundir import RunDir, RunError
+from .options import check_choices, type_problems
+from .training.rundir import RunDir, RunError, RunLock
 
 
 @dataclass
@@ -100,18 +116,91 @@ class SweepConfig:
     ``[vary.<model>]`` tables); every combination is a run, its folder named after the values."""
 
     def __post_init__(self):
-        check_choices(self)
-        for name in self.models:
-            model_class(name)  # a one-line error for an unknown model
+        found = self.problems()
+        if found:
+            raise SweepError(f"sweep {self.name!r}", found)
+
+    def problems(self) -> list[str]:
+        """Every problem of this sweep, one line each: values of another type than their field's,
+        keys of [data], [train], [model_options.<model>] and [vary.<model>] that a run cannot take
+        (with where they belong), values the run configs refuse, unknown metrics and duplicate
+        grid entries. Types come first: values are checked once their types are right."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = [f"[sweep] {problem}" for problem in type_problems(SweepConfig, values)]
+        typed = {name for name, value in values.items() if not type_problems(SweepConfig, {name: value})}
+        try:
+            check_choices(self)
+        except ValueError as error:
+            out.append(f"[sweep] {error}")
+        from .evaluation.metric import metrics
+
+        checks = [("epochs", lambda: self.epochs >= 1, ">= 1"), ("jobs", lambda: self.jobs >= 1, ">= 1"),
+                  ("limit", lambda: self.limit is None or self.limit >= 1, ">= 1 (or absent: every row)"),
+                  ("fractions", lambda: all(0 < f <= 1 for f in self.fractions), "in (0, 1]"),
+                  ("seeds", lambda: all(0 <= s < 2**32 for s in self.seeds), "from 0 to 2**32 - 1"),
+                  ("metrics", lambda: set(self.metrics) <= set(metrics()), f"among {', '.join(metrics())}")]
+        out += [f"[sweep] {name} must be {need}, got {getattr(self, name)!r}" for name, ok, need in checks if name in typed and not ok()]
+        for name in {"datasets", "models", "fractions", "schemes", "seeds", "metrics"} & typed:
+            out += _duplicates(f"[sweep] {name}", getattr(self, name))
+        for name in self.models if "models" in typed else []:
+            try:
+                model_class(name)
+            except ValueError as error:
+                out.append(f"[sweep] {error}")
+        if {"datasets", "models", *TABLES} - typed:
+            return out  # the tables are checked against the data sets and models once those are right
+        return list(dict.fromkeys(out + self._table_problems()))  # a problem of [data] is met once per data set
+
+    def _table_problems(self) -> list[str]:
+        """The problems of the [data], [train], [presets], [model_options.<model>] and [vary.<model>] tables."""
+        from .data import DataError, registry
+        from .training.trainer import TrainConfig
+
+        out, data = _key_problems("data", self.data, DataConfig, DATA_KEYS)
+        datasets = {}
+        for dataset in self.datasets:
+            try:
+                datasets[dataset] = DataConfig(**{**data, "dataset": dataset})
+            except (ValueError, DataError) as error:
+                out.append(f"[data] {error}" if dataset in registry.names() else f"[sweep] datasets: {error}")
+        problems, train = _key_problems("train", self.train, TrainConfig, TRAIN_KEYS)
+        try:
+            TrainConfig(**train)
+        except ValueError as error:
+            problems.append(f"[train] {error}")
+        out += problems
         for name, preset in self.presets.items():
-            preset_options(name, preset)  # a one-line error for an unknown preset
-        checks = [("epochs", self.epochs >= 1, ">= 1"), ("jobs", self.jobs >= 1, ">= 1"),
-                  ("limit", self.limit is None or self.limit >= 1, ">= 1 (or absent: every row)"),
-                  ("fractions", all(0 < f <= 1 for f in self.fractions), "in (0, 1]"),
-                  ("seeds", all(s >= 0 for s in self.seeds), ">= 0")]
-        for name, ok, need in checks:
-            if not ok:
-                raise ValueError(f"sweep {self.name!r}: {name} must be {need}, got {getattr(self, name)!r}")
+            try:
+                if not isinstance(preset, str):
+                    raise ValueError(f"{name}'s preset must be text, got {preset!r}")
+                preset_options(name, preset)
+            except ValueError as error:
+                out.append(f"[presets] {error}")
+        for table in ("model_options", "vary"):
+            for name, options in getattr(self, table).items():
+                try:
+                    config_class = model_class(name).config_class
+                except ValueError as error:
+                    out.append(f"[{table}.{name}] {error}")
+                    continue
+                if not isinstance(options, dict):
+                    out.append(f"[{table}.{name}] must be a table of {name}'s options, got {options!r}")
+                elif table == "model_options":
+                    out += _key_problems(f"{table}.{name}", options, config_class, model_keys(name))[0]
+                else:
+                    out += _vary_problems(name, options, config_class, self.model_options.get(name, {}))
+        if out:
+            return out  # the options of each model are tried together once each is right on its own
+        for name in self.models:
+            for options in _option_grid(self, name):
+                for data in datasets.values():
+                    try:
+                        model_class(name).config_class(modalities=data.kinds(), shapes=_placeholder_shapes(data.kinds()),
+                                                       **{**preset_options(name, self.presets.get(name)),
+                                                          **self.model_options.get(name, {}), **options})
+                    except ValueError as error:
+                        out.append(f"[vary.{name}] {options} {error}" if options else f"[model_options.{name}] {error}")
+        return out
 
     @property
     def folder(self) -> Path:
@@ -139,30 +228,145 @@ class RunSpec:
             return ["train", "--out", str(self.path), "--resume", "--epochs", str(self.train["epochs"]), "--quiet"]
         args = ["train", "--out", str(self.path), "--model", self.model, "--quiet"] + (["--preset", self.preset] if self.preset else [])
         args += _flags(dataclasses.asdict(self.data), DATA_FLAGS) + _flags(self.train, TRAIN_FLAGS)
-        return args + _flags(self.model_options, {k: "--" + k.replace("_", "-") for k in self.model_options})
+        flags = {key: "--" + key.replace("_", "-") for key in self.model_options}
+        return args + _flags(self.model_options, {key: (flag, "--no-" + flag[2:]) for key, flag in flags.items()})
 
 
-# config field -> `memevae train` flag, for the fields a sweep sets
+# config field -> `memevae train` flag, for every field a sweep passes to its runs; a boolean
+# field's flag is given when it is true, or a (when true, when false) pair
 DATA_FLAGS = {"dataset": "--dataset", "rendering": "--rendering", "data_dir": "--data-dir", "paired_fraction": "--paired-fraction",
               "unpaired": "--unpaired", "paired_only": "--paired-only", "pairs_per_image": "--pairs-per-image", "seed": "--seed",
-              "limit": "--limit", "features": "--features", "features_dir": "--features-dir", "modalities": "--modalities"}
+              "limit": "--limit", "features": "--features", "features_dir": "--features-dir", "modalities": "--modalities",
+              "download": "--download", "verify": (None, "--no-verify")}
 TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr", "device": "--device",
-               "coherence_items": "--coherence-items", "precision": "--precision", "checkpoint_every": "--checkpoint-every"}
+               "coherence_items": "--coherence-items", "precision": "--precision", "checkpoint_every": "--checkpoint-every",
+               "subnormals": "--subnormals", "freed_memory": "--freed-memory", "judges": "--judges", "tensorboard": "--tensorboard"}
+
+GRID = {"dataset": "datasets", "paired_fraction": "fractions", "unpaired": "schemes", "paired_only": "paired_only",
+        "seed": "seeds", "limit": "limit", "epochs": "epochs"}
+"""The run settings the grid sets, each with the key of [sweep] that sets it."""
+TABLES = ("data", "train", "model_options", "presets", "vary")
+"""The fields of :class:`SweepConfig` that are tables of their own in a sweep file."""
+DATA_KEYS = sorted(set(DATA_FLAGS) - set(GRID))
+"""The keys of [data]: the data options of ``memevae train`` that the grid does not set."""
+TRAIN_KEYS = sorted(set(TRAIN_FLAGS) - set(GRID))
+"""The keys of [train]: the training options of ``memevae train`` that the grid does not set."""
+
+
+def model_keys(name: str) -> list[str]:
+    """The keys of [model_options.<name>] and [vary.<name>]: the fields of the model's config that
+    ``memevae train`` takes as options (not the mappings, which come from the data or a preset)."""
+    config_class = model_class(name).config_class
+    hints = typing.get_type_hints(config_class)
+    return sorted(f.name for f in dataclasses.fields(config_class) if (typing.get_origin(hints[f.name]) or hints[f.name]) is not dict)
+
+
+class SweepError(ValueError):
+    """The problems of a sweep or a sweep file, one line each (``problems``)."""
+
+    def __init__(self, what: str, problems: list[str]):
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(f"{what}: {self.problems[0]}")
+        else:
+            super().__init__(f"{what} has {len(self.problems)} problems:" + "".join(f"\n  {p}" for p in self.problems))
+
+
+def _places() -> dict[str, list[str]]:
+    """{table: its keys} for every table of a sweep file."""
+    from .models import MODELS
+
+    return {"sweep": [f.name for f in dataclasses.fields(SweepConfig) if f.name not in TABLES], "data": DATA_KEYS,
+            "train": TRAIN_KEYS, **{f"model_options.{name}": model_keys(name) for name in MODELS}}
+
+
+def _misplaced(table: str, key: str, cls=None) -> str:
+    """Why ``key`` is not a key of [``table``] (whose settings are dataclass ``cls``'s), and where
+    it belongs or what it is called."""
+    if key in GRID:
+        return f"[{table}] {key}: the grid sets it for each run; give {GRID[key]} in [sweep]"
+    if key in TABLES:
+        return f"[{table}] {key}: give it as a table of its own, [{key}]"
+    places = _places()
+    flags = {flag.removeprefix("--").replace("-", "_"): name for flags in (DATA_FLAGS, TRAIN_FLAGS)
+             for name, flag in flags.items() if isinstance(flag, str)}
+    name = key if key not in flags or flags[key] == key else flags[key]
+    home = [place for place, keys in places.items() if name in keys]
+    if name != key:
+        return f"[{table}] {key}: no such option; it is called {name} (memevae train's --{key.replace('_', '-')})" + (
+            f", in [{home[0]}]" if home and home[0] != table else "")
+    if home:
+        return f"[{table}] {key}: not an option of [{table}]; it belongs in {' or '.join(f'[{place}]' for place in home)}"
+    if cls is not None and key in {f.name for f in dataclasses.fields(cls)}:
+        return f"[{table}] {key}: memevae train takes no option for it, so a sweep cannot set it"
+    close = difflib.get_close_matches(key, places.get(table, []), n=1)
+    return f"[{table}] {key}: no such option; " + (f"did you mean {close[0]}?" if close else
+                                                    f"the options are {', '.join(places.get(table, []))}")
+
+
+def _key_problems(table: str, values, cls, keys: list[str]) -> tuple[list[str], dict]:
+    """The keys of table ``values`` that are not among ``keys`` and the values of another type
+    than their field of dataclass ``cls``, one line each; and the keys and values that are right."""
+    if not isinstance(values, dict):
+        return [f"[{table}] must be a table, got {values!r}"], {}
+    known = {k: v for k, v in values.items() if k in keys}
+    wrong = type_problems(cls, known)
+    right = {k: v for k, v in known.items() if not type_problems(cls, {k: v})}
+    return [_misplaced(table, key, cls) for key in values if key not in keys] + [f"[{table}] {p}" for p in wrong], right
+
+
+def _vary_problems(name: str, options: dict, config_class, fixed: dict) -> list[str]:
+    """The problems of [vary.<name>]: unknown options, values that are not non-empty lists of the
+    option's type or that repeat, and options also fixed in [model_options.<name>]."""
+    table = f"vary.{name}"
+    out = [_misplaced(table, key, config_class) for key in options if key not in model_keys(name)]
+    for key, values in options.items():
+        if key not in model_keys(name):
+            continue
+        if not isinstance(values, list) or not values:
+            out.append(f"[{table}] {key} must be a list of the values to try, got {values!r}")
+            continue
+        out += sorted({f"[{table}] {problem}" for value in values for problem in type_problems(config_class, {key: value})})
+        out += _duplicates(f"[{table}] {key}", values)
+        if key in fixed:
+            out.append(f"[{table}] {key} is also set in [model_options.{name}]; give it in one of them")
+    return out
+
+
+def _duplicates(what: str, values: list) -> list[str]:
+    """A line naming the values that ``values`` lists more than once (each run is trained and
+    counted once), or none."""
+    repeated = [value for i, value in enumerate(values) if value in values[:i]]
+    return [f"{what} lists {', '.join(map(repr, dict.fromkeys(repeated)))} more than once; "
+            f"give each value once"] if repeated else []
+
+
+def _placeholder_shapes(kinds: dict[str, str]) -> dict[str, tuple[int, ...]]:
+    """A shape of the right form for each modality whose kind takes sizes from the data, so that
+    a model's options can be checked before its data are read."""
+    from .modalities import modality_kinds
+
+    return {name: tuple(1 if size is None else size for size in modality_kinds()[kind].shape)
+            for name, kind in kinds.items() if None in modality_kinds()[kind].shape}
 
 
 def _flags(values: dict, flags: dict) -> list[str]:
+    """The ``memevae train`` arguments of ``values`` ({field: value}) by ``flags`` ({field: flag,
+    or a (when true, when false) pair of flags for a boolean}); None is "not given"."""
     out = []
     for key, value in values.items():
-        if key not in flags or value is None or value is False:
-            continue
-        out += [flags[key]] if value is True else [flags[key], str(value)]
+        on, off = flags[key] if isinstance(flags[key], tuple) else (flags[key], None)
+        if isinstance(value, bool):
+            out += [flag] if (flag := on if value else off) else []
+        elif value is not None:
+            out += [on, str(value)]
     return out
 
 
 def load_sweep(path, data_dir=None, **overrides) -> SweepConfig:
     """The sweep of a TOML file; ``overrides`` (e.g. ``epochs=2, limit=512``, None: not given)
-    replace its values, ``data_dir`` sets every run's data folder. Unknown keys and bad values
-    are one-line errors."""
+    replace its values, ``data_dir`` sets every run's data folder. Every key and value is checked
+    before anything runs: the problems are one :class:`SweepError` with a line each."""
     path = Path(path)
     try:
         text = tomllib.loads(path.read_text())
@@ -170,16 +374,23 @@ def load_sweep(path, data_dir=None, **overrides) -> SweepConfig:
         raise ValueError(f"no sweep file {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path} is not valid TOML ({error})") from None
-    unknown = sorted(set(text) - {"sweep", "data", "train", "model_options", "presets", "vary"})
-    if unknown or "sweep" not in text:
+    unknown = sorted(set(text) - {"sweep", *TABLES})
+    if unknown or not isinstance(text.get("sweep"), dict):
         raise ValueError(f"{path}: a sweep file has a [sweep] table and optional [data], [train], [model_options.<model>] "
                          f"tables, [presets], [vary.<model>] tables" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
-    values = {**text["sweep"], **{k: text[k] for k in ("data", "train", "model_options", "presets", "vary") if k in text}}
-    values.setdefault("name", path.stem)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    sweep = {"name": path.stem, **text["sweep"], **{k: v for k, v in overrides.items() if v is not None}}
+    keys = _places()["sweep"]
+    problems = [_misplaced("sweep", key) for key in sweep if key not in keys]
+    tables = {table: text[table] for table in TABLES if table in text}
     if data_dir is not None:
-        values["data"] = {**values.get("data", {}), "data_dir": str(Path(data_dir).expanduser().resolve())}
-    return build(SweepConfig, values, f"sweep file {path}")
+        tables["data"] = {**tables.get("data", {}), "data_dir": str(Path(data_dir).expanduser().resolve())}
+    try:
+        config = SweepConfig(**{k: v for k, v in sweep.items() if k in keys}, **tables)
+    except SweepError as error:
+        problems += error.problems
+    if problems:
+        raise SweepError(f"sweep file {path}", problems)
+    return config
 
 
 EXAMPLES = Path(__file__).parent / "sweep_examples"
@@ -243,6 +454,11 @@ def expand(sweep: SweepConfig) -> list[RunSpec]:
                         suffix = "".join(f"-{key.replace('_', '')}-{_plain_name(value)}" for key, value in options.items())
                         specs.append(RunSpec(name, data, train, {**sweep.model_options.get(name, {}), **options},
                                              sweep.folder / "runs" / (run_name(name, data) + suffix), sweep.presets.get(name)))
+    folders = [spec.path.name for spec in specs]
+    shared = sorted({name for name in folders if folders.count(name) > 1})
+    if shared:  # e.g. [vary] values that differ only in punctuation: one folder would hold two runs
+        raise ValueError(f"sweep {sweep.name!r}: several runs of the grid would share the folder {', '.join(shared)}; "
+                         f"give values that name different folders")
     return specs
 
 
@@ -310,16 +526,36 @@ def commands(spec: RunSpec, metrics: list[str], now: State) -> list[list[str]]:
     return steps
 
 
+def _die_with(parent: int):
+    """A ``preexec_fn`` for a child of process ``parent``: on Linux, the kernel kills the child
+    (SIGKILL) when the thread that started it ends, so that the runs of a killed sweep do not go
+    on training (and holding their run's lock) without it; elsewhere nothing."""
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+    def arm():
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the sweep died before the signal was armed
+                os._exit(1)
+    return arm
+
+
+PR_SET_PDEATHSIG = 1
+"""Linux's prctl option that sets the signal a process receives when its parent ends."""
+
+
 def run_steps(steps: list[list[str]], log_path: Path, threads: int) -> int:
     """Run ``memevae`` commands one after the other in subprocesses (output appended to
-    ``log_path``); the return code of the first that fails, else 0."""
+    ``log_path``), each ended with the process that runs them (Linux); the return code of the
+    first that fails, else 0."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
         for args in steps:
             log.write(f"$ memevae {' '.join(args)}\n")
             log.flush()
-            code = subprocess.run([sys.executable, "-m", "memevae.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            code = subprocess.run([sys.executable, "-m", "memevae.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  preexec_fn=_die_with(os.getpid())).returncode
             if code:
                 return code
     return 0
@@ -368,11 +604,46 @@ def write_manifest(sweep: SweepConfig, specs: list[RunSpec], states: dict, start
                                                         "started": started, "runs": runs})
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse (one-line ValueError) a sweep folder that memevae did not make: one that exists, is
+    not empty, and has no ``sweep.json`` of memevae's (a JSON object with the sweep, its budget and
+    its runs). A new or empty folder, or a sweep's own, is fine."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"the sweep's folder {folder} is a file; give --out a new or empty folder")
+    if not any(folder.iterdir()):
+        return
+    try:
+        manifest = json.loads((folder / "sweep.json").read_text())
+        ours = isinstance(manifest, dict) and isinstance(manifest.get("sweep"), dict) and isinstance(manifest.get("runs"), list) \
+            and "budget" in manifest
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ours = False
+    if not ours:
+        found = "its sweep.json is not a memevae sweep's" if (folder / "sweep.json").exists() else "it has no sweep.json"
+        raise ValueError(f"{folder} holds files but is not a memevae sweep folder ({found}); nothing was written; "
+                         f"give --out a new or empty folder, or the folder of an earlier sweep")
+
+
+def _lock_holder(path: Path) -> str | None:
+    """Who holds the training lock of run folder ``path`` (as its lock file names them), or None."""
+    if not (path / ".lock").exists():
+        return None
+    try:
+        RunLock(path).acquire().release()
+    except RunError:
+        return (path / ".lock").read_text().strip() or "another process"
+    return None
+
+
 def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
     """Train and evaluate every run of ``sweep`` that is not done, then write the report
     (``<folder>/report/report.md``). Returns {"runs", "failed", "report", "seconds"}."""
     from .evaluation.report import write_report
 
+    check_folder(sweep.folder)
     specs = expand(sweep)
     clashes = [f"{spec.path.name}: {'; '.join(found)}" for spec in specs if (found := recorded_differences(spec))]
     if clashes:  # never mix budgets or settings in one sweep folder
@@ -383,6 +654,10 @@ def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
     # each run's state is read once here (it opens the checkpoint), then again only when the run ends
     states = {s.path.name: state(s, sweep.metrics) for s in specs}
     left = [s for s in specs if states[s.path.name] != "evaluated"]
+    busy = [f"{s.path.name}: {holder}" for s in left if (holder := _lock_holder(s.path))]
+    if busy:  # a run of this folder trains in another process (another sweep, or memevae train)
+        raise ValueError(f"{len(busy)} run(s) of {sweep.folder} are in use by another process ({busy[0]}"
+                         f"{'; ...' if len(busy) > 1 else ''}); wait for it to finish or stop it, then run the sweep again")
     say(f"sweep {sweep.name}: {len(specs)} runs, {len(specs) - len(left)} done, {len(left)} to train or evaluate, "
         f"{sweep.jobs} at a time (budget: {sweep.epochs} epochs, {sweep.limit or 'all'} training rows)")
     write_manifest(sweep, specs, states, started)

@@ -188,3 +188,13 @@ def test_many_modalities_are_summarised_by_subset_size(tmp_path):
     assert (tmp_path / "coherence-by-subset-size.png").stat().st_size > 0
     assert "![coherence against the number of given modalities](coherence-by-subset-size.png)" in text
     assert "no run with more than two modalities" in text and "MNIST-SVHN, on every" not in text  # the paper's budget is not claimed for it
+
+
+def test_a_run_given_twice_is_counted_once(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    full = runs[0]
+    again = [full, str(full) + "/", f"./{full.name}", full.name]
+    text = write_report(again + runs[1:], tmp_path / "report").read_text()
+    assert f"{len(runs)} evaluated run(s)" in text and "0.600 ± 0.100 (n=3)" in text
+    single = write_report(again, tmp_path / "single").read_text()
+    assert "1 evaluated run(s)" in single and "0.500 (n=1)" in single

@@ -506,10 +506,11 @@ def write_report(runs, out, strict: bool = False) -> Path:
     """Read each run's results, write ``out/report.md`` and its figures; returns the report path.
 
     Runs that are not evaluated are listed at the end of the report (``strict``: an error instead).
+    A run given more than once (``R``, ``R/``, ``./R``, a link to it) is read and counted once.
     """
     out = Path(out)
     records, skipped = [], []
-    for path in runs:
+    for path in {Path(path).resolve(): path for path in runs}.values():
         try:
             records.append(read_run(path))
         except RunError as error:
