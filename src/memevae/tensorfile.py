@@ -247,5 +247,11 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def describe(error: BaseException) -> str:
+    """One line for an error met while rebuilding an object from a file: a FileFormatError's own
+    words, otherwise the error's type and first line (e.g. ``load_state_dict``'s shape mismatch)."""
+    return str(error) if isinstance(error, FileFormatError) else f"{type(error).__name__}: {_first_line(error)}"
+
+
 __all__ = ["FileFormatError", "UnsafeFileError", "encode", "decode", "dumps", "loads", "write", "is_tensor_file",
-           "load_legacy"]
+           "load_legacy", "describe"]
