@@ -175,7 +175,7 @@ class RunDir:
         return sorted(p.stem for p in self.checkpoints.glob("*.pt")) if self.checkpoints.exists() else []
 
     def _fallback_advice(self, exclude: str) -> str:
-        candidates = [FALLBACK] + sorted((n for n in self.available_checkpoints() if n.startswith("epoch-")), reverse=True)
+        candidates = ["last", FALLBACK] + sorted((n for n in self.available_checkpoints() if n.startswith("epoch-")), reverse=True)
         for name in candidates:
             if name == exclude or not self.has_checkpoint(name):
                 continue
