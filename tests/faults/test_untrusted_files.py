@@ -66,6 +66,14 @@ def pickled(obj) -> bytes:
     return buffer.getvalue()
 
 
+def without_running(marker, call, *args, **kwargs):
+    """``call(*args, **kwargs)``, then (whether it returned or raised) a check that ``marker`` was not created."""
+    try:
+        return call(*args, **kwargs)
+    finally:
+        assert not marker.exists(), "loading the crafted file ran its code"
+
+
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     yield
@@ -127,9 +135,8 @@ def test_a_crafted_checkpoint_is_refused_by_the_commands(run, tmp_path, capsys, 
     arguments = {"evaluate": ["evaluate", str(run), "--metrics", "latent", "--quiet"],
                  "translate": ["translate", str(run), "--from", "mnist", "--to", "textured", "--out", str(tmp_path / "g.png")],
                  "train --resume": ["train", "--out", str(run), "--resume", "--quiet"]}[command]
-    assert main(arguments) == 1
+    assert without_running(marker, main, arguments) == 1
     err = capsys.readouterr().err
-    assert not marker.exists()
     assert err.startswith("memevae: error: ") and err.count("\n") == 1, err
     assert re.search(expected, err), err
 
@@ -139,10 +146,9 @@ def test_a_crafted_checkpoint_is_refused_by_load_run_and_sweep_state(run, tmp_pa
     marker = tmp_path / "MARKER"
     expected = place(run, marker, where)
     with pytest.raises(RunError, match=expected):
-        load_run(run)
+        without_running(marker, load_run, run)
     spec = sweeps.RunSpec("meme", DataConfig(limit=64, seed=3), {"epochs": 1}, OPTIONS, run)
-    assert sweeps.state(spec, ["latent"]) == "partial"  # as for any checkpoint that does not load
-    assert not marker.exists()
+    assert without_running(marker, sweeps.state, spec, ["latent"]) == "partial"  # as for any checkpoint that does not load
 
 
 def test_a_crafted_checkpoint_named_directly_is_refused(run, tmp_path):
@@ -151,8 +157,7 @@ def test_a_crafted_checkpoint_named_directly_is_refused(run, tmp_path):
     with pytest.raises(RunError, match=r"epoch-0001\.pt is not a checkpoint memevae can load safely .*"
                                        r"torch's weights-only loader refused it \(Unsupported global.*memevae never writes such a file.*the checkpoint .*last\.pt "
                                        r"\(end of epoch 1\) is intact: use it with --checkpoint last"):
-        load_run(run, checkpoint="epoch-0001")
-    assert not marker.exists()
+        without_running(marker, load_run, run, checkpoint="epoch-0001")
 
 
 # -- older checkpoints that are real ----------------------------------------------------------
@@ -195,9 +200,8 @@ def test_a_crafted_gp_classifier_is_refused(run, tmp_path, capsys):
     judges.mkdir()
     for modality in ("mnist", "textured"):
         (judges / f"gp-{modality}.pt").write_bytes(crafted_pickle(marker, format=1, kind="gp-classifier"))
-    assert main(["evaluate", str(run), "--metrics", "mi", "--judges", str(judges), "--quiet"]) == 1
+    assert without_running(marker, main, ["evaluate", str(run), "--metrics", "mi", "--judges", str(judges), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert not marker.exists()
     assert err.count("\n") == 1 and "gp-mnist.pt is not a GP classifier memevae can load safely" in err, err
 
 
@@ -214,12 +218,11 @@ def test_a_crafted_judge_is_refused(run, tmp_path, capsys):
     marker, judges = tmp_path / "MARKER", tmp_path / "judges"
     crafted_judge(judges, marker)
     with pytest.raises(JudgeError, match=r"mnist\.pt is not a judge memevae can load safely \(it is a pickle"):
-        load_judge(judges, "mnist")
+        without_running(marker, load_judge, judges, "mnist")
     save_judge(JudgeCNN((3, 32, 32)), judges, "textured", JUDGE_INFO)
-    assert main(["evaluate", str(run), "--metrics", "coherence", "--judges", str(judges), "--quiet"]) == 1
+    assert without_running(marker, main, ["evaluate", str(run), "--metrics", "coherence", "--judges", str(judges), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mnist.pt is not a judge memevae can load safely" in err, err
-    assert not marker.exists()
 
 
 def rerecord(folder, modality, data: bytes, **changes) -> None:
