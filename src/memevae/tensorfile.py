@@ -236,8 +236,8 @@ def load_legacy(data: bytes, map_location=None):
             return torch.load(_io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         reason = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?: Please use|\n|$)", str(error))
-        raise UnsafeFileError(f"it is a pickle that holds more than tensors and plain values; torch's weights-only "
-                              f"loader refused it ({reason[1].strip() if reason else _first_line(error)})") from None
+        raise UnsafeFileError(f"it is a pickle of more than tensors and plain values, refused by torch's weights-only "
+                              f"loader: {(reason[1] if reason else _first_line(error)).strip().rstrip('.')}") from None
     except Exception as error:  # a damaged archive or a truncated pickle
         raise FileFormatError(f"it cannot be read: {type(error).__name__}: {_first_line(error)}") from None
 

@@ -103,7 +103,7 @@ def run(trained, tmp_path):
 
 # -- crafted checkpoints -----------------------------------------------------------------------
 
-UNSAFE = r"checkpoint .*last\.pt is not a checkpoint memevae can load safely \(it is a pickle that holds more than tensors"
+UNSAFE = r"checkpoint .*last\.pt is not a checkpoint memevae can load safely \(it is a pickle of more than tensors"
 DAMAGED = r"checkpoint .*last\.pt is damaged \(it cannot be read: .*\); "
 
 
@@ -155,7 +155,7 @@ def test_a_crafted_checkpoint_named_directly_is_refused(run, tmp_path):
     marker = tmp_path / "MARKER"
     (run / "checkpoints" / "epoch-0001.pt").write_bytes(crafted_pickle(marker, format=1))
     with pytest.raises(RunError, match=r"epoch-0001\.pt is not a checkpoint memevae can load safely .*"
-                                       r"torch's weights-only loader refused it \(Unsupported global.*memevae never writes such a file.*the checkpoint .*last\.pt "
+                                       r"refused by torch's weights-only loader: Unsupported global.*memevae never writes such a file.*the checkpoint .*last\.pt "
                                        r"\(end of epoch 1\) is intact: use it with --checkpoint last"):
         without_running(marker, load_run, run, checkpoint="epoch-0001")
 
@@ -217,7 +217,7 @@ def crafted_judge(folder, marker) -> None:
 def test_a_crafted_judge_is_refused(run, tmp_path, capsys):
     marker, judges = tmp_path / "MARKER", tmp_path / "judges"
     crafted_judge(judges, marker)
-    with pytest.raises(JudgeError, match=r"mnist\.pt is not a judge memevae can load safely \(it is a pickle"):
+    with pytest.raises(JudgeError, match=r"mnist\.pt is not a judge memevae can load safely \(it is a pickle of more"):
         without_running(marker, load_judge, judges, "mnist")
     save_judge(JudgeCNN((3, 32, 32)), judges, "textured", JUDGE_INFO)
     assert without_running(marker, main, ["evaluate", str(run), "--metrics", "coherence", "--judges", str(judges), "--quiet"]) == 1

@@ -3,10 +3,20 @@
 Nothing here deletes earlier outputs except the temporary files of writes that a killed process
 left behind; every file is written atomically (:mod:`memevae.io`).
 
-Checkpoints hold tensors and JSON only (:mod:`memevae.tensorfile`), with a sha256 of their
-contents checked on every load before anything is parsed; loading one never runs code. Writing
-``last.pt`` first keeps the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on
-disk always has an intact fallback. A training process holds an exclusive lock on its run directory (``.lock``,
+Checkpoints (``checkpoints/last.pt``, ``previous.pt``, ``epoch-NNNN.pt``; the names keep their
+suffix across formats) hold tensors and JSON only, so loading one never runs code. Format 3 is a
+:mod:`memevae.tensorfile` file of kind "checkpoint": a header line ``memevae checkpoint 3
+sha256=<hex>`` whose digest of the rest is checked on every load before anything is parsed, then
+a safetensors payload holding the trainer's state (``epoch``, ``model`` and ``optimizer`` state
+dicts, ``torch_rng``, ``cuda_rng``, ``history``) and the run's ``config``: its tensors by name, the
+rest as a JSON skeleton that rebuilds it exactly (tuples, integer keys, non-finite floats, tensor
+layouts). Older checkpoints are torch pickles, read only with torch's allow-listed loader
+(``weights_only=True``, :func:`memevae.tensorfile.load_legacy`) at both layers: format 2
+``{"format", "sha256", "payload"}``, the state serialised by ``torch.save`` into ``payload`` (a
+uint8 tensor) and ``sha256`` its digest; format 1 (memevae 0.1, no digest) the state itself. A
+pickle that loader refuses is named as unsafe and never loaded. Writing ``last.pt`` first keeps
+the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on disk always has an
+intact fallback. A training process holds an exclusive lock on its run directory (``.lock``,
 released by the operating system when the process ends, however it ends).
 """
 
@@ -28,16 +38,7 @@ from .. import io, tensorfile
 from ..tensorfile import FileFormatError, UnsafeFileError
 
 CHECKPOINT_FORMAT = 3
-"""The layout of ``checkpoints/*.pt`` (the names keep their suffix across formats).
-
-3: a :mod:`memevae.tensorfile` file of kind "checkpoint": the trainer's state (``epoch``,
-``model`` and ``optimizer`` state dicts, ``torch_rng``, ``cuda_rng``, ``history``) and the run's
-``config``, as tensors and a JSON skeleton, after a header line with the sha256 of the rest.
-
-Older formats, torch pickles, are read only with torch's allow-listed loader (``weights_only=True``,
-see :func:`memevae.tensorfile.load_legacy`), both layers: 2 (memevae 0.1 and later): ``{"format",
-"sha256", "payload"}``, the state serialised by ``torch.save`` into ``payload`` (a uint8 tensor)
-and ``sha256`` its digest; 1 (memevae 0.1, read without a check): the state itself."""
+"""The format :meth:`RunDir.save_checkpoint` writes (see the module docstring; 2 and 1 are read too)."""
 FALLBACK = "previous"
 
 
