@@ -1,6 +1,6 @@
 """The package's layers: no import runs up them, and evaluation never names a concrete model.
 
-Layers, lowest first: the core (``io``, ``options``, ``distributions``, ``objectives``), ``data``,
+Layers, lowest first: the core (``io``, ``tensorfile``, ``options``, ``distributions``, ``objectives``), ``data``,
 ``modalities``, ``models``, ``training``, then ``runs`` and ``evaluation`` (one level: a run
 measures itself while training, and evaluation loads runs), then ``cli``. Every import counts,
 including those inside functions.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "memevae"
-LEVELS = {"io": 0, "options": 0, "distributions": 0, "objectives": 0, "data": 1, "modalities": 2, "models": 3, "training": 4,
+LEVELS = {"io": 0, "tensorfile": 0, "options": 0, "distributions": 0, "objectives": 0, "data": 1, "modalities": 2, "models": 3, "training": 4,
           "runs": 5, "evaluation": 5, "sweeps": 5, "cli": 6}
 CONCRETE_MODELS = {"MEME", "MVAE", "MMVAE", "MEMEConfig", "MVAEConfig", "MMVAEConfig"}
 

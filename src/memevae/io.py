@@ -74,12 +74,6 @@ def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def save_torch(path, obj) -> Path:
-    import torch
-
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-
 def save_figure(path, figure, **kwargs) -> Path:
     """Save a matplotlib figure as PNG atomically."""
     return atomic_write(path, lambda f: figure.savefig(f, format="png", **kwargs))

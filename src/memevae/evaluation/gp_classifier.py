@@ -23,11 +23,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import io
+from .. import tensorfile
 from ..data.dataset import as_float_images
 
 __all__ = ["GPClassifier", "train_gp_classifier", "save_gp_classifier", "load_gp_classifier", "gp_accuracy",
            "MissingDependencyError"]
+
+FORMAT = 2
+"""The layout of ``gp-<modality>.pt``. 2: a :mod:`memevae.tensorfile` file of kind "gp-classifier"
+holding ``{"init_args", "state", "info"}``; 1 (earlier): that dict with ``"format"`` and ``"kind"``,
+a torch pickle, read only with torch's weights-only loader."""
 
 INSTALL_HINT = 'the GP classifier of Table 6 needs gpytorch: pip install "memevae[eval]"'
 
@@ -288,17 +293,31 @@ def gp_accuracy(classifier: GPClassifier, images, labels, batch_size: int = 512)
 
 
 def save_gp_classifier(classifier: GPClassifier, path) -> Path:
-    """Write the classifier (constructor arguments, weights, info) atomically."""
-    return io.save_torch(path, {"format": 1, "kind": "gp-classifier", "init_args": classifier.init_args,
-                                "state": classifier.state_dict(), "info": classifier.info})
+    """Write the classifier (constructor arguments, weights, info) atomically, in :data:`FORMAT`."""
+    return tensorfile.write(path, {"init_args": classifier.init_args, "state": classifier.state_dict(), "info": classifier.info},
+                            "gp-classifier", FORMAT)
 
 
 def load_gp_classifier(path, map_location="cpu") -> GPClassifier:
-    """Rebuild a classifier written by :func:`save_gp_classifier`."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(state, dict) or state.get("kind") != "gp-classifier":
-        raise ValueError(f"{path} is not a GP classifier written by save_gp_classifier")
-    classifier = GPClassifier(**state["init_args"])
-    classifier.load_state_dict(state["state"])
-    classifier.info = dict(state.get("info", {}))
+    """Rebuild a classifier written by :func:`save_gp_classifier` (or by an earlier memevae: format
+    1); ValueError in one line naming the file when it does not hold one that loads safely."""
+    path = Path(path)
+    _gpytorch()  # a missing dependency is said as such, not as a problem with the file
+    try:
+        data = path.read_bytes()
+        if tensorfile.is_tensor_file(data):
+            saved = tensorfile.loads(data, "gp-classifier", FORMAT, map_location)
+        else:
+            saved = tensorfile.load_legacy(data, map_location)
+            if not isinstance(saved, dict) or saved.get("kind") != "gp-classifier":
+                raise tensorfile.FileFormatError("it does not hold a GP classifier")
+        classifier = GPClassifier(**saved["init_args"])
+        classifier.load_state_dict(saved["state"])
+        classifier.info = dict(saved.get("info", {}))
+    except tensorfile.UnsafeFileError as problem:
+        raise ValueError(f"{path} is not a GP classifier memevae can load safely ({problem}; it was not loaded); delete "
+                         f"it and 'memevae evaluate --metrics mi' trains and saves a new one") from None
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:  # RuntimeError: weights of other shapes
+        raise ValueError(f"{path} is not a GP classifier written by save_gp_classifier ({tensorfile.describe(error)}); delete it and "
+                         f"'memevae evaluate --metrics mi' trains and saves a new one") from None
     return classifier.eval()

@@ -5,9 +5,11 @@ that "classifier" keeps one meaning: MEME's q(t|z).
 One small CNN per digit modality (MNIST 1x28x28; SVHN or textured digits 3x32x32), trained on the
 TRAIN split only and saved as a pair of files in one folder:
 
-- ``<modality>.pt``: the state dict (written atomically);
-- ``<modality>.json``: its sha256 (of the ``.pt`` file's bytes), test accuracy, the data config
-  it was trained on, the training settings and the memevae version.
+- ``<modality>.pt``: the state dict, a :mod:`memevae.tensorfile` file of kind "judge" (written
+  atomically; format 1, of earlier judges and of the shipped ones, is a torch pickle read only with
+  torch's weights-only loader);
+- ``<modality>.json``: its format, sha256 (of the ``.pt`` file's bytes), test accuracy, the data
+  config it was trained on, the training settings and the memevae version.
 
 :func:`load_judge` checks the hash before deserialising the weights and refuses a file whose
 hash differs, or whose recorded training data is the test split: a judge that saw the test images
@@ -23,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io as _io
 import json
 import os
 import shlex
@@ -34,13 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__, io
+from .. import __version__, io, tensorfile
 from ..data import registry
 from ..data.dataset import as_float_images
 from ..data.pairs import LEGACY_RENDERING, judges_variant
 from ..data.textured import DEFAULT_RENDERING
 
-FORMAT = 1
+FORMAT = 2
+"""The judge's format, recorded in ``<modality>.json``. 2: ``<modality>.pt`` is a
+:mod:`memevae.tensorfile` file of kind "judge" (format 1 inside); 1 (memevae 0.1, the shipped
+judges): a state dict saved by ``torch.save``, read with ``weights_only=True``."""
+READS = (1, FORMAT)
 ARCHITECTURE = "digit-cnn"
 """The architecture name a judge's record carries (kept from memevae 0.1: the shipped judges say so)."""
 
@@ -168,9 +173,7 @@ def save_judge(net: nn.Module, folder, modality: str, info: dict) -> Path:
     """Write ``<modality>.pt`` then ``<modality>.json`` (both atomically) with the sha256 of the
     weights file's bytes. ``info`` needs at least ``trained_on`` (a data-config dict with
     ``split``); returns the json path."""
-    buffer = _io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
-    data = buffer.getvalue()
+    data = tensorfile.dumps(net.state_dict(), "judge", 1)
     io.atomic_write(weights_path(folder, modality), lambda f: f.write(data))
     record = {
         "format": FORMAT,
@@ -205,9 +208,10 @@ def load_judge(folder, modality: str, dataset: str | None = None, data_dir=None,
         info = json.loads(meta.read_text())
     except json.JSONDecodeError as error:
         raise JudgeError(f"{meta} is not valid JSON ({error}); retrain with: {command}") from error
-    if info.get("format") != FORMAT or info.get("architecture") != ARCHITECTURE:
-        raise JudgeError(f"{meta} has format {info.get('format')!r} / architecture {info.get('architecture')!r}; "
-                              f"this memevae reads format {FORMAT}, {ARCHITECTURE}")
+    if not isinstance(info, dict) or info.get("format") not in READS or info.get("architecture") != ARCHITECTURE:
+        found = (info.get("format"), info.get("architecture")) if isinstance(info, dict) else (None, None)
+        raise JudgeError(f"{meta} has format {found[0]!r} / architecture {found[1]!r}; "
+                              f"this memevae reads formats {' and '.join(map(str, READS))}, {ARCHITECTURE}")
     split = (info.get("trained_on") or {}).get("split")
     if split != "train":
         raise JudgeError(f"refusing the {modality} judge in {folder}: it records training on the "
@@ -221,9 +225,39 @@ def load_judge(folder, modality: str, dataset: str | None = None, data_dir=None,
     if dataset is not None and judged_variant(info) != judges_variant(dataset, rendering):
         raise JudgeError(f"the {modality} judge in {folder} was trained on {judged_variant(info)}, not on "
                               f"{judges_variant(dataset, rendering)}; train judges for it: {command}")
-    net = JudgeCNN(tuple(info["input_shape"]), info.get("classes", 10))
-    net.load_state_dict(torch.load(_io.BytesIO(data), map_location=device, weights_only=True))
-    return Judge(net.to(device), info)
+    return Judge(_judge_network(data, info, weights, meta, command).to(device), info)
+
+
+def _judge_network(data: bytes, info: dict, weights: Path, meta: Path, command: str) -> JudgeCNN:
+    """The network of the verified weights file bytes ``data``, of the shape its record ``info``
+    describes; JudgeError in one line when the file does not hold it."""
+    try:
+        if info["format"] == 1:
+            state = tensorfile.load_legacy(data)
+        else:
+            state = tensorfile.loads(data, "judge", 1)
+    except tensorfile.UnsafeFileError as problem:
+        raise JudgeError(f"{weights} is not a judge memevae can load safely ({problem}; it was not loaded); retrain "
+                         f"with: {command}") from None
+    except tensorfile.FileFormatError as problem:
+        raise JudgeError(f"{weights} does not hold a judge's weights ({problem}); retrain with: {command}") from None
+    shape, classes = info.get("input_shape"), info.get("classes", 10)
+    try:
+        with torch.device("meta"):  # the layers' shapes, without allocating what a wrong record asks for
+            wanted = {k: tuple(v.shape) for k, v in JudgeCNN(tuple(shape), classes).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise JudgeError(f"{meta} records input_shape {shape!r} and classes {classes!r}, not a [channels, height, width] "
+                         f"image shape and a number of classes ({tensorfile.describe(error)}); retrain with: {command}") from None
+    found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+    if found != wanted or len(found) != len(state):
+        differ = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))[:1]
+        detail = (f"{differ[0]} is {found.get(differ[0], 'absent')} in the file, {wanted.get(differ[0], 'absent')} for "
+                  f"that record" if differ else "it holds entries that are not tensors")
+        raise JudgeError(f"{weights} does not hold the network {meta.name} describes (input_shape {shape!r}, classes "
+                         f"{classes!r}): {detail}; retrain with: {command}")
+    net = JudgeCNN(tuple(shape), classes)
+    net.load_state_dict(state)
+    return net
 
 
 def load_judges(folder, modalities, dataset: str | None = None, data_dir=None, device: str = "cpu",

@@ -6,8 +6,19 @@ memevae's is refused before anything in it is touched. Nothing here deletes earl
 the temporary files of writes that a killed process left behind in a run memevae made; every file
 is written atomically (:mod:`memevae.io`).
 
-Checkpoints carry a sha256 of their contents, checked on every load. Writing ``last.pt`` first
-keeps the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on disk always has an
+Checkpoints (``checkpoints/last.pt``, ``previous.pt``, ``epoch-NNNN.pt``; the names keep their
+suffix across formats) hold tensors and JSON only, so loading one never runs code. Format 3 is a
+:mod:`memevae.tensorfile` file of kind "checkpoint": a header line ``memevae checkpoint 3
+sha256=<hex>`` whose digest of the rest is checked on every load before anything is parsed, then
+a safetensors payload holding the trainer's state (``epoch``, ``model`` and ``optimizer`` state
+dicts, ``torch_rng``, ``cuda_rng``, ``history``) and the run's ``config``: its tensors by name, the
+rest as a JSON skeleton that rebuilds it exactly (tuples, integer keys, non-finite floats, tensor
+layouts). Older checkpoints are torch pickles, read only with torch's allow-listed loader
+(``weights_only=True``, :func:`memevae.tensorfile.load_legacy`) at both layers: format 2
+``{"format", "sha256", "payload"}``, the state serialised by ``torch.save`` into ``payload`` (a
+uint8 tensor) and ``sha256`` its digest; format 1 (memevae 0.1, no digest) the state itself. A
+pickle that loader refuses is named as unsafe and never loaded. Writing ``last.pt`` first keeps
+the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on disk always has an
 intact fallback. A training process holds an exclusive lock on its run directory (``.lock``,
 released by the operating system when the process ends, however it ends).
 """
@@ -19,7 +30,6 @@ import datetime
 import errno
 import fcntl
 import hashlib
-import io as _io
 import json
 import math
 import os
@@ -28,11 +38,11 @@ from pathlib import Path
 
 import torch
 
-from .. import io
+from .. import io, tensorfile
+from ..tensorfile import FileFormatError, UnsafeFileError
 
-CHECKPOINT_FORMAT = 2
-"""2: ``{"format", "sha256", "payload"}``, the state serialised by ``torch.save`` into ``payload``
-(a uint8 tensor) and ``sha256`` its digest; 1 (memevae 0.1, read without a check): the state itself."""
+CHECKPOINT_FORMAT = 3
+"""The format :meth:`RunDir.save_checkpoint` writes (see the module docstring; 2 and 1 are read too)."""
 FALLBACK = "previous"
 
 
@@ -249,15 +259,9 @@ class RunDir:
         return self.checkpoint_path(name).exists()
 
     def save_checkpoint(self, state: dict, *names: str) -> None:
-        """Write ``state`` as each of ``names`` (default ``last``; serialised once) atomically, with a
-        sha256 of its contents; writing ``last`` first keeps the checkpoint it replaces as ``previous``."""
-        buffer = _io.BytesIO()
-        torch.save(state, buffer)
-        payload = buffer.getvalue()
-        envelope = _io.BytesIO()  # the payload as a uint8 tensor: stored as raw bytes, not pickled
-        torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
-                    "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, envelope)
-        data = envelope.getvalue()
+        """Write ``state`` as each of ``names`` (default ``last``; serialised once) atomically, in
+        format :data:`CHECKPOINT_FORMAT` (tensors, JSON and a sha256 of them); writing ``last`` first keeps the checkpoint it replaces as ``previous``."""
+        data = tensorfile.dumps(state, "checkpoint", CHECKPOINT_FORMAT)
         for name in names or ("last",):
             path = self.checkpoint_path(name)
             keep = self._keep_as_fallback if name == "last" and path.exists() else None
@@ -272,25 +276,39 @@ class RunDir:
         os.replace(spare, self.checkpoint_path(FALLBACK))
 
     def _read_checkpoint(self, path: Path, map_location) -> dict:
-        """The state in ``path``; raises ValueError saying what is wrong with the file."""
+        """The state in ``path``; raises FileFormatError saying what is wrong with the file
+        (UnsafeFileError for a pickle that torch's allow-listed loader refuses)."""
         try:
-            outer = torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as error:
-            raise ValueError(f"it cannot be read: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+            data = path.read_bytes()
+        except OSError as error:
+            raise FileFormatError(f"it cannot be read: {error.strerror or error}") from error
+        if tensorfile.is_tensor_file(data):
+            state = tensorfile.loads(data, "checkpoint", CHECKPOINT_FORMAT, map_location)
+        else:
+            state = self._read_legacy_checkpoint(data, map_location)
+        if not isinstance(state, dict) or "epoch" not in state:
+            raise FileFormatError("it does not hold a memevae checkpoint")
+        return state
+
+    @staticmethod
+    def _read_legacy_checkpoint(data: bytes, map_location) -> dict:
+        """The state in a checkpoint of format 1 or 2 (torch pickles; both layers read with
+        torch's allow-listed loader)."""
+        outer = tensorfile.load_legacy(data, map_location)
         if not isinstance(outer, dict):
-            raise ValueError("it does not hold a memevae checkpoint")
+            raise FileFormatError("it does not hold a memevae checkpoint")
         if outer.get("format") == 1:  # memevae 0.1: no digest to check
             return outer
-        if outer.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"it has format {outer.get('format')!r}; this memevae reads {CHECKPOINT_FORMAT} (and 1)")
+        if outer.get("format") != 2:
+            raise FileFormatError(f"it has format {outer.get('format')!r}; this memevae reads {CHECKPOINT_FORMAT} (and 2, 1)")
         payload = outer.get("payload")
         if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8:
-            payload = payload.numpy().tobytes()
+            payload = payload.cpu().numpy().tobytes()
         elif not isinstance(payload, bytes):  # (bytes: how the first writers of format 2 stored it)
-            raise ValueError(f"its payload is a {type(payload).__name__}, not serialised bytes")
+            raise FileFormatError(f"its payload is a {type(payload).__name__}, not serialised bytes")
         if hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
-            raise ValueError("its contents do not match their sha256: the file was damaged after it was written")
-        return torch.load(_io.BytesIO(payload), map_location=map_location, weights_only=False)
+            raise FileFormatError("its contents do not match their sha256: the file was damaged after it was written")
+        return tensorfile.load_legacy(payload, map_location)
 
     def load_checkpoint(self, name: str = "last", map_location="cpu") -> dict:
         """Load and verify a checkpoint; a missing or damaged one gets one line naming the file and
@@ -301,20 +319,23 @@ class RunDir:
             raise RunError(f"no checkpoint {path}; available: {', '.join(available) or 'none (the run ended before its first epoch)'}")
         try:
             return self._read_checkpoint(path, map_location)
-        except ValueError as problem:
+        except UnsafeFileError as problem:
+            raise RunError(f"checkpoint {path} is not a checkpoint memevae can load safely ({problem}; memevae never "
+                           f"writes such a file, so it was not loaded); {self._fallback_advice(exclude=name)}") from None
+        except FileFormatError as problem:
             raise RunError(f"checkpoint {path} is damaged ({problem}); {self._fallback_advice(exclude=name)}") from None
 
     def available_checkpoints(self) -> list[str]:
         return sorted(p.stem for p in self.checkpoints.glob("*.pt")) if self.checkpoints.exists() else []
 
     def _fallback_advice(self, exclude: str) -> str:
-        candidates = [FALLBACK] + sorted((n for n in self.available_checkpoints() if n.startswith("epoch-")), reverse=True)
+        candidates = ["last", FALLBACK] + sorted((n for n in self.available_checkpoints() if n.startswith("epoch-")), reverse=True)
         for name in candidates:
             if name == exclude or not self.has_checkpoint(name):
                 continue
             try:
                 state = self._read_checkpoint(self.checkpoint_path(name), "cpu")
-            except ValueError:
+            except FileFormatError:
                 continue
             return (f"the checkpoint {self.checkpoint_path(name)} (end of epoch {state.get('epoch')}) is intact: "
                     f"use it with --checkpoint {name}")
