@@ -446,11 +446,15 @@ def load_features(cache: str | os.PathLike, image_paths: list[str], *, allow_unt
     features holding NaN or inf. Any problem is a one-line DataError naming the cache file and the fix."""
     cache = _cache_path(cache)
     meta = _read_json(_sidecar(cache))
-    backbone = (meta or {}).get("backbone", "resnet101")
+    named = [name for name in BACKBONES if cache.stem.endswith(name)]
+    backbone = (meta or {}).get("backbone", named[0] if named else "resnet101")
     hint = _rerun_hint(cache, backbone)
     if meta is None or not cache.is_file():
         missing = cache if not cache.is_file() else _sidecar(cache)
-        raise DataError(f"{missing}: no image feature cache there (missing or unreadable); compute it with {hint}")
+        stand_in = ("" if backbone != "resnet101" else
+                    f", or, without the ImageNet weights, compute {_rerun_hint(cache, 'colour-hog')} and train with "
+                    f"--features colour-hog (not the paper's setting)")
+        raise DataError(f"{missing}: no image feature cache there (missing or unreadable); compute it with {hint}{stand_in}")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DataError(f"{cache}: not a memevae image feature cache of format {FORMAT} v{VERSION}; recompute it with {hint}")
     if meta.get("untrained") or meta.get("weights") == UNTRAINED:

@@ -144,7 +144,8 @@ def _loss_keys(history: list[dict]) -> list[str]:
 
 def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     """Losses (left) and per-epoch coherence (right, chance dashed) against epochs, one colour
-    per run; a run's train losses per kind of batch are solid, its test loss dotted. Returns the path.
+    per run; a run's train losses per kind of batch are solid, its test loss dotted. Without any
+    coherence in the histories (no judges, e.g. CUB) the losses fill the figure alone. Returns the path.
 
     >>> history = [{"epoch": e, "train/paired/loss": 100 / e, "coherence/a->b": 0.1 * e} for e in (1, 2, 3)]
     >>> plot_curves({"demo": history}, "curves.png").name  # doctest: +SKIP
@@ -153,10 +154,14 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     from .plotting import colours as colour_cycle
     from .plotting import save, subplots, suptitle
 
-    fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
+    any_coherence = any(coherence_keys(record) for history in histories.values() for record in history)
+    if any_coherence:
+        fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
+    else:
+        fig, losses = subplots(1, 1, figsize=(5.6, 3.8))
     colours = colour_cycle()
     styles = ["-", "--", "-.", ":"]
-    any_coherence, last_epoch = False, 1
+    last_epoch = 1
     for n, (label, history) in enumerate(histories.items()):
         colour = colours[n % len(colours)]
         epochs = [record["epoch"] for record in history]
@@ -174,9 +179,8 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
                 continue
             coherence.plot(*zip(*points), styles[k % len(styles)], marker="o", markersize=3, color=colour,
                            label=f"{label}: {key.removeprefix('coherence/')}")
-            any_coherence = True
         last_epoch = max([last_epoch, *epochs])
-    for ax in (losses, coherence):
+    for ax in (losses, coherence) if any_coherence else (losses,):
         ax.set_xlim(0.5, last_epoch + 0.5)
     losses.set_xlabel("epoch")
     losses.set_ylabel("loss (negative objective per item)")
@@ -191,12 +195,13 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
         losses.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     losses.set_title("losses", fontsize=10)
     losses.legend(fontsize=6, loc="upper right")
-    coherence.axhline(CHANCE, color="grey", linestyle="--", linewidth=0.8, label="chance")
-    coherence.set_ylim(0, 1)
-    coherence.set_xlabel("epoch")
-    coherence.set_ylabel("cross coherence")
-    coherence.set_title("cross coherence (fixed test pairs)" if any_coherence else "cross coherence: no judges", fontsize=10)
-    coherence.legend(fontsize=6, loc="upper left")
+    if any_coherence:
+        coherence.axhline(CHANCE, color="grey", linestyle="--", linewidth=0.8, label="chance")
+        coherence.set_ylim(0, 1)
+        coherence.set_xlabel("epoch")
+        coherence.set_ylabel("cross coherence")
+        coherence.set_title("cross coherence (fixed test pairs)", fontsize=10)
+        coherence.legend(fontsize=6, loc="upper left")
     if title:
         suptitle(fig, title, 10)
     return save(fig, path)
