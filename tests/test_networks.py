@@ -134,3 +134,41 @@ def test_conv_modality_keeps_torch_parameter_names(architecture):
     assert shapes["decoder.body.7.weight"] == (32, 3, 4, 4)
     head = "encoder.body.9.weight" if architecture == "release" else "encoder.loc.0.weight"
     assert shapes[head] == ((512, 128, 4, 4) if architecture == "release" else (16, 128, 4, 4))
+
+
+def _plain_torch_layers():
+    """The benchmark's ``plain_torch_layers``: memevae's fast layers replaced by the torch layers they stand for."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_throughput.py"
+    spec = importlib.util.spec_from_file_location("step_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.plain_torch_layers
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_and_inf_come_out_where_torchs_layers_put_them(bad):
+    """A NaN or inf in the latents (or in an image the encoder reads) gives NaN exactly where the
+    plain torch layers give it: oneDNN's fused ReLU would map NaN to 0, and the sub-pixel form would
+    spread inf into NaN through its zero taps."""
+    import copy
+
+    torch.manual_seed(0)
+    modality = build_modality("svhn-conv", 16, "release").eval()
+    plain = copy.deepcopy(modality)
+    _plain_torch_layers()(plain)
+    with torch.no_grad():
+        z = torch.randn(4, 16)
+        z[1, 3] = bad
+        decoded, expected = modality.decoder(z), plain.decoder(z)
+        assert expected.isnan().any() and not expected[[0, 2, 3]].isnan().any()
+        assert torch.equal(decoded.isnan(), expected.isnan())
+        torch.testing.assert_close(decoded[[0, 2, 3]], expected[[0, 2, 3]], rtol=2e-5, atol=2e-5)
+
+        image = torch.rand(3, 3, 32, 32)
+        image[0, 1, 5, 7] = bad
+        translated = modality.decoder(modality.encoder(image)[0])
+        expected = plain.decoder(plain.encoder(image)[0])
+        assert expected[0].isnan().all() and torch.equal(translated.isnan(), expected.isnan())

@@ -229,6 +229,9 @@ def _features(args) -> None:
     main(args, lambda data_dir: list(read_cub(data_dir).paths), features_cache)
 
 
+DATA_DIR_OVERRIDE = "the run's data folder, when it is no longer where config.json records it (the same files)"
+
+
 def _add_translate(sub):
     p = sub.add_parser("translate", help="cross-generate test examples with a trained run and save a PNG grid")
     p.add_argument("run", type=Path, help="a run directory")
@@ -239,6 +242,7 @@ def _add_translate(sub):
     p.add_argument("--samples", type=int, default=3, help="latent samples per example (default 3)")
     p.add_argument("--checkpoint", default="last")
     p.add_argument("--seed", type=int, default=0, help="seeds the latent samples (default 0): the same grid every time")
+    p.add_argument("--data-dir", type=Path, help=DATA_DIR_OVERRIDE)
     p.set_defaults(func=_translate)
 
 
@@ -267,7 +271,7 @@ def _translate(args):
     from .evaluation.metrics.grids import one_per_class
 
     _check_image_out(args.out)
-    run = load_run(args.run, checkpoint=args.checkpoint)
+    run = load_run(args.run, checkpoint=args.checkpoint, data_dir=args.data_dir)
     for name in (args.source, args.target):
         run.model.modality(name)  # one-line error for an unknown modality
     test = run.load_data("test")
@@ -376,6 +380,7 @@ def _add_evaluate(sub):
                         "may not write): a new or empty folder, or one evaluate --out made before")
     p.add_argument("--seed", type=int, default=0, help="seeds the metrics' sampling (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--data-dir", type=Path, help=DATA_DIR_OVERRIDE)
     options = {}
     for name, metric in metrics().items():
         group = p.add_argument_group(f"{name} options", metric.description)
@@ -384,12 +389,14 @@ def _add_evaluate(sub):
 
 
 def _evaluate(args):
+    from . import load_run
     from .evaluation import evaluate
     from .evaluation.pipeline import headline, results_path
     from .options import given
 
     options = {name: given(args, dests) for name, dests in args.metric_options.items()}
-    results = evaluate(args.run, metrics=args.metrics, judges=args.judges, checkpoint=args.checkpoint,
+    run = args.run if args.data_dir is None else load_run(args.run, checkpoint=args.checkpoint, data_dir=args.data_dir)
+    results = evaluate(run, metrics=args.metrics, judges=args.judges, checkpoint=args.checkpoint,
                        options={name: values for name, values in options.items() if values}, seed=args.seed,
                        progress=not args.quiet, out=args.out)
     for name, entry in results["metrics"].items():

@@ -38,29 +38,45 @@ from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, T
 class Run:
     """A trained (or training) model with its config and history; what :func:`load_run` returns."""
 
-    def __init__(self, path, config: dict, model: MultimodalVAE, history: list[dict]):
+    def __init__(self, path, config: dict, model: MultimodalVAE, history: list[dict], data_dir=None):
         self.path = Path(path)
         self.config = config
         self.model = model
         self.history = history
+        self.data_dir = data_dir  # a folder replacing the recorded data folder (the same files, moved); None: the recorded one
+        self._moved_data_checked = False
 
     @property
     def data_config(self) -> DataConfig:
-        return recorded_data(self.config, self.path)
+        return recorded_data(self.config, self.path, self.data_dir)
 
     def load_data(self, split: str) -> MultimodalDataset:
         """The run's data of ``split`` (the train split with its partial-observation scheme),
         checked against the vocabularies the run saved, so that its captions are always read and
         decoded with its own words."""
+        self._check_moved_data()
         data = self.data_config.load(split)
         check_vocabularies(self.path, data)
         return data
+
+    def _check_moved_data(self) -> None:
+        """With :attr:`data_dir` given, refuse (once checked, for good) a folder whose training data
+        differ in size from those the run recorded in ``train_summary``."""
+        recorded = self.config.get("train_summary")
+        if self.data_dir is None or self._moved_data_checked or recorded is None:
+            return
+        rows = self.data_config.load("train").summary()["rows"]
+        if rows != recorded.get("rows"):
+            raise RunError(f"{self.data_dir} holds other {self.config['data']['dataset']} files than {self.path} was trained "
+                           f"on ({rows} training rows there, {recorded.get('rows')} recorded); pass the folder it was trained on")
+        self._moved_data_checked = True
 
     def training_pairs(self) -> MultimodalDataset:
         """Every training pair of the run's data set, the partial-observation scheme not applied
         (what evaluation probes fit on), checked as :meth:`load_data` checks."""
         from .data import load_pairs
 
+        self._check_moved_data()
         c = self.data_config
         data = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **c.options())
         check_vocabularies(self.path, data)
@@ -86,10 +102,11 @@ class Run:
         return f"Run({str(self.path)!r}, model={self.config['model']!r}, epochs={len(self.history)})"
 
 
-def recorded_data(config: dict, path) -> DataConfig:
-    """The data config of the run in ``path``; refused when this memevae would render its data
-    differently than the run saw it (another rendering version)."""
-    data = DataConfig.from_record(config["data"])
+def recorded_data(config: dict, path, data_dir=None) -> DataConfig:
+    """The data config of the run in ``path``, its data folder replaced by ``data_dir`` when given;
+    refused when this memevae would render its data differently than the run saw it (another
+    rendering version)."""
+    data = DataConfig.from_record(config["data"] if data_dir is None else {**config["data"], "data_dir": data_dir})
     if recorded_variant(config) != data.variant:
         raise RunError(f"{path} was trained on {recorded_variant(config)}, but this memevae renders {data.variant}; "
                        f"use the memevae version recorded in its config.json ({config.get('memevae_version')}) for this run")
@@ -418,8 +435,9 @@ def _writer_callbacks(run_dir: RunDir, config: dict, train_config: TrainConfig, 
     return callbacks
 
 
-def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "cpu") -> Run:
-    """Rebuild a run's model from its directory alone (config.json + a checkpoint), in eval mode."""
+def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "cpu", data_dir=None) -> Run:
+    """Rebuild a run's model from its directory alone (config.json + a checkpoint), in eval mode;
+    ``data_dir`` replaces the data folder recorded there (the same files, moved or seen from elsewhere)."""
     run_dir = RunDir(path)
     config = run_dir.read_config()
     state = run_dir.load_checkpoint(checkpoint, map_location=device)
@@ -427,7 +445,7 @@ def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "c
     network = build_model(config["model"], model_config["modalities"], config["model_options"], model_config.get("shapes"))
     network.load_state_dict(state["model"])
     network.to(device).eval()
-    return Run(run_dir.path, config, network, state["history"])
+    return Run(run_dir.path, config, network, state["history"], data_dir=data_dir)
 
 
 __all__ = ["run_name", "DataConfig", "TrainConfig", "Run", "RunError", "train", "resume", "load_run", "build_model", "recorded_data",

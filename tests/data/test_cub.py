@@ -65,6 +65,7 @@ def test_bad_requests_are_one_line_errors(cub, tmp_path):
     with pytest.raises(DataError) as missing:
         config(cub, features="resnet101").load("train")
     assert "\n" not in str(missing.value) and "memevae features cub" in str(missing.value)
+    assert "--backbone colour-hog` and train with --features colour-hog" in str(missing.value)
 
 
 @pytest.mark.slow
@@ -89,3 +90,48 @@ def test_features_train_and_evaluate_from_the_command_line(cub, tmp_path, capsys
     assert len(list((tmp_path / "cache" / "memevae" / "cca" / "cub" / "colour-hog").glob("cca-8x300-seed0-*.npz"))) == 1
     config_json = json.loads((run / "config.json").read_text())
     assert config_json["model_config"]["shapes"]["caption"][1] == len(config(cub).load("train").vocabularies["caption"])
+
+
+def test_runs_record_an_absolute_data_folder_and_read_a_moved_one(cub, tmp_path, monkeypatch, capsys):
+    """A run trained with a relative --data-dir is evaluated and translated from another folder,
+    and after its data moved, with --data-dir (CLI) or data_dir= (Python)."""
+    import json
+
+    from memevae import load_run
+    from memevae.runs import RunError
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(cub, first / "cub")
+    monkeypatch.chdir(first)
+    assert main(["train", "--dataset", "cub", "--data-dir", "cub", "--features", "colour-hog", "--out", "run",
+                 "--epochs", "1", "--batch-size", "20", "--limit", "40", "--classifier-samples", "1",
+                 "--pseudo-samples", "4", "--quiet"]) == 0
+    assert json.loads((first / "run" / "config.json").read_text())["data"]["data_dir"] == str(first / "cub")
+    monkeypatch.chdir(tmp_path)  # the recorded folder still reads from elsewhere
+    translate = ["translate", "first/run", "--from", "caption", "--to", "image", "--count", "2", "--samples", "1"]
+    assert main([*translate, "--out", "a.png"]) == 0 and (tmp_path / "a.png").exists()
+
+    second.mkdir()
+    (first / "cub").rename(second / "cub")
+    capsys.readouterr()
+    assert main([*translate, "--out", "b.png"]) == 1
+    assert str(first / "cub") in capsys.readouterr().err
+    assert main([*translate, "--out", "b.png", "--data-dir", "second/cub"]) == 0 and (tmp_path / "b.png").exists()
+    assert main(["evaluate", "first/run", "--metrics", "grids,tsne,relatedness", "--tsne-points", "60", "--quiet",
+                 "--data-dir", "second/cub"]) == 0
+    results = json.loads((first / "run" / "evaluation" / "metrics.json").read_text())
+    # CUB's labels are bird classes, and its reference is the paper's Table 5 (f = 1, MEME)
+    assert "knn_same_class" in results["metrics"]["tsne"]["values"]
+    assert "unpaired_same_class_mean" in results["metrics"]["relatedness"]["values"]
+    assert not any("digit" in key for entry in results["metrics"].values() for key in entry["values"])
+    reference = results["reference"]
+    assert reference["dataset"] == "CUB" and set(reference) == {"source", "dataset", "cca-coherence", "note"}
+    assert {k: v["mean"] for k, v in reference["cca-coherence"].items()} == {
+        "image->caption": 0.064, "caption->image": 0.074, "ground_truth": 0.106}
+    run = load_run("first/run", data_dir="second/cub")
+    assert run.data_config.data_dir == str(second / "cub") and len(run.load_data("test")) == 120
+
+    run = load_run("first/run", data_dir="second/cub")
+    run.config["train_summary"] = {**run.config["train_summary"], "rows": 41}  # as if the folder held other files
+    with pytest.raises(RunError, match=r"second/cub holds other cub files than .*\(40 training rows there, 41 recorded\)"):
+        run.load_data("test")

@@ -276,6 +276,22 @@ def test_corrupted_npy_is_detected(images, tmp_path):
         load_features(tmp_path / "nothing.npy", paths)
 
 
+def test_non_finite_features_with_a_matching_digest_are_refused(images, tmp_path):
+    """NaN in a cache whose sidecar digest matches (features computed badly, or the file rewritten
+    with its digest) is named when the data are loaded, not as a diverged loss later."""
+    root, paths = images
+    cache = compute_features(root, paths, "colour-hog", tmp_path / "d.npy", progress=False)
+    array = np.load(cache)
+    array[3, 7] = np.nan
+    array[4, 0] = np.inf
+    np.save(cache, array)
+    meta = json.loads(cache.with_suffix(".json").read_text())
+    cache.with_suffix(".json").write_text(json.dumps({**meta, "npy_sha256": resnet.sha256_file(cache)}))
+    with pytest.raises(DataError, match=rf"d\.npy: 2 rows hold NaN or inf, the first for {paths[3]}; delete it") as error:
+        load_features(cache, paths)
+    one_line(error)
+
+
 def test_untrained_resnet_cache_is_refused_by_default(images, tmp_path, one_thread):
     root, paths = images
     paths = [paths[2], paths[4]]  # two square images: one forward pass of two 224 x 224 images

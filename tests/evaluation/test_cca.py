@@ -132,6 +132,64 @@ def test_unit_norm_scaling_is_the_generalised_eigenproblem_solution():
     assert np.allclose(np.diag(np.cov(px.T, py.T)[:k, k:]), cca.correlations)
 
 
+def _correlated_views(rng, n=3000):
+    """x (5-d) and y (4-d) sharing two latents, every direction of clear variance."""
+    shared = rng.normal(size=(n, 2))
+    x = np.column_stack([shared, rng.normal(size=(n, 3))]) @ rng.normal(size=(5, 5))
+    y = np.column_stack([shared + rng.normal(size=(n, 2)), rng.normal(size=(n, 2))]) @ rng.normal(size=(4, 4))
+    return x, y
+
+
+def test_mmvae_arithmetic_agrees_with_whitening_on_well_conditioned_covariances():
+    x, y = _correlated_views(np.random.default_rng(6))
+    whitened = CCAProjection().fit(x, y, components=3)
+    mmvae = CCAProjection(arithmetic="mmvae").fit(x, y, components=3)
+    assert np.allclose(mmvae.correlations, whitened.correlations, atol=1e-9)
+    assert np.allclose(mmvae.weights_x, whitened.weights_x, atol=1e-8)
+    assert np.allclose(mmvae.weights_y, whitened.weights_y, atol=1e-8)
+    assert np.allclose(mmvae.correlation(x[:200], y[:200]), whitened.correlation(x[:200], y[:200]), atol=1e-8)
+
+
+def test_mmvae_arithmetic_differs_where_a_covariance_has_eigenvalues_near_its_eps():
+    """A y direction of variance ~1e-13 (as SIF sentence vectors have once their principal component
+    is removed): MMVAE's eps on the diagonal of A gives it an eigenvalue near 1 that outranks the
+    genuine correlations; whitening drops it."""
+    rng = np.random.default_rng(7)
+    x, y = _correlated_views(rng)
+    y = np.column_stack([y, 3e-7 * rng.normal(size=len(y))])
+    assert np.linalg.eigvalsh(np.cov(y.T)).min() < 1e-12
+    whitened = CCAProjection().fit(x, y, components=3)
+    mmvae = CCAProjection(arithmetic="mmvae").fit(x, y, components=3)
+    assert whitened.correlations.max() < 0.9 and mmvae.correlations[0] > 0.9
+    x_test, y_test = x[:500], y[:500]
+    assert abs(mmvae.correlation(x_test, y_test).mean() - whitened.correlation(x_test, y_test).mean()) > 0.05
+    with pytest.raises(ValueError, match="use direction_scaling='unit_norm'"):
+        CCAProjection(arithmetic="mmvae", direction_scaling="unit_variance")
+
+
+def test_the_metric_offers_the_arithmetic_as_a_typed_option(monkeypatch):
+    import torch
+
+    from memevae.evaluation.metric import metrics
+    from memevae.evaluation.metrics import cca_coherence
+
+    metric = metrics()["cca-coherence"]
+    assert metric.options().arithmetic == "whitened"
+    with pytest.raises(ValueError, match="whitened.*mmvae"):
+        metric.options({"arithmetic": "eigen"})
+    fitted = []
+    monkeypatch.setattr(CCACoherence, "fit", classmethod(lambda cls, *a, **k: fitted.append(k["arithmetic"])))
+    monkeypatch.setattr(cca_coherence, "paired_rows", lambda data: np.arange(2))
+
+    class Train:  # two training pairs, enough for the measure's inputs
+        vocabularies = {"caption": type("V", (), {"words": ["a", "<eos>"], "eos": 1})()}
+        banks = {"caption": torch.tensor([[0, 1], [0, 1]]), "image": torch.zeros(2, 3)}
+        index = {"caption": np.arange(2), "image": np.arange(2)}
+
+    cca_coherence.fitted_measure(Train(), "image", "caption", metric.options({"arithmetic": "mmvae"}), None)
+    assert fitted == ["mmvae"]
+
+
 # ------------------------------------------------------------------ sentence vectors
 
 TOY_VECTORS = WordVectors(["the", "red", "bird"], [[1.0, 1.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])

@@ -122,6 +122,17 @@ def test_curves_of_many_epochs_have_integer_ticks_and_runs_keep_a_colour(tmp_pat
     assert len({line.get_color() for line in one}) == 1 and len({line.get_marker() for line in one}) == 2
 
 
+def test_curves_without_coherence_have_no_coherence_panel(tmp_path):
+    """Runs without judges (CUB) record no coherence: the figure holds the losses alone."""
+    from PIL import Image
+
+    losses = [{"epoch": e, "train/paired/loss": 900 / e} for e in (1, 2, 3)]
+    with_coherence = [{**record, "coherence/a->b": 0.1 * record["epoch"]} for record in losses]
+    alone = Image.open(plot_curves({"one": losses}, tmp_path / "alone.png")).size
+    both = Image.open(plot_curves({"one": with_coherence}, tmp_path / "both.png")).size
+    assert alone[1] == both[1] and alone[0] < 0.6 * both[0]
+
+
 def test_the_shipped_judges_pass_the_rendering_acceptance():
     """The revised stand-in's acceptance: the textured judge reads at least 9 of the 10 per-class
     median test images correctly and real test images at >= 95% (here on the shipped sample's test

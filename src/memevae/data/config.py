@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -15,6 +16,11 @@ from .textured import DEFAULT_RENDERING, check_rendering
 
 _OWN_OPTIONS = {"features": "image features", "features_dir": "image features", "modalities": "a choice of modalities"}
 """The fields only some data sets take (their :attr:`DataSet.options`), with what those data sets have."""
+
+
+def _absolute(folder) -> str:
+    """``folder`` as an absolute path (``~`` expanded), so that it means the same from any working folder."""
+    return str(Path(folder).expanduser().resolve())
 
 
 @dataclass
@@ -29,7 +35,8 @@ class DataConfig:
     """How textured digits are drawn (mnist-textured, polymnist-textured): "bright" (default) or
     the hard "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
     data_dir: str | None = None
-    """Folder with the official files; None: the real MNIST sample shipped in the package."""
+    """Folder with the official files, kept as an absolute path (a run records it so, to be read from
+    any folder later); None: the real MNIST sample shipped in the package."""
     paired_fraction: float = 1.0
     """f, the fraction of training pairs kept paired (Sec. 4.1: 1, 0.5, 0.25, 0.125, 0.0625)."""
     unpaired: str | None = None
@@ -53,8 +60,8 @@ class DataConfig:
     ResNet-101) or "colour-hog" (a classical descriptor that needs no weights; results made with it
     are filed under its name). None: the data set's default ("resnet101"), recorded as such."""
     features_dir: str | None = None
-    """cub only: the folder of the cached features (``memevae features cub``); None: the
-    ``features`` folder inside ``data_dir``."""
+    """cub only: the folder of the cached features (``memevae features cub``), kept as an absolute
+    path; None: the ``features`` folder inside ``data_dir``."""
     modalities: str | None = None
     """polymnist, polymnist-textured only: the modalities, "N" (2 to 5: m0 .. m{N-1}) or comma-separated
     names ("mnist,m0,m1"; polymnist-textured's plain MNIST digits are chosen by name only), kept in the
@@ -71,7 +78,7 @@ class DataConfig:
             if not ok:
                 raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
         if self.data_dir is not None:
-            self.data_dir = str(self.data_dir)
+            self.data_dir = _absolute(self.data_dir)
         dataset = registry.get(self.dataset)
         taken = dataset.options
         if "features" in taken and self.features is None:
@@ -83,7 +90,7 @@ class DataConfig:
                 takers = [d for d, spec in registry.datasets().items() if name in spec.options]
                 raise ValueError(f"{name} applies to data sets with {what} ({', '.join(takers)}), not {self.dataset}")
         if self.features_dir is not None:
-            self.features_dir = str(self.features_dir)
+            self.features_dir = _absolute(self.features_dir)
         if self.modalities is not None:
             dataset.chosen(self.modalities)  # a one-line error for a bad choice, before any data is read
             if isinstance(self.modalities, numbers.Integral):  # kept as the option's text

@@ -96,4 +96,5 @@ DATASET = DataSet(
     default_features="resnet101",
     judged=False,
     disjoint_classes=True,
+    label_noun="class",
 )

@@ -442,15 +442,19 @@ def compute_features(root: str | os.PathLike, image_paths: list[str], backbone: 
 def load_features(cache: str | os.PathLike, image_paths: list[str], *, allow_untrained: bool = False) -> torch.Tensor:
     """The cached features (n, dim) float32 of ``image_paths``, in their order, after checking the
     ``.npy`` against its recorded sha256 and the recorded paths against ``image_paths``; caches of an
-    untrained network are refused unless ``allow_untrained`` (tests of the plumbing only). Any problem
-    is a one-line DataError naming the cache file and the fix."""
+    untrained network are refused unless ``allow_untrained`` (tests of the plumbing only), and so are
+    features holding NaN or inf. Any problem is a one-line DataError naming the cache file and the fix."""
     cache = _cache_path(cache)
     meta = _read_json(_sidecar(cache))
-    backbone = (meta or {}).get("backbone", "resnet101")
+    named = [name for name in BACKBONES if cache.stem.endswith(name)]
+    backbone = (meta or {}).get("backbone", named[0] if named else "resnet101")
     hint = _rerun_hint(cache, backbone)
     if meta is None or not cache.is_file():
         missing = cache if not cache.is_file() else _sidecar(cache)
-        raise DataError(f"{missing}: no image feature cache there (missing or unreadable); compute it with {hint}")
+        stand_in = ("" if backbone != "resnet101" else
+                    f", or, without the ImageNet weights, compute {_rerun_hint(cache, 'colour-hog')} and train with "
+                    f"--features colour-hog (not the paper's setting)")
+        raise DataError(f"{missing}: no image feature cache there (missing or unreadable); compute it with {hint}{stand_in}")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DataError(f"{cache}: not a memevae image feature cache of format {FORMAT} v{VERSION}; recompute it with {hint}")
     if meta.get("untrained") or meta.get("weights") == UNTRAINED:
@@ -472,6 +476,11 @@ def load_features(cache: str | os.PathLike, image_paths: list[str], *, allow_unt
     array = np.load(cache, allow_pickle=False)
     if array.dtype != np.float32 or array.shape != (len(image_paths), meta.get("dim")):
         raise DataError(f"{cache}: holds {array.dtype} {array.shape}, not float32 ({len(image_paths)}, {meta.get('dim')}); "
+                        f"delete it and rerun {hint}")
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise DataError(f"{cache}: {int((~finite).sum())} rows hold NaN or inf, the first for {image_paths[row]}; "
                         f"delete it and rerun {hint}")
     return torch.from_numpy(array)
 

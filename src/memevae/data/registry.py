@@ -61,6 +61,9 @@ class DataSet:
     judged: bool = True
     """Its examples show digits that judges (classifiers) can read, so coherence is measured with
     judges; False: no judges apply (CUB's coherence is the CCA measure of App. G)."""
+    label_noun: str = "digit"
+    """What its labels are, in figure labels and metric keys ("knn_same_digit"): "digit", or
+    "class" where they are not digits (CUB's bird classes)."""
     numbered: tuple[str, ...] = ()
     """For a data set that takes the ``modalities`` option: the modalities an integer choice N takes
     the first N of (PolyMNIST's m0 .. m4); all of them by default. The others (PolyMNIST-Textured's

@@ -23,6 +23,14 @@ def dataset_label(variant: str) -> str:
     return f"{label} ({rendering})" if rendering else label
 
 
+def label_noun(data) -> str:
+    """What the labels of ``data`` (a :class:`~memevae.data.MultimodalDataset`) are called in figures
+    and metric keys: its data set's ``label_noun``, "digit" or "class" (CUB)."""
+    from ..data import registry
+
+    return registry.get(data.name).label_noun if data.name in registry.names() else "digit"
+
+
 @contextlib.contextmanager
 def evaluation_mode(model):
     """``model.eval()`` and ``torch.no_grad()`` inside; the previous train/eval mode restored after."""

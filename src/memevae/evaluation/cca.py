@@ -305,17 +305,56 @@ def _whitener(covariance: np.ndarray, ridge: float, rank_tolerance: float, view:
     return directions[:, keep] / np.sqrt(variances[keep])
 
 
+def _mmvae_eigenproblem(cxx, cyy, cxy, eps: float, components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(eigenvalues, a, b) of MMVAE's CCA: A v = lambda B v with eps added to the diagonals of both
+    A = [[0, Cxy], [Cyx, 0]] and B = blockdiag(Cxx, Cyy), the ``components`` eigenvalues largest in
+    real part, their eigenvectors' real parts scaled to unit length and split into the two views."""
+    import scipy.linalg
+
+    dx, dy = len(cxx), len(cyy)
+    if not 1 <= components <= min(dx, dy):
+        raise ValueError(f"components must be between 1 and {min(dx, dy)} (the smaller width of the two views), "
+                         f"got {components}")
+    a, b = np.zeros((dx + dy, dx + dy)), np.zeros((dx + dy, dx + dy))
+    a[:dx, dx:], a[dx:, :dx] = cxy, cxy.T
+    b[:dx, :dx], b[dx:, dx:] = cxx, cyy
+    a[np.diag_indices_from(a)] += eps
+    b[np.diag_indices_from(b)] += eps
+    values, vectors = scipy.linalg.eig(a, b)
+    order = np.argsort(values)[::-1][:components]  # complex values sort by real part first
+    if not np.isfinite(values[order]).all():
+        raise ValueError("MMVAE's CCA eigenproblem has infinite or undefined leading eigenvalues on these data; "
+                         "use the whitened arithmetic")
+    directions = vectors[:, order].real
+    directions = directions / np.linalg.norm(directions, axis=0)
+    return values[order].real, directions[:dx], directions[dx:]
+
+
 class CCAProjection:
     """Two-view CCA fitted on paired rows, and the per-pair correlation of MMVAE's CUB analysis.
 
-    Maths (mirroring MMVAE's ``cca`` in ``src/report/helper.py``, which solves the generalised
-    eigenproblem [[0, Cxy], [Cyx, 0]] v = rho blockdiag(Cxx, Cyy) v with covariances normalised by
-    n - 1 and 1e-12 added to both diagonals, then keeps the eigenvectors of the k largest
-    eigenvalues): we get the same directions more stably by whitening. With Wx, Wy such that
-    Wx^T Cxx Wx = I and Wy^T Cyy Wy = I, the singular value decomposition
-    Wx^T Cxy Wy = P diag(rho) Q^T gives the canonical correlations rho_1 >= rho_2 >= ... and the
-    directions a_j = Wx p_j, b_j = Wy q_j. Any (a_j, b_j) stacked is an eigenvector of the problem
-    above with eigenvalue rho_j, so this is the same solution.
+    Maths. MMVAE's ``cca`` (``src/report/helper.py``) solves the generalised eigenproblem
+    A v = lambda B v with A = [[eps I, Cxy], [Cyx, eps I]] and B = blockdiag(Cxx + eps I, Cyy + eps I),
+    covariances normalised by n - 1 and eps = 1e-12, and keeps the unit-length eigenvectors of the
+    k largest eigenvalues. ``arithmetic`` chooses how this class computes it:
+
+    - "whitened" (default): with Wx, Wy such that Wx^T (Cxx + ridge I) Wx = I and likewise for y
+      (directions whose variance is below ``rank_tolerance`` times the view's largest dropped),
+      the singular value decomposition Wx^T Cxy Wy = P diag(rho) Q^T gives the canonical
+      correlations rho_1 >= rho_2 >= ... and the directions a_j = Wx p_j, b_j = Wy q_j. Stacked,
+      (a_j, b_j) solves A v = rho_j B v *without* eps on A's diagonal, on the directions kept.
+      This is the textbook CCA solution, but not MMVAE's numbers when a view's covariance has
+      eigenvalues near eps: eps on A's diagonal adds about eps / (mu + eps) to the eigenvalue of
+      a direction of variance mu, so nearly constant directions (mu of order eps or less) reach
+      eigenvalues between about 1/2 and 1 and outrank the genuine correlations in MMVAE's top k. The SIF sentence vectors have
+      such directions (their first principal component is removed, leaving covariance
+      eigenvalues down to ~1e-12), so on CUB the two arithmetics give different scores
+      (docs/differences.md).
+    - "mmvae": MMVAE's arithmetic itself: the eigenproblem above, eps = ``ridge`` on both
+      diagonals, solved by ``scipy.linalg.eig``, eigenvalues sorted by real part, the real parts
+      of the top k eigenvectors scaled to unit length. ``correlations`` then holds those
+      eigenvalues (not clipped: the eps terms can take them outside [0, 1]); ``rank_tolerance``
+      does not apply and ``direction_scaling`` must be "unit_norm".
 
     ``direction_scaling`` fixes the length of each pair of directions, which matters because the
     per-pair score is a cosine over all components:
@@ -326,9 +365,9 @@ class CCAProjection:
     - "unit_variance": the textbook canonical variates, a_j^T Cxx a_j = b_j^T Cyy b_j = 1.
 
     Numerics: float64 throughout; ``ridge`` (default 1e-12, MMVAE's eps) is added to the
-    covariance diagonals and directions whose variance is below ``rank_tolerance`` times the
-    view's largest are dropped (e.g. the principal component removed from sentence vectors, along
-    which those have no variance). The sign of each pair is fixed so that its largest entry is
+    covariance diagonals and, with "whitened", directions whose variance is below
+    ``rank_tolerance`` times the view's largest are dropped (e.g. the principal component removed
+    from sentence vectors, along which those have no variance). The sign of each pair is fixed so that its largest entry is
     positive (any sign gives the same scores).
 
     Example:
@@ -343,10 +382,15 @@ class CCAProjection:
     """
 
     def __init__(self, *, direction_scaling: Literal["unit_norm", "unit_variance"] = "unit_norm",
-                 ridge: float = 1e-12, rank_tolerance: float = 1e-9):
+                 ridge: float = 1e-12, rank_tolerance: float = 1e-9, arithmetic: Literal["whitened", "mmvae"] = "whitened"):
         if direction_scaling not in ("unit_norm", "unit_variance"):
             raise ValueError(f"direction_scaling must be 'unit_norm' or 'unit_variance', not {direction_scaling!r}")
+        if arithmetic not in ("whitened", "mmvae"):
+            raise ValueError(f"arithmetic must be 'whitened' or 'mmvae', not {arithmetic!r}")
+        if arithmetic == "mmvae" and direction_scaling != "unit_norm":
+            raise ValueError("MMVAE's arithmetic gives unit-length directions; use direction_scaling='unit_norm' with it")
         self.direction_scaling, self.ridge, self.rank_tolerance = direction_scaling, float(ridge), float(rank_tolerance)
+        self.arithmetic = arithmetic
         self.mean_x = self.mean_y = self.weights_x = self.weights_y = self.correlations = None
 
     @property
@@ -371,6 +415,18 @@ class CCAProjection:
             cyy += yc.T @ yc
             cxy += xc.T @ yc
         cxx, cyy, cxy = cxx / (n - 1), cyy / (n - 1), cxy / (n - 1)
+        if self.arithmetic == "mmvae":
+            correlations, a, b = _mmvae_eigenproblem(cxx, cyy, cxy, self.ridge, components)
+        else:
+            correlations, a, b = self._whitened(cxx, cyy, cxy, components)
+        stacked = np.vstack([a, b])
+        signs = np.sign(stacked[np.abs(stacked).argmax(0), np.arange(components)])
+        self.weights_x, self.weights_y = a * signs, b * signs
+        self.correlations = correlations
+        return self
+
+    def _whitened(self, cxx, cyy, cxy, components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(correlations, a, b) of the ``components`` leading pairs, by whitening and an SVD."""
         whiten_x = _whitener(cxx, self.ridge, self.rank_tolerance, "x")
         whiten_y = _whitener(cyy, self.ridge, self.rank_tolerance, "y")
         available = min(whiten_x.shape[1], whiten_y.shape[1])
@@ -382,11 +438,7 @@ class CCAProjection:
         if self.direction_scaling == "unit_norm":
             length = np.sqrt((a ** 2).sum(0) + (b ** 2).sum(0))
             a, b = a / length, b / length
-        stacked = np.vstack([a, b])
-        signs = np.sign(stacked[np.abs(stacked).argmax(0), np.arange(components)])
-        self.weights_x, self.weights_y = a * signs, b * signs
-        self.correlations = np.clip(correlations[:components], 0.0, 1.0)
-        return self
+        return np.clip(correlations[:components], 0.0, 1.0), a, b
 
     def _check_fitted(self):
         if self.weights_x is None:
@@ -433,12 +485,13 @@ class CCACoherence:
     def fit(cls, train_features, train_sentences: Sequence[Sequence[str]], *, word_vectors: WordVectors | None = None,
             components: int = CCA_COMPONENTS, sif_a: float = SIF_A, vocabulary_min_count: int = 4,
             mmvae_conventions: bool = True, direction_scaling: Literal["unit_norm", "unit_variance"] = "unit_norm",
-            dim: int = 300, seed: int = 0) -> "CCACoherence":
+            arithmetic: Literal["whitened", "mmvae"] = "whitened", dim: int = 300, seed: int = 0) -> "CCACoherence":
         """Fit on training pairs: row i of ``train_features`` (n, d) is the image feature of caption
         ``train_sentences[i]`` (MMVAE: each image repeated once per caption, 10 times on CUB).
 
         Word vectors are trained with :func:`fit_word_vectors` (``dim``, ``seed``, MMVAE's other
-        settings) on ``train_sentences`` unless ``word_vectors`` is given.
+        settings) on ``train_sentences`` unless ``word_vectors`` is given; ``arithmetic`` is the
+        CCA's (:class:`CCAProjection`).
         """
         train_sentences = _token_lists(train_sentences, "training captions")
         features = _as_matrix(train_features, "train_features")
@@ -448,8 +501,8 @@ class CCACoherence:
             word_vectors = fit_word_vectors(train_sentences, dim=dim, seed=seed)
         embedder = SentenceEmbedder.fit(word_vectors, train_sentences, sif_a=sif_a,
                                         vocabulary_min_count=vocabulary_min_count, mmvae_conventions=mmvae_conventions)
-        projection = CCAProjection(direction_scaling=direction_scaling).fit(features, embedder(train_sentences),
-                                                                             components=components)
+        projection = CCAProjection(direction_scaling=direction_scaling, arithmetic=arithmetic).fit(
+            features, embedder(train_sentences), components=components)
         return cls(embedder, projection, captions_checksum(train_sentences), len(train_sentences))
 
     def pair_correlations(self, features, sentences: Sequence[Sequence[str]]) -> np.ndarray:
@@ -476,7 +529,7 @@ class CCACoherence:
                 "training_captions_sha256": self.training_captions_checksum, "training_pairs": self.training_pairs,
                 "sif_a": e.sif_a, "mmvae_conventions": e.mmvae_conventions, "vocabulary_size": len(e.vocabulary),
                 "word_dim": e.dim, "components": p.components, "direction_scaling": p.direction_scaling,
-                "ridge": p.ridge, "rank_tolerance": p.rank_tolerance,
+                "ridge": p.ridge, "rank_tolerance": p.rank_tolerance, "arithmetic": p.arithmetic,
                 "canonical_correlations": [float(c) for c in p.correlations]}
 
     def save(self, path) -> Path:
@@ -510,7 +563,8 @@ class CCACoherence:
                                     component if component.size else None, sif_a=metadata["sif_a"],
                                     mmvae_conventions=metadata["mmvae_conventions"])
         projection = CCAProjection(direction_scaling=metadata["direction_scaling"], ridge=metadata["ridge"],
-                                   rank_tolerance=metadata["rank_tolerance"])
+                                   rank_tolerance=metadata["rank_tolerance"],
+                                   arithmetic=metadata.get("arithmetic", "whitened"))
         projection.mean_x, projection.mean_y = arrays["mean_x"], arrays["mean_y"]
         projection.weights_x, projection.weights_y = arrays["weights_x"], arrays["weights_y"]
         projection.correlations = arrays["correlations"]

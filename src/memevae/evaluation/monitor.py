@@ -157,7 +157,8 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     coherence direction has a colour of its own; with several, each run has a colour. Every line
     has markers (so a single epoch shows as points) and, per direction or kind of loss, its own
     marker; a run's train losses per kind of batch are solid, its test loss dotted, coherence
-    directions differ in line style. The epoch axis has integer ticks. Returns the path.
+    directions differ in line style. The epoch axis has integer ticks. Without any coherence in the
+    histories (no judges, e.g. CUB) the losses fill the figure alone. Returns the path.
 
     >>> history = [{"epoch": e, "train/paired/loss": 100 / e, "coherence/a->b": 0.1 * e} for e in (1, 2, 3)]
     >>> plot_curves({"demo": history}, "curves.png").name  # doctest: +SKIP
@@ -168,12 +169,16 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
     from .plotting import colours as colour_cycle
     from .plotting import save, subplots, suptitle
 
-    fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
+    any_coherence = any(coherence_keys(record) for history in histories.values() for record in history)
+    if any_coherence:
+        fig, (losses, coherence) = subplots(1, 2, figsize=(10, 3.8))
+    else:
+        fig, losses = subplots(1, 1, figsize=(5.6, 3.8))
     colours = colour_cycle()
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D", "v", "P"]
     several = len(histories) > 1
-    any_coherence, last_epoch = False, 1
+    last_epoch = 1
     for n, (label, history) in enumerate(histories.items()):
         colour = colours[n % len(colours)]
         epochs = [record["epoch"] for record in history]
@@ -192,9 +197,8 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
             coherence.plot(*zip(*points), styles[k % len(styles)], marker=markers[k % len(markers)], markersize=4,
                            markevery=_markevery(points), color=colour if several else colours[k % len(colours)],
                            label=f"{label}: {key.removeprefix('coherence/')}")
-            any_coherence = True
         last_epoch = max([last_epoch, *epochs])
-    for ax in (losses, coherence):
+    for ax in (losses, coherence) if any_coherence else (losses,):
         ax.set_xlim(0.5, last_epoch + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     losses.set_xlabel("epoch")
@@ -210,12 +214,13 @@ def plot_curves(histories: dict[str, list[dict]], path, title: str = ""):
         losses.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     losses.set_title("losses", fontsize=10)
     losses.legend(fontsize=6, loc="upper right")
-    coherence.axhline(CHANCE, color="grey", linestyle="--", linewidth=0.8, label="chance")
-    coherence.set_ylim(0, 1)
-    coherence.set_xlabel("epoch")
-    coherence.set_ylabel("cross coherence")
-    coherence.set_title("cross coherence (fixed test pairs)" if any_coherence else "cross coherence: no judges", fontsize=10)
-    coherence.legend(fontsize=6, loc="upper left")
+    if any_coherence:
+        coherence.axhline(CHANCE, color="grey", linestyle="--", linewidth=0.8, label="chance")
+        coherence.set_ylim(0, 1)
+        coherence.set_xlabel("epoch")
+        coherence.set_ylabel("cross coherence")
+        coherence.set_title("cross coherence (fixed test pairs)", fontsize=10)
+        coherence.legend(fontsize=6, loc="upper left")
     if title:
         suptitle(fig, title, 10)
     return save(fig, path)

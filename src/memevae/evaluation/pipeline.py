@@ -32,7 +32,7 @@ from ..training.rundir import RunError, check_folder, check_writable, mark_folde
 from ._common import dataset_label
 from .judges import JudgeError, default_judges_dir, load_judges, shipped_judges_dir
 from .metric import Context, Metric, default_metrics, metrics as registered
-from .reference import paper_values
+from .reference import cub_paper_values, paper_values
 
 RESULTS_FORMAT = 1
 
@@ -133,8 +133,15 @@ def _header(run, checkpoint: str, seed: int) -> dict:
 
 
 def _reference(config: dict, modalities, label: str) -> dict:
-    """The paper's MNIST-SVHN numbers for the run's configuration, with a note when the data differ."""
+    """The paper's numbers for the run's configuration (CUB's Table 5 for CUB runs, MNIST-SVHN's
+    otherwise), with a note when the data differ."""
     data = config["data"]
+    if data["dataset"] == "cub":
+        reference = cub_paper_values(config["model"], data.get("unpaired"), data.get("paired_fraction", 1.0),
+                                     data.get("paired_only", False))
+        reference["note"] = "paper values are on CUB with ResNet-101 features" + (
+            f"; this run is {label}: shown for orientation only" if data.get("features") != "resnet101" else "")
+        return reference
     reference = paper_values(config["model"], modalities, data.get("unpaired"), data.get("paired_fraction", 1.0),
                              data.get("paired_only", False))
     reference["note"] = "paper values are on MNIST-SVHN" + (
@@ -231,8 +238,8 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
 
     Returns the results dict written to the file: run identity, dataset label ("MNIST-Textured" or
     "MNIST-SVHN"), the judges used, ``metrics[name] = {"values", "wall_time_s", "figures",
-    "options", "seed", "evaluated_at"}`` and ``reference`` (the paper's MNIST-SVHN numbers for this
-    configuration). Metrics already in the file for the same checkpoint and epoch are kept unless
+    "options", "seed", "evaluated_at"}`` and ``reference`` (the paper's numbers for this
+    configuration: MNIST-SVHN's Tables 3-4, or Table 5 for a CUB run). Metrics already in the file for the same checkpoint and epoch are kept unless
     recomputed, also those another evaluation writes meanwhile (:func:`save_results`). Missing
     packages (``pip install "memevae[eval]"``), an unwritable results folder and a ``out`` that
     holds other files are refused before any metric runs.

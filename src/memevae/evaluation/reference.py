@@ -153,3 +153,26 @@ def paper_values(model: str, modalities, unpaired: str | None = None, paired_fra
             if value is not None:
                 out[name][from_paper_names(key, other)] = {"mean": value[0], "std": value[1], "paper_key": key.upper()}
     return out
+
+
+def cub_paper_values(model: str, unpaired: str | None = None, paired_fraction: float = 1.0,
+                     paired_only: bool = False) -> dict:
+    """The paper's CUB numbers (Table 5, CCA coherence) for a run on CUB, whose modalities carry the
+    paper's names ("image", "caption").
+
+    Returns ``{"source": ..., "dataset": "CUB", "cca-coherence": {"image->caption": {"mean", "std",
+    "paper_key"}, "caption->image": ..., "ground_truth": ...}}``; entries the paper does not give
+    (e.g. f = 0.0625, MMVAE at f < 1, ablation J.2) are left out.
+
+    >>> cub_paper_values("meme")["cca-coherence"]["caption->image"]["mean"]
+    0.074
+    """
+    out = {"source": CCA_SOURCE, "dataset": "CUB", "cca-coherence": {}}
+    if paired_only and paired_fraction < 1:
+        return out
+    scheme = unpaired if paired_fraction < 1 else None
+    for key, rows in CCA.items():
+        value = _lookup(rows, model, scheme, float(paired_fraction))
+        if value is not None:
+            out["cca-coherence"][key] = {"mean": value[0], "std": value[1], "paper_key": key.upper()}
+    return out

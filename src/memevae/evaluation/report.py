@@ -487,6 +487,7 @@ OTHER = (("relatedness", "paired_closer_auc", "relatedness AUC P(d paired < d un
          ("relatedness", "paired_mean", "mean W2, paired"),
          ("relatedness", "unpaired_mean", "mean W2, unpaired"),
          ("tsne", "knn_same_digit", "10-NN same digit"),
+         ("tsne", "knn_same_class", "10-NN same class"),
          ("tsne", "knn_other_modality", "10-NN other modality"))
 
 

@@ -245,10 +245,18 @@ def _channel_sums(grad: torch.Tensor) -> torch.Tensor:
     return grad.sum((0, 2, 3))
 
 
+def _all_finite(*tensors: torch.Tensor | None) -> bool:
+    """Whether the tensors hold no NaN or inf: one sum each, which a NaN or inf makes non-finite
+    (a sum that overflows reads as non-finite too, which only costs the caller its slow path)."""
+    with torch.no_grad():
+        return all(bool(torch.isfinite(t.sum())) for t in tensors if t is not None)
+
+
 class TransposedConv2d(nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` (no groups, dilation or output padding) followed by
     ``activation`` ("relu", "sigmoid" or None), computed by :class:`_TransposedConvolution`; the
-    same parameters, values and gradients as the torch layers."""
+    same parameters, values and gradients as the torch layers. Inputs or parameters holding NaN or
+    inf go through torch's own layers, so NaN and inf come out where torch's put them."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
                  activation: str | None = None):
@@ -258,6 +266,10 @@ class TransposedConv2d(nn.ConvTranspose2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _all_finite(x, self.weight, self.bias):
+            # torch's layers carry NaN and inf through; oneDNN's fused ReLU maps NaN to 0, and the
+            # sub-pixel form meets them with its zero taps (0 * inf = NaN), so take torch's path
+            return _activate(F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding), self.activation)
         dtype = autocast_dtype(x.device.type)
         if dtype is None:
             return _TransposedConvolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.activation)

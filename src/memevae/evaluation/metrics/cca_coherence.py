@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -37,6 +38,9 @@ class CCACoherenceOptions:
     """Decode a sample z ~ q(z|source) as the paper does; off: the posterior mean."""
     batch_size: int = 500
     """Test pairs translated at once."""
+    arithmetic: Literal["whitened", "mmvae"] = "whitened"
+    """How the CCA is solved: whitened (textbook CCA, near-constant directions dropped) or mmvae (MMVAE's
+    eigenproblem with 1e-12 on both diagonals, whose scores differ on CUB; docs/differences.md)."""
 
 
 def _pair(formats: dict[str, str]) -> tuple[str, str] | None:
@@ -71,11 +75,13 @@ def fitted_measure(train, image: str, caption: str, options: CCACoherenceOptions
     features = train.banks[image][train.index[image][rows]].double().numpy()
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / (f"cca-{options.components}x{options.word_dim}-seed{seed}-"
+        arithmetic = "" if options.arithmetic == "whitened" else f"-{options.arithmetic}"
+        cache = Path(cache_dir) / (f"cca-{options.components}x{options.word_dim}-seed{seed}{arithmetic}-"
                                    f"{captions_checksum(sentences)[:12]}.npz")
         if cache.exists():
             return CCACoherence.load(cache, sentences)
-    measure = CCACoherence.fit(features, sentences, components=options.components, dim=options.word_dim, seed=seed)
+    measure = CCACoherence.fit(features, sentences, components=options.components, dim=options.word_dim, seed=seed,
+                               arithmetic=options.arithmetic)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         measure.save(cache)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._common import paired_rows, posteriors
+from .._common import label_noun, paired_rows, posteriors
 from ..plotting import new_figure, save, suptitle
 from ..metric import Metric
 
@@ -71,6 +71,8 @@ class Relatedness:
     """K (10, 10): rows the source's class, columns the target's."""
     classes: list[int] = field(default_factory=lambda: list(range(10)))
     batch_size: int = 128
+    noun: str = "digit"
+    """What the labels are ("digit", or "class" for CUB), in metric keys and figure labels."""
 
     def metrics(self) -> dict[str, float]:
         from sklearn.metrics import roc_auc_score
@@ -83,8 +85,8 @@ class Relatedness:
         return {
             "paired_mean": float(self.paired.mean()),
             "unpaired_mean": float(self.unpaired.mean()),
-            "unpaired_same_digit_mean": float(same.mean()) if len(same) else float("nan"),
-            "unpaired_other_digit_mean": float(other.mean()) if len(other) else float("nan"),
+            f"unpaired_same_{self.noun}_mean": float(same.mean()) if len(same) else float("nan"),
+            f"unpaired_other_{self.noun}_mean": float(other.mean()) if len(other) else float("nan"),
             # P(d_paired < d_unpaired): 1 when every pair is closer than every non-pair, 0.5 at chance.
             "paired_closer_auc": float(roc_auc_score(is_paired, -scores)),
             "class_diagonal_mean": float(np.diag(k).mean()),
@@ -137,7 +139,7 @@ def relatedness_data(model, data, *, source: str | None = None, target: str | No
     classes = sorted(labels.unique().tolist())
     matrix = class_distance_matrix(loc_s, scale_s, labels, loc_t, scale_t, labels, classes)
     return Relatedness(source, target, torch.cat(paired).numpy(), torch.cat(unpaired).numpy(), torch.cat(same).numpy(),
-                       matrix, classes, batch_size)
+                       matrix, classes, batch_size, label_noun(data))
 
 
 def relatedness(model, data, *, source: str | None = None, target: str | None = None,
@@ -182,17 +184,17 @@ def plot_class_matrix(result: Relatedness, path, title: str = ""):
     ticks = range(len(result.classes))
     ax_k.set_xticks(list(ticks), [str(c) for c in result.classes])
     ax_k.set_yticks(list(ticks), [str(c) for c in result.classes])
-    ax_k.set_xlabel(f"{result.target} digit")
-    ax_k.set_ylabel(f"{result.source} digit")
+    ax_k.set_xlabel(f"{result.target} {result.noun}")
+    ax_k.set_ylabel(f"{result.source} {result.noun}")
     ax_k.set_title("mean W2 between class posteriors", fontsize=9)
     fig.colorbar(image, ax=ax_k, label="mean W2 distance", fraction=0.046, pad=0.04)
     symmetric = (k + k.T) / 2
     np.fill_diagonal(symmetric, 0.0)
     tree = linkage(squareform(symmetric, checks=False), method="average")
     dendrogram(tree, labels=[str(c) for c in result.classes], ax=ax_d, color_threshold=None)
-    ax_d.set_xlabel("digit")
+    ax_d.set_xlabel(result.noun)
     ax_d.set_ylabel("W2 distance between clusters (average linkage)")
-    ax_d.set_title("dendrogram of digits by relatedness", fontsize=9)
+    ax_d.set_title(f"dendrogram of the {result.noun} labels by relatedness", fontsize=9)
     suptitle(fig, (title + ": " if title else "") + "class-contextual relatedness (Fig. 9)", 10)
     return save(fig, path)
 

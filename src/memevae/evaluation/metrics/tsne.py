@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._common import paired_rows, posteriors
+from .._common import label_noun, paired_rows, posteriors
 from ..plotting import save
 from ..metric import Metric
 
@@ -50,12 +50,15 @@ def latent_codes(model, data, *, points: int = 2000, seed: int = 0, progress: bo
     return np.concatenate(codes), np.concatenate(labels), np.concatenate(which), tuple(data.modalities)
 
 
-def neighbour_fractions(codes: np.ndarray, labels: np.ndarray, which: np.ndarray, k: int = 10) -> dict[str, float]:
+def neighbour_fractions(codes: np.ndarray, labels: np.ndarray, which: np.ndarray, k: int = 10,
+                        noun: str = "digit") -> dict[str, float]:
+    """The fractions of each code's ``k`` nearest neighbours with its label ("knn_same_<noun>") and
+    from another modality ("knn_other_modality")."""
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, len(codes) - 1)
     index = NearestNeighbors(n_neighbors=k + 1).fit(codes).kneighbors(codes, return_distance=False)[:, 1:]
-    return {"knn_same_digit": float((labels[index] == labels[:, None]).mean()),
+    return {f"knn_same_{noun}": float((labels[index] == labels[:, None]).mean()),
             "knn_other_modality": float((which[index] != which[:, None]).mean()), "knn_k": float(k)}
 
 
@@ -79,13 +82,13 @@ def tsne(model, data, *, points: int = TSNEOptions.points, perplexity: float = T
     with threadpool_limits(limits=threads):
         embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit(codes)
     if figures_dir is not None:
-        plot_tsne(embedding.embedding_, labels, which, names, f"{figures_dir}/tsne.png", title)
-    return {**neighbour_fractions(codes, labels, which), "points": float(len(codes)), "kl_divergence": float(embedding.kl_divergence_)}
+        plot_tsne(embedding.embedding_, labels, which, names, f"{figures_dir}/tsne.png", title, label_noun(data))
+    return {**neighbour_fractions(codes, labels, which, noun=label_noun(data)), "points": float(len(codes)), "kl_divergence": float(embedding.kl_divergence_)}
 
 
-def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path, title: str = ""):
-    """Scatter coloured by digit (tab10), one marker per modality, later modalities more transparent
-    (Fig. 19: SVHN faint, MNIST strong)."""
+def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path, title: str = "", noun: str = "digit"):
+    """Scatter coloured by label (tab10; the legend titled ``noun``), one marker per modality, later
+    modalities more transparent (Fig. 19: SVHN faint, MNIST strong)."""
     from ..plotting import colour_map, subplots
     from matplotlib.lines import Line2D
 
@@ -99,7 +102,7 @@ def plot_tsne(xy: np.ndarray, labels: np.ndarray, which: np.ndarray, names, path
     digit_handles = [Line2D([], [], marker="o", linestyle="", color=colours(d), label=str(d)) for d in sorted(set(labels.tolist()))]
     modality_handles = [Line2D([], [], marker=MARKERS[k % len(MARKERS)], linestyle="", color="grey", alpha=alphas[k], label=name)
                         for k, name in enumerate(names)]
-    first = ax.legend(handles=digit_handles, title="digit", fontsize=7, title_fontsize=8, loc="upper left",
+    first = ax.legend(handles=digit_handles, title=noun, fontsize=7, title_fontsize=8, loc="upper left",
                       bbox_to_anchor=(1.01, 1.0))
     ax.add_artist(first)
     ax.legend(handles=modality_handles, title="modality", fontsize=7, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0.0))
@@ -122,4 +125,5 @@ class TSNE(Metric):
                     progress=context.progress, figures_dir=context.figures_dir, title=context.title)
 
     def headline(self, values: dict) -> dict[str, float]:
-        return {k: values[k] for k in ("knn_same_digit", "knn_other_modality", "kl_divergence") if k in values}
+        return {k: values[k] for k in ("knn_same_digit", "knn_same_class", "knn_other_modality", "kl_divergence")
+                if k in values}
