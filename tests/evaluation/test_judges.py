@@ -119,7 +119,7 @@ def test_judges_of_a_data_set_with_a_choice_of_modalities_serve_every_choice(tmp
     the variant without the choice, and found by runs of any choice."""
     from memevae.data import DataConfig
     from memevae.evaluation.judges import train_judges
-    from memevae.evaluation.pipeline import resolve_judges
+    from memevae.evaluation.judges import resolve_judges
 
     records = train_judges(DataConfig("polymnist-textured", modalities="2"), tmp_path, epochs=1, max_items=64,
                            progress=False, log=None)

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from .. import io, tensorfile
+from ..version import __version__
 from ..tensorfile import FileFormatError, UnsafeFileError
 
 CHECKPOINT_FORMAT = 3
@@ -164,8 +165,6 @@ def check_folder(path: str | os.PathLike, kind: str = "run", *, option: str = "-
 def mark_folder(path: str | os.PathLike, kind: str = "run") -> Path:
     """Create folder ``path`` (with its parents) and write its marker, once: from now on
     :func:`check_folder` knows it as memevae's ``kind`` folder. Returns the marker's path."""
-    from .. import __version__
-
     marker = Path(path) / MARKER
     if not marker.exists():
         io.write_json(marker, {"kind": kind, "memevae_version": __version__,
