@@ -46,7 +46,7 @@ def _add_rendering(group, default=None):
 
     group.add_argument("--rendering", choices=list(RENDERINGS), default=default,
                        help="mnist-textured, polymnist-textured: how textured digits are drawn: 'bright' strokes over "
-                            "a darkened photo (default) or the hard 'inverted' strokes of memevae 0.1")
+                            "a darkened photo (default) or the hard 'inverted' strokes of early memevae 0.1.0")
 
 
 # CLI option (argparse dest) -> config field. Every one defaults to None ("not given"): the

@@ -61,7 +61,7 @@ def test_a_judge_of_another_rendering_is_refused(tmp_path):
                                               "train judges for it: memevae judges train --dataset mnist-textured --rendering inverted"):
         load_judge(tmp_path, "mnist", dataset="mnist-textured", rendering="inverted")
     legacy = {**TRAIN_INFO, "trained_on": {k: v for k, v in TRAIN_INFO["trained_on"].items() if k != "variant"}}
-    _saved(tmp_path, info=legacy)  # judges of memevae 0.1 recorded no variant: they saw the inverted rendering
+    _saved(tmp_path, info=legacy)  # judges of early memevae 0.1.0 recorded no variant: they saw the inverted rendering
     assert load_judge(tmp_path, "mnist", dataset="mnist-textured", rendering="inverted")
     with pytest.raises(JudgeError, match="inverted-v1, not on mnist-textured/bright-v1"):
         load_judge(tmp_path, "mnist", dataset="mnist-textured")

@@ -177,7 +177,7 @@ def test_runs_record_their_data_variant_and_old_runs_read_as_inverted(two_epochs
     from memevae.data.pairs import recorded_variant
     from memevae.run import recorded_data
 
-    assert recorded_variant(legacy) == "mnist-textured/inverted-v1"  # memevae 0.1 rendered only this way
+    assert recorded_variant(legacy) == "mnist-textured/inverted-v1"  # early memevae 0.1.0 rendered only this way
     assert recorded_data(legacy, "old").rendering == "inverted"
     future = {**config, "data_variant": "mnist-textured/bright-v2"}
     with pytest.raises(RunError, match="was trained on mnist-textured/bright-v2, but this memevae renders mnist-textured/bright-v1"):

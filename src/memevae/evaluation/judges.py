@@ -44,11 +44,11 @@ from ..version import __version__
 
 FORMAT = 2
 """The judge's format, recorded in ``<modality>.json``. 2: ``<modality>.pt`` is a
-:mod:`memevae.tensorfile` file of kind "judge" (format 1 inside); 1 (memevae 0.1, the shipped
+:mod:`memevae.tensorfile` file of kind "judge" (format 1 inside); 1 (early memevae 0.1.0, the shipped
 judges): a state dict saved by ``torch.save``, read with ``weights_only=True``."""
 READS = (1, FORMAT)
 ARCHITECTURE = "digit-cnn"
-"""The architecture name a judge's record carries (kept from memevae 0.1: the shipped judges say so)."""
+"""The architecture name a judge's record carries (kept from early memevae 0.1.0: the shipped judges say so)."""
 
 
 class JudgeError(ValueError):
@@ -131,7 +131,7 @@ def cache_root() -> Path:
 def default_judges_dir(variant: str, data_dir: str | os.PathLike | None = None) -> Path:
     """``<data_dir or ~/.cache/memevae>/classifiers/<variant>/``, e.g. ``.../mnist-textured/bright-v1``
     (a data variant, see :func:`memevae.data.pairs.judges_variant`, or a bare data set name). The
-    folder keeps the name "classifiers" of memevae 0.1, so judges trained then are still found."""
+    folder keeps the name "classifiers" of early memevae 0.1.0, so judges trained then are still found."""
     return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / variant
 
 
@@ -148,7 +148,7 @@ def train_command(dataset: str, data_dir=None, out=None, rendering: str = DEFAUL
 
 
 def judged_variant(info: dict) -> str:
-    """The data variant a judge was trained on (judges of memevae 0.1 recorded none: the legacy rendering)."""
+    """The data variant a judge was trained on (judges of early memevae 0.1.0 recorded none: the legacy rendering)."""
     trained_on = info.get("trained_on") or {}
     return trained_on.get("variant") or judges_variant(trained_on.get("dataset", "?"), LEGACY_RENDERING)
 

@@ -206,7 +206,7 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
             default the cheap ones (coherence, latent, relatedness, tsne, grids); "all": every one.
         judges: judge folder, ``{modality: callable}``, or None for the default folder
             ``<data-dir or ~/.cache/memevae>/classifiers/<dataset>/``; ``classifiers`` is its
-            name in memevae 0.1 (still accepted).
+            name in early memevae 0.1.0 (still accepted).
         options: per-metric options, ``{"tsne": {"points": 500}}`` or ``{"tsne": TSNEOptions(points=500)}``.
         seed: seeds every metric's sampling.
         out: a folder for the results and figures instead of ``RUN/evaluation`` (e.g. for a run
@@ -248,7 +248,7 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
     judges = context.judges if any("judges" in metric.needs for metric, _ in chosen) else {}  # refused before slow work
     header = _header(run, checkpoint, seed)
     if judges:
-        header["classifiers"] = io.json_ready(_judge_summary(judges))  # the key memevae 0.1 wrote
+        header["classifiers"] = io.json_ready(_judge_summary(judges))  # the key early memevae 0.1.0 wrote
         _log_judges(header, log)
     header["reference"] = _reference(run.config, run.model.modality_names, header["dataset_label"])
     results = header
