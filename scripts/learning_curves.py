@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from memevae import DataConfig, TrainConfig, resume, train
-from memevae.evaluation.monitor import load_history, plot_curves
+from memevae.evaluation.curves import plot_curves
+from memevae.run import load_history
 from memevae.training.rundir import RunDir
 
 # (name, model, paired fraction, unpaired scheme, paired only, model options)

@@ -1,8 +1,10 @@
-"""The package's layers: no import runs up them, and evaluation never names a concrete model.
+"""The package's layers: no import runs up them, no import circle, and evaluation never names a
+concrete model.
 
-Layers, lowest first: the core (``io``, ``tensorfile``, ``options``, ``distributions``, ``objectives``), ``data``,
-``modalities``, ``models``, ``training``, then ``runs`` and ``evaluation`` (one level: a run
-measures itself while training, and evaluation loads runs), then ``cli``. Every import counts,
+Layers, lowest first: the core (``io``, ``tensorfile``, ``options``, ``distributions``, ``objectives``,
+``version``), ``data``, ``modalities``, ``models``, ``training``, then ``run`` (a run directory loaded),
+``evaluation`` (which loads runs), the training entry ``runs`` with the callbacks a run measures
+itself with while training (``monitor``) and ``sweeps``, then ``cli``. Every import counts,
 including those inside functions.
 """
 
@@ -12,8 +14,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "memevae"
-LEVELS = {"io": 0, "tensorfile": 0, "options": 0, "distributions": 0, "objectives": 0, "data": 1, "modalities": 2, "models": 3, "training": 4,
-          "runs": 5, "evaluation": 5, "sweeps": 5, "cli": 6}
+LEVELS = {"io": 0, "tensorfile": 0, "options": 0, "distributions": 0, "objectives": 0, "version": 0, "data": 1, "modalities": 2,
+          "models": 3, "training": 4, "run": 5, "evaluation": 6, "runs": 7, "monitor": 7, "sweeps": 7, "cli": 8}
 CONCRETE_MODELS = {"MEME", "MVAE", "MMVAE", "MEMEConfig", "MVAEConfig", "MMVAEConfig"}
 
 
@@ -24,6 +26,47 @@ def modules():
             parts = parts[:-1]
         if len(parts) > 1:  # the package's own __init__ re-exports the public API
             yield path, parts, path.name == "__init__.py"
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """{module: the modules of the package it imports} of every module of ``package`` (its own
+    ``__init__`` too), imports inside functions included; ``from X import name`` imports the
+    module X.name where that is one, else X."""
+    files = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = (path, parts)
+    graph = {}
+    for name, (path, parts) in files.items():
+        is_package = path.name == "__init__.py"
+        graph[name] = set()
+        for module, names in imports(path, parts[:-1] if is_package else parts, is_package):
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in files] or [module]
+            graph[name] |= {target for target in targets if target in files and target != name}
+    return graph
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (its modules in order, the first repeated at the end), or None."""
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        for target in sorted(graph[module]):
+            if circle := visit(target):
+                return circle
+        path.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        if circle := visit(module):
+            return circle
+    return None
 
 
 def imports(path: Path, parts: tuple, is_package: bool):
@@ -53,6 +96,26 @@ def test_no_import_runs_up_the_layers(path, parts, is_package):
     own = LEVELS[parts[1]]
     upward = [module for module, names in imports(path, parts, is_package) if (lvl := level(module, names)) is not None and lvl > own]
     assert not upward, f"{'/'.join(parts)} (layer {own}) imports {upward} from a higher layer"
+
+
+def test_the_package_has_no_import_circle():
+    circle = find_circle(import_graph())
+    assert circle is None, "import circle: " + " -> ".join(circle)
+
+
+def test_the_circle_check_finds_a_circle_through_a_function(tmp_path):
+    """The checker itself: a import inside a function that closes a circle is found."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .sub import b\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "b.py").write_text("def f():\n    from ..a import g\n")
+    graph = import_graph(package)
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.a"}
+    assert find_circle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+    (package / "sub" / "b.py").write_text("def f():\n    from .. import sub\n")
+    assert find_circle(import_graph(package)) is None
 
 
 def test_evaluation_never_names_a_concrete_model():

@@ -6,8 +6,8 @@ Example:
     >>> run = memevae.load_run("runs/demo")                                       # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
-from .runs import DataConfig, Run, RunError, TrainConfig, load_run, resume, train  # noqa: E402
+from .run import Run, RunError, load_run
+from .runs import DataConfig, TrainConfig, resume, train
+from .version import __version__
 
 __all__ = ["__version__", "DataConfig", "Run", "RunError", "TrainConfig", "load_run", "resume", "train"]

@@ -46,7 +46,7 @@ def _add_rendering(group, default=None):
 
     group.add_argument("--rendering", choices=list(RENDERINGS), default=default,
                        help="mnist-textured, polymnist-textured: how textured digits are drawn: 'bright' strokes over "
-                            "a darkened photo (default) or the hard 'inverted' strokes of memevae 0.1")
+                            "a darkened photo (default) or the hard 'inverted' strokes of early memevae 0.1.0")
 
 
 # CLI option (argparse dest) -> config field. Every one defaults to None ("not given"): the
@@ -165,7 +165,8 @@ def _writes() -> bool:
 def _train(args):
     from . import DataConfig, TrainConfig, resume, train
     from .options import given
-    from .runs import checkpoint_status, run_name
+    from .run import run_name
+    from .runs import checkpoint_status
     from .training.rundir import RunDir, RunError
     from .training.trainer import RESUMABLE
 
@@ -416,7 +417,8 @@ def _add_curves(sub):
 
 
 def _curves(args):
-    from .evaluation.monitor import load_history, plot_curves
+    from .evaluation.curves import plot_curves
+    from .run import load_history
 
     histories = {}
     for run in args.runs:
@@ -483,7 +485,7 @@ def _sweep(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="memevae",

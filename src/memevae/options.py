@@ -219,4 +219,32 @@ def build(cls, values: dict, what: str):
     return built
 
 
-__all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "fits", "describe", "type_problems", "build"]
+def as_hinted(value, hint):
+    """``value`` as read back from JSON, with its lists turned into tuples where ``hint`` (an
+    annotated type) says tuple, also inside lists, tuples, dicts and unions; anything else as it is.
+
+    >>> as_hinted({"a": [32, 5]}, dict[str, tuple[int, ...]]), as_hinted([1, 2], tuple[int, ...] | None)
+    ({'a': (32, 5)}, (1, 2))
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        fitting = [arg for arg in args if fits(value, arg)]
+        return as_hinted(value, fitting[0]) if fitting else value
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        items = args if origin is tuple and args and args[-1] is not Ellipsis else [args[0] if args else typing.Any] * len(value)
+        converted = [as_hinted(item, item_hint) for item, item_hint in zip(value, items)]
+        return tuple(converted) if origin is tuple else converted
+    if hint is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin is dict and isinstance(value, dict) and args:
+        return {key: as_hinted(item, args[1]) for key, item in value.items()}
+    return value
+
+
+def hints(cls) -> dict:
+    """The resolved annotated type of each field of dataclass ``cls``."""
+    return _hints(cls)
+
+
+__all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "fits", "describe", "type_problems", "build",
+           "as_hinted", "hints"]

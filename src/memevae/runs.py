@@ -1,5 +1,9 @@
-"""Training runs from Python: :func:`train` writes a run directory, :func:`load_run` rebuilds
-the model from it alone.
+"""Training runs from Python: :func:`train` writes a run directory, :func:`resume` continues it.
+
+This is the entry point above :mod:`memevae.evaluation`: a run measures itself while it trains
+(:mod:`memevae.monitor`). What a run directory holds, loaded (:class:`~memevae.run.Run`,
+:func:`~memevae.run.load_run`), lives below evaluation in :mod:`memevae.run`; its names are
+re-exported here.
 
 Example:
     >>> run = train("runs/demo", data=DataConfig(), training=TrainConfig(epochs=1))  # doctest: +SKIP
@@ -15,129 +19,25 @@ import datetime
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from . import __version__, io
+from . import io
 from .data import DataConfig, MultimodalDataset, registry
-from .data.dataset import as_float_images
-from .data.pairs import recorded_variant
-from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
 from .evaluation.metrics.grids import one_per_class
-from .evaluation.monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
-from .models import MultimodalVAE, build_config, model_class, preset_options
 from .modalities import modality_kinds
+from .models import MultimodalVAE, model_class, model_from_config, preset_options
+from .monitor import CoherenceMonitor, GenerationGrid, LearningCurves, TensorBoard
+from .run import (Run, build_model, check_vocabularies, kind_sources, load_run, recorded_data, recorded_model_config, run_name,
+                  save_vocabularies)
 from .training import distributed
 from .training.callbacks import Checkpointer, MetricsLog, ProgressBar
 from .training.rundir import MARKER, RunDir, RunError, check_path, check_writable, folder_kind, mark_folder
 from .training.trainer import RESUMABLE, NonFiniteError, Trainer, TrainConfig, TrainingError, resolve_device
-
-
-class Run:
-    """A trained (or training) model with its config and history; what :func:`load_run` returns."""
-
-    def __init__(self, path, config: dict, model: MultimodalVAE, history: list[dict], data_dir=None):
-        self.path = Path(path)
-        self.config = config
-        self.model = model
-        self.history = history
-        self.data_dir = data_dir  # a folder replacing the recorded data folder (the same files, moved); None: the recorded one
-        self._moved_data_checked = False
-
-    @property
-    def data_config(self) -> DataConfig:
-        return recorded_data(self.config, self.path, self.data_dir)
-
-    def load_data(self, split: str) -> MultimodalDataset:
-        """The run's data of ``split`` (the train split with its partial-observation scheme),
-        checked against the vocabularies the run saved, so that its captions are always read and
-        decoded with its own words."""
-        self._check_moved_data()
-        data = self.data_config.load(split)
-        check_vocabularies(self.path, data)
-        return data
-
-    def _check_moved_data(self) -> None:
-        """With :attr:`data_dir` given, refuse (once checked, for good) a folder whose training data
-        differ in size from those the run recorded in ``train_summary``."""
-        recorded = self.config.get("train_summary")
-        if self.data_dir is None or self._moved_data_checked or recorded is None:
-            return
-        rows = self.data_config.load("train").summary()["rows"]
-        if rows != recorded.get("rows"):
-            raise RunError(f"{self.data_dir} holds other {self.config['data']['dataset']} files than {self.path} was trained "
-                           f"on ({rows} training rows there, {recorded.get('rows')} recorded); pass the folder it was trained on")
-        self._moved_data_checked = True
-
-    def training_pairs(self) -> MultimodalDataset:
-        """Every training pair of the run's data set, the partial-observation scheme not applied
-        (what evaluation probes fit on), checked as :meth:`load_data` checks."""
-        from .data import load_pairs
-
-        self._check_moved_data()
-        c = self.data_config
-        data = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **c.options())
-        check_vocabularies(self.path, data)
-        return data
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def encode(self, modality: str, x) -> DiagonalGaussian:
-        """Posterior q(z | x) for a batch of one modality (float in [0, 1] or uint8)."""
-        with torch.no_grad():
-            return self.model.encode(modality, as_float_images(x).to(self.device))
-
-    def translate(self, x, source: str, target: str, sample: bool = True) -> torch.Tensor:
-        """Generate ``target`` from a batch of ``source`` (decoder means, in [0, 1])."""
-        return self.model.translate(as_float_images(x).to(self.device), source, target, sample=sample)
-
-    def reconstruct(self, x, modality: str, sample: bool = True) -> torch.Tensor:
-        return self.model.reconstruct(as_float_images(x).to(self.device), modality, sample=sample)
-
-    def __repr__(self):
-        return f"Run({str(self.path)!r}, model={self.config['model']!r}, epochs={len(self.history)})"
-
-
-def recorded_data(config: dict, path, data_dir=None) -> DataConfig:
-    """The data config of the run in ``path``, its data folder replaced by ``data_dir`` when given;
-    refused when this memevae would render its data differently than the run saw it (another
-    rendering version)."""
-    data = DataConfig.from_record(config["data"] if data_dir is None else {**config["data"], "data_dir": data_dir})
-    if recorded_variant(config) != data.variant:
-        raise RunError(f"{path} was trained on {recorded_variant(config)}, but this memevae renders {data.variant}; "
-                       f"use the memevae version recorded in its config.json ({config.get('memevae_version')}) for this run")
-    return data
-
-
-def vocabulary_path(run_path, modality: str) -> Path:
-    """Where a run keeps the vocabulary of a tokens modality: ``RUN/vocabulary-<modality>.json``."""
-    return Path(run_path) / f"vocabulary-{modality}.json"
-
-
-def save_vocabularies(run_path, data: MultimodalDataset) -> None:
-    """Write the vocabulary of each tokens modality of ``data`` into the run (atomically)."""
-    for modality, vocabulary in data.vocabularies.items():
-        vocabulary.save(vocabulary_path(run_path, modality))
-
-
-def check_vocabularies(run_path, data: MultimodalDataset) -> None:
-    """Refuse data whose vocabulary differs from the one the run saved (its token ids would mean other
-    words); runs written before vocabularies were saved have none to check."""
-    from .data.captions import Vocabulary
-
-    for modality, vocabulary in data.vocabularies.items():
-        path = vocabulary_path(run_path, modality)
-        if not path.exists():
-            continue
-        saved = Vocabulary.load(path)
-        if saved != vocabulary:
-            raise RunError(f"the {modality} vocabulary of the data in {data.name} ({len(vocabulary)} tokens) differs from the one "
-                           f"{run_path} was trained with ({path}, {len(saved)} tokens): point --data-dir at the captions it "
-                           f"was trained on")
+from .version import __version__
 
 
 def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modalities) -> dict:
@@ -155,32 +55,9 @@ def _monitor_judges(train_config: TrainConfig, data_config: DataConfig, modaliti
                        rendering=data_config.rendering)
 
 
-def run_name(model: str, data: DataConfig) -> str:
-    """The folder name of a run, e.g. "meme-mnist-textured-f0.25-split-seed0",
-    "meme-cub-colourhog-f1-seed0" for image features other than the data set's default, or
-    "meme-polymnist-textured-m3-f1-seed0" with the chosen modalities (:meth:`~memevae.data.DataSet.tag`)
-    of a data set that offers a choice (``memevae train``'s default ``--out`` under ``runs/``, and a
-    sweep's run folders)."""
-    f = data.paired_fraction
-    scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
-    dataset, options = registry.get(data.dataset), data.options()
-    features = options.get("features")
-    named = f"-{features.replace('-', '')}" if features and features != dataset.default_features else ""
-    named += f"-{dataset.tag(options['modalities'])}" if "modalities" in options else ""
-    return f"{model}-{data.dataset}{named}{scheme}-seed{data.seed}"
-
-
-def build_model(name: str, kinds: dict[str, str], options: dict, shapes: dict | None = None) -> MultimodalVAE:
-    """The model ``name`` with one modality per entry of ``kinds`` {modality: network kind} (a data
-    config's :meth:`~memevae.data.DataConfig.kinds`, or a run's recorded ``model_config["modalities"]``);
-    ``shapes``: the example shapes of modalities whose size the data decide (a caption modality's
-    vocabulary, :meth:`~memevae.data.MultimodalDataset.model_shape`)."""
-    return model_class(name)(build_config(name, **{"modalities": dict(kinds), "shapes": dict(shapes or {}), **options}))
-
-
 def _data_shapes(kinds: dict[str, str], data: MultimodalDataset) -> dict[str, tuple[int, ...]]:
     """The shapes of the modalities whose kind leaves sizes to the data, as ``data`` gives them."""
-    open_kinds = {name for name, kind in kinds.items() if None in modality_kinds()[kind].shape}
+    open_kinds = {name for name, kind in kinds.items() if kind in modality_kinds() and None in modality_kinds()[kind].shape}
     return {name: data.model_shape(name) for name in kinds if name in open_kinds}
 
 
@@ -236,7 +113,9 @@ def train(out: str | os.PathLike, model: str | None = None, data: DataConfig | N
         if writes:
             run_dir.remove_leftovers()
         try:
-            return _train_locked(run_dir, model, data, training, model_options, resume, progress, checkpoint, process, preset)
+            plan = (_resume_plan(run_dir, model, data, training, model_options, preset, checkpoint, process) if resume
+                    else _new_plan(run_dir, model, data, training, model_options, preset, writes))
+            return _fit(run_dir, plan, progress, process)
         except NonFiniteError as error:
             rate, default = _recorded_learning_rate(run_dir, training), TrainConfig().learning_rate
             lower = rate / 10 if rate <= default else default
@@ -336,78 +215,117 @@ def _device(process: distributed.Process | None, device: str) -> torch.device:
     return process.device(device) if process else resolve_device(device)
 
 
-def _train_locked(run_dir: RunDir, model, data, training, model_options, resume: bool, progress: bool, checkpoint: str,
-                  process: distributed.Process | None, preset: str | None = None) -> Run:
+@dataclasses.dataclass
+class _Plan:
+    """What one call of :func:`train` fits: the model ``name`` that ``build`` makes from the
+    training data, on ``data`` with ``training``. A resumed run carries its config.json
+    (``record``), the checkpoint ``state`` it continues from (None: from epoch 1) and the training
+    fields it changes ({field: (old, new)}); a new run its preset and model options, recorded
+    when it is created."""
+
+    name: str
+    data: DataConfig
+    training: TrainConfig
+    build: Callable[[MultimodalDataset], MultimodalVAE]
+    record: dict | None = None
+    state: dict | None = None
+    changes: dict = dataclasses.field(default_factory=dict)
+    checkpoint: str = "last"
+    preset: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def _new_plan(run_dir: RunDir, model, data, training, model_options, preset, writes: bool) -> _Plan:
+    """A new run: ``model`` ("meme") with its preset's options and ``model_options`` over its defaults,
+    one modality per data modality (its kind the data set's, or ``model_options["modalities"]``'s)."""
+    name = model or "meme"
+    model_class(name)  # fail early on an unknown model name
+    options = {**preset_options(name, preset), **dict(model_options or {})}
+    data_config = data or DataConfig()
+    kinds = dict(options.get("modalities") or data_config.kinds())
+    if writes:
+        run_dir.check_free()  # before any data is loaded
+    return _Plan(name, data_config, training or TrainConfig(),
+                 lambda train_data: build_model(name, kinds, options, _data_shapes(kinds, train_data)),
+                 preset=preset, options=options)
+
+
+def _resume_plan(run_dir: RunDir, model, data, training, model_options, preset, checkpoint: str,
+                 process: distributed.Process | None) -> _Plan:
+    """The run saved in ``run_dir`` continued from ``checkpoint``: its recorded model (``model_config``),
+    data and training, with only the RESUMABLE fields of ``training`` changed."""
+    config = run_dir.read_config()
+    with _recorded_config(run_dir):
+        changes = _resume_changes(config, model, data, training, model_options, preset)
+        data_config = recorded_data(config, run_dir.path)
+        train_config = TrainConfig(**{**config["train"], **{k: new for k, (_, new) in changes.items()}})
+        model_config = recorded_model_config(config, run_dir.path)
+    _device(process, train_config.device)
+    state = run_dir.load_checkpoint(checkpoint) if checkpoint != "last" or run_dir.has_checkpoint("last") else None
+    return _Plan(config["model"], data_config, train_config, lambda _: model_from_config(model_config), record=config,
+                 state=state, changes=changes, checkpoint=checkpoint)
+
+
+def _fit(run_dir: RunDir, plan: _Plan, progress: bool, process: distributed.Process | None) -> Run:
+    """Train ``plan`` in ``run_dir``: creates a new run's directory, records a resume, then fits."""
     writes = process is None or process.writes
-    state = None
-    if resume:
-        config = run_dir.read_config()
-        with _recorded_config(run_dir):
-            changes = _resume_changes(config, model, data, training, model_options, preset)
-            data_config = recorded_data(config, run_dir.path)
-            train_config = TrainConfig(**{**config["train"], **{k: new for k, (_, new) in changes.items()}})
-        _device(process, train_config.device)
-        if checkpoint != "last" or run_dir.has_checkpoint("last"):
-            state = run_dir.load_checkpoint(checkpoint)
-        name, options, kinds = config["model"], config["model_options"], config["model_config"]["modalities"]
-        shapes = config["model_config"].get("shapes", {})
-    else:
-        data_config, train_config = data or DataConfig(), training or TrainConfig()
-        name = model or "meme"
-        model_class(name)  # fail early on an unknown model name
-        options = {**preset_options(name, preset), **dict(model_options or {})}
-        kinds, config = data_config.kinds(), None
-        if writes:
-            run_dir.check_free()  # before any data is loaded
-    train_data = data_config.load("train")
-    test_data = data_config.load("test") if writes else None
-    if resume:
+    train_data = plan.data.load("train")
+    test_data = plan.data.load("test") if writes else None
+    if plan.record is not None:
         check_vocabularies(run_dir.path, train_data)
-    judges = _monitor_judges(train_config, data_config, test_data.modalities) if writes else {}
-    torch.manual_seed(train_config.seed)
-    if not resume:
-        shapes = _data_shapes(kinds, train_data)
-    network = build_model(name, kinds, options, shapes)
+    judges = _monitor_judges(plan.training, plan.data, test_data.modalities) if writes else {}
+    torch.manual_seed(plan.training.seed)
+    network = plan.build(train_data)
     partial = sorted(" + ".join(p) for p in train_data.patterns() if len(p) < len(train_data.modalities))
     if partial and not network.learns_from_unpaired:
-        raise ValueError(f"{name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
+        raise ValueError(f"{plan.name} cannot learn from unpaired data (this scheme has {', '.join(partial)} items); "
                          f"use --paired-fraction 1, or add --paired-only to train on the paired subset")
     if process:  # e.g. BatchNorm on the CPU: refused before the run is created
-        process.check_model(network, _device(process, train_config.device))
-    if state is None:  # a new run, or one that stopped before its first checkpoint: the same start either way
-        network.initialise(train_data, torch.Generator().manual_seed(train_config.seed))
+        process.check_model(network, _device(process, plan.training.device))
+    if plan.state is None:  # a new run, or one that stopped before its first checkpoint: the same start either way
+        network.initialise(train_data, torch.Generator().manual_seed(plan.training.seed))
+    config = plan.record
     if config is None:
-        config = {
-            "memevae_version": __version__,
-            "model": name,
-            **({"preset": preset} if preset is not None else {}),
-            "model_options": options,
-            "model_config": dataclasses.asdict(network.config),
-            "data": dataclasses.asdict(data_config),
-            "data_variant": data_config.variant,
-            "train": dataclasses.asdict(train_config),
-            "train_summary": train_data.summary(),
-            "monitor_judges": {m: judge.summary() for m, judge in judges.items()},
-            "environment": environment(),
-        }
+        config = _new_record(plan, network, train_data, judges)
         if writes:
             run_dir.create(config)
             save_vocabularies(run_dir.path, train_data)
-    callbacks = _writer_callbacks(run_dir, config, train_config, test_data, judges, name, progress) if writes else []
-    with distributed.process_group(process, _device(process, train_config.device)):
-        trainer = Trainer(network, train_data, train_config, test_data=test_data, callbacks=callbacks, process=process)
-        if resume:
-            if state is not None:
-                trainer.load_state_dict(state)
-            config["train"] = dataclasses.asdict(train_config)
+    callbacks = _writer_callbacks(run_dir, config, plan.training, test_data, judges, plan.name, progress) if writes else []
+    with distributed.process_group(process, _device(process, plan.training.device)):
+        trainer = Trainer(network, train_data, plan.training, test_data=test_data, callbacks=callbacks, process=process)
+        if plan.record is not None:
+            if plan.state is not None:
+                trainer.load_state_dict(plan.state)
+            config["train"] = dataclasses.asdict(plan.training)
             config.setdefault("resumes", []).append({
-                "after_epoch": trainer.epoch, "checkpoint": checkpoint if state is not None else None,
-                "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+                "after_epoch": trainer.epoch, "checkpoint": plan.checkpoint if plan.state is not None else None,
+                "changes": {k: {"from": old, "to": new} for k, (old, new) in plan.changes.items()},
                 "at": datetime.datetime.now().isoformat(timespec="seconds"), "environment": environment()})
             if writes:
                 io.write_json(run_dir.config_path, config)
         trainer.fit()
     return Run(run_dir.path, config, trainer.model, trainer.history)
+
+
+def _new_record(plan: _Plan, network: MultimodalVAE, train_data: MultimodalDataset, judges: dict) -> dict:
+    """The config.json of a new run: the model's whole config ("model_config", what the run is
+    rebuilt from) and where its modality kinds from outside memevae come from, its data, training,
+    the judges of its per-epoch coherence and the environment."""
+    sources = kind_sources(network.config)
+    return {
+        "memevae_version": __version__,
+        "model": plan.name,
+        **({"preset": plan.preset} if plan.preset is not None else {}),
+        "model_options": plan.options,
+        "model_config": dataclasses.asdict(network.config),
+        **({"modality_sources": sources} if sources else {}),
+        "data": dataclasses.asdict(plan.data),
+        "data_variant": plan.data.variant,
+        "train": dataclasses.asdict(plan.training),
+        "train_summary": train_data.summary(),
+        "monitor_judges": {m: judge.summary() for m, judge in judges.items()},
+        "environment": environment(),
+    }
 
 
 def environment() -> dict:
@@ -435,18 +353,6 @@ def _writer_callbacks(run_dir: RunDir, config: dict, train_config: TrainConfig, 
     return callbacks
 
 
-def load_run(path: str | os.PathLike, checkpoint: str = "last", device: str = "cpu", data_dir=None) -> Run:
-    """Rebuild a run's model from its directory alone (config.json + a checkpoint), in eval mode;
-    ``data_dir`` replaces the data folder recorded there (the same files, moved or seen from elsewhere)."""
-    run_dir = RunDir(path)
-    config = run_dir.read_config()
-    state = run_dir.load_checkpoint(checkpoint, map_location=device)
-    model_config = config["model_config"]
-    network = build_model(config["model"], model_config["modalities"], config["model_options"], model_config.get("shapes"))
-    network.load_state_dict(state["model"])
-    network.to(device).eval()
-    return Run(run_dir.path, config, network, state["history"], data_dir=data_dir)
-
-
-__all__ = ["run_name", "DataConfig", "TrainConfig", "Run", "RunError", "train", "resume", "load_run", "build_model", "recorded_data",
-           "checkpoint_status"]
+__all__ = ["train", "resume", "checkpoint_status", "environment", "DataConfig", "TrainConfig",
+           # the run as loaded (memevae.run), re-exported for the imports of earlier versions
+           "Run", "RunError", "load_run", "build_model", "recorded_data", "run_name"]

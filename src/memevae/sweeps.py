@@ -420,7 +420,7 @@ def find(config: str) -> Path:
 
 def expand(sweep: SweepConfig) -> list[RunSpec]:
     """The runs of the grid (module text), in a stable order."""
-    from .runs import run_name
+    from .run import run_name
 
     from .data import DataError
     from .data.schemes import kept_subset, unpaired_choices

@@ -61,7 +61,7 @@ def test_a_judge_of_another_rendering_is_refused(tmp_path):
                                               "train judges for it: memevae judges train --dataset mnist-textured --rendering inverted"):
         load_judge(tmp_path, "mnist", dataset="mnist-textured", rendering="inverted")
     legacy = {**TRAIN_INFO, "trained_on": {k: v for k, v in TRAIN_INFO["trained_on"].items() if k != "variant"}}
-    _saved(tmp_path, info=legacy)  # judges of memevae 0.1 recorded no variant: they saw the inverted rendering
+    _saved(tmp_path, info=legacy)  # judges of early memevae 0.1.0 recorded no variant: they saw the inverted rendering
     assert load_judge(tmp_path, "mnist", dataset="mnist-textured", rendering="inverted")
     with pytest.raises(JudgeError, match="inverted-v1, not on mnist-textured/bright-v1"):
         load_judge(tmp_path, "mnist", dataset="mnist-textured")
@@ -119,7 +119,7 @@ def test_judges_of_a_data_set_with_a_choice_of_modalities_serve_every_choice(tmp
     the variant without the choice, and found by runs of any choice."""
     from memevae.data import DataConfig
     from memevae.evaluation.judges import train_judges
-    from memevae.evaluation.pipeline import resolve_judges
+    from memevae.evaluation.judges import resolve_judges
 
     records = train_judges(DataConfig("polymnist-textured", modalities="2"), tmp_path, epochs=1, max_items=64,
                            progress=False, log=None)

@@ -163,7 +163,7 @@ def test_tsne_neighbours_and_figure(fakes, tmp_path):
 
 def test_coherence_samples_each_posterior_in_its_own_family():
     """MMVAE with App. I's Laplace posterior: (z - loc) / scale must have the Laplace(0, 1) std
-    sqrt(2) = 1.41, not the 1.00 of a Gaussian draw (a defect of memevae 0.1)."""
+    sqrt(2) = 1.41, not the 1.00 of a Gaussian draw (a defect of early memevae 0.1.0)."""
     from memevae.data import MultimodalDataset
     from memevae.evaluation.metrics.coherence import cross_coherence
     from memevae.models import MMVAE, MMVAEConfig

@@ -8,7 +8,8 @@ import torch
 from memevae import DataConfig, TrainConfig, load_run, train
 from memevae.data import load_pairs
 from memevae.evaluation.judges import JudgeError, accuracy, load_judges, shipped_judges_dir
-from memevae.evaluation.monitor import CoherenceMonitor, plot_curves
+from memevae.evaluation.curves import plot_curves
+from memevae.monitor import CoherenceMonitor
 from memevae.models import MEME, MEMEConfig
 from memevae.training.trainer import Trainer
 from memevae.training.rundir import RunDir
@@ -171,8 +172,8 @@ def test_drawing_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path):
         import matplotlib
         matplotlib.use("svg")  # what a user chose
         import matplotlib.pyplot as plt
-        import memevae.evaluation.figures, memevae.evaluation.report, memevae.evaluation.monitor as monitor
-        monitor.plot_curves({{"a": [{{"epoch": 1, "train/paired/loss": 5.0}}]}}, {str(tmp_path / "c.png")!r})
+        import memevae.evaluation.figures, memevae.evaluation.report, memevae.evaluation.curves as curves
+        curves.plot_curves({{"a": [{{"epoch": 1, "train/paired/loss": 5.0}}]}}, {str(tmp_path / "c.png")!r})
         print(matplotlib.get_backend(), len(plt.get_fignums()))
     """)
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()

@@ -48,7 +48,7 @@ def test_cells_group_seeds_and_compute_mean_and_std(runs):
 
 
 def test_renderings_are_reported_apart(runs, tmp_path):
-    legacy = fake_run(tmp_path, "legacy", rendering=None, coherence=(0.11, 0.3))  # memevae 0.1: no rendering recorded
+    legacy = fake_run(tmp_path, "legacy", rendering=None, coherence=(0.11, 0.3))  # early memevae 0.1.0: no rendering recorded
     inverted = fake_run(tmp_path, "inverted", rendering="inverted", coherence=(0.13, 0.3))
     cells = summarise([read_run(p) for p in runs + [legacy, inverted]], "coherence", "mnist->textured")
     assert cells["meme", "mnist-textured/bright-v1", "full", 1.0].n == 3

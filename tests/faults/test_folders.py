@@ -99,7 +99,7 @@ def test_an_empty_folder_becomes_a_marked_run_and_a_run_is_still_refused(tmp_pat
 def test_an_empty_folder_refused_later_is_left_empty(tmp_path, capsys, monkeypatch):
     out = tmp_path / "empty"
     out.mkdir()
-    monkeypatch.setattr("memevae.runs._train_locked", lambda *args: (_ for _ in ()).throw(RunError("refused while loading")))
+    monkeypatch.setattr("memevae.runs._fit", lambda *args: (_ for _ in ()).throw(RunError("refused while loading")))
     assert main(["train", "--out", str(out), *CLI_RUN]) == 1
     assert "refused while loading" in one_line(capsys)
     assert out.is_dir() and not list(out.iterdir())  # neither the lock nor the marker stays behind

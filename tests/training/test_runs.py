@@ -175,9 +175,9 @@ def test_runs_record_their_data_variant_and_old_runs_read_as_inverted(two_epochs
     legacy = {**config, "data": {k: v for k, v in config["data"].items() if k != "rendering"}}
     legacy.pop("data_variant")
     from memevae.data.pairs import recorded_variant
-    from memevae.runs import recorded_data
+    from memevae.run import recorded_data
 
-    assert recorded_variant(legacy) == "mnist-textured/inverted-v1"  # memevae 0.1 rendered only this way
+    assert recorded_variant(legacy) == "mnist-textured/inverted-v1"  # early memevae 0.1.0 rendered only this way
     assert recorded_data(legacy, "old").rendering == "inverted"
     future = {**config, "data_variant": "mnist-textured/bright-v2"}
     with pytest.raises(RunError, match="was trained on mnist-textured/bright-v2, but this memevae renders mnist-textured/bright-v1"):
@@ -189,7 +189,7 @@ def test_a_run_keeps_its_vocabulary_and_refuses_data_with_other_words(tmp_path):
     data whose vocabulary differs are refused in one line."""
     from memevae.data import MultimodalDataset
     from memevae.data.captions import Vocabulary
-    from memevae.runs import RunError, check_vocabularies, save_vocabularies, vocabulary_path
+    from memevae.run import RunError, check_vocabularies, save_vocabularies, vocabulary_path
 
     def data(words):
         vocabulary = Vocabulary(["<pad>", "<eos>", "<unk>", *words], min_count=3)

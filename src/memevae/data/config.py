@@ -33,7 +33,7 @@ class DataConfig:
     "polymnist" (MoPoE's PolyMNIST files)."""
     rendering: str = DEFAULT_RENDERING
     """How textured digits are drawn (mnist-textured, polymnist-textured): "bright" (default) or
-    the hard "inverted" of memevae 0.1; see :mod:`memevae.data.textured`."""
+    the hard "inverted" of early memevae 0.1.0; see :mod:`memevae.data.textured`."""
     data_dir: str | None = None
     """Folder with the official files, kept as an absolute path (a run records it so, to be read from
     any folder later); None: the real MNIST sample shipped in the package."""
@@ -101,7 +101,7 @@ class DataConfig:
     @classmethod
     def from_record(cls, record: dict) -> "DataConfig":
         """The DataConfig a run's ``config.json`` recorded; runs written before renderings had
-        names (memevae 0.1) used the "inverted" one."""
+        names (early memevae 0.1.0) used the "inverted" one."""
         return cls(**{"rendering": LEGACY_RENDERING, **record})
 
     @property

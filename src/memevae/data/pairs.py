@@ -20,7 +20,7 @@ from .mnist import read_mnist, read_mnist_sample
 from .textured import DEFAULT_RENDERING, check_rendering
 
 LEGACY_RENDERING = "inverted"
-"""The rendering of runs that recorded none (memevae 0.1 had only this one)."""
+"""The rendering of runs that recorded none (early memevae 0.1.0 had only this one)."""
 _STREAMS = {"halves": 1, "render": 2, "pairs": 3}
 
 

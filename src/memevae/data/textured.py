@@ -9,7 +9,7 @@ records both (``DataConfig.rendering``), so results of different renderings are 
   per image (a random hue mixed with white, every channel at least 0.6 of full scale). Clutter and
   colour still vary per image, but strokes are always brighter than the background, so the class
   survives averaging: the per-class median image of the test split still shows its digit.
-- ``"inverted"`` (the hard variant, memevae 0.1's only rendering): strokes colour-inverted against
+- ``"inverted"`` (the hard variant, the only rendering of early memevae 0.1.0): strokes colour-inverted against
   the crop as in MNIST-M (Ganin et al. 2016) and PolyMNIST (Sutter et al. 2021),
   ``out = |crop - digit|``. Over very different photographs the inversions cancel on average: the
   class-median images show no digit, and a decoder that outputs the class-conditional median

@@ -16,7 +16,7 @@ hash differs, or whose recorded training data is the test split: a judge that sa
 would inflate coherence.
 
 Example:
-    >>> from memevae.runs import DataConfig
+    >>> from memevae.data import DataConfig
     >>> info = train_judges(DataConfig(), "classifiers/mnist-textured", epochs=3)  # doctest: +SKIP
     >>> judges = load_judges("classifiers/mnist-textured", ["mnist", "textured"])  # doctest: +SKIP
     >>> judges["mnist"].predict(images)                                           # doctest: +SKIP
@@ -35,19 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__, io, tensorfile
+from .. import io, tensorfile
 from ..data import registry
 from ..data.dataset import as_float_images
 from ..data.pairs import LEGACY_RENDERING, judges_variant
 from ..data.textured import DEFAULT_RENDERING
+from ..version import __version__
 
 FORMAT = 2
 """The judge's format, recorded in ``<modality>.json``. 2: ``<modality>.pt`` is a
-:mod:`memevae.tensorfile` file of kind "judge" (format 1 inside); 1 (memevae 0.1, the shipped
+:mod:`memevae.tensorfile` file of kind "judge" (format 1 inside); 1 (early memevae 0.1.0, the shipped
 judges): a state dict saved by ``torch.save``, read with ``weights_only=True``."""
 READS = (1, FORMAT)
 ARCHITECTURE = "digit-cnn"
-"""The architecture name a judge's record carries (kept from memevae 0.1: the shipped judges say so)."""
+"""The architecture name a judge's record carries (kept from early memevae 0.1.0: the shipped judges say so)."""
 
 
 class JudgeError(ValueError):
@@ -130,7 +131,7 @@ def cache_root() -> Path:
 def default_judges_dir(variant: str, data_dir: str | os.PathLike | None = None) -> Path:
     """``<data_dir or ~/.cache/memevae>/classifiers/<variant>/``, e.g. ``.../mnist-textured/bright-v1``
     (a data variant, see :func:`memevae.data.pairs.judges_variant`, or a bare data set name). The
-    folder keeps the name "classifiers" of memevae 0.1, so judges trained then are still found."""
+    folder keeps the name "classifiers" of early memevae 0.1.0, so judges trained then are still found."""
     return (Path(data_dir) if data_dir is not None else cache_root()) / "classifiers" / variant
 
 
@@ -147,7 +148,7 @@ def train_command(dataset: str, data_dir=None, out=None, rendering: str = DEFAUL
 
 
 def judged_variant(info: dict) -> str:
-    """The data variant a judge was trained on (judges of memevae 0.1 recorded none: the legacy rendering)."""
+    """The data variant a judge was trained on (judges of early memevae 0.1.0 recorded none: the legacy rendering)."""
     trained_on = info.get("trained_on") or {}
     return trained_on.get("variant") or judges_variant(trained_on.get("dataset", "?"), LEGACY_RENDERING)
 
@@ -340,7 +341,7 @@ def train_judges(data_config, out, *, modalities=None, epochs: int | None = None
     """Train one judge per modality of ``data_config``'s data set on its TRAIN split, measure its
     accuracy on the test split, and save it in ``out`` (see :func:`save_judge`).
 
-    ``data_config`` is a :class:`memevae.runs.DataConfig`; only ``dataset``, ``rendering``,
+    ``data_config`` is a :class:`memevae.data.DataConfig`; only ``dataset``, ``rendering``,
     ``data_dir``, ``seed`` and ``verify`` matter (the partial-observation scheme is ignored: judges see every train image).
     ``max_items`` caps the training images per modality (for quick tests). ``epochs`` None: see
     :func:`auto_epochs`. Returns the records written, by modality.
@@ -407,5 +408,21 @@ def _judge_info(data_config, test_accuracy, test_items, train_items, settings, s
     }
 
 
-__all__ = ["JudgeError", "JudgeCNN", "Judge", "default_judges_dir", "shipped_judges_dir", "train_command", "save_judge",
+def resolve_judges(source, data_config, modalities) -> dict:
+    """Judges by modality: ``source`` may be a dict of callables (used as given), a folder, or None:
+    the default folder of the run's data (:func:`default_judges_dir`)
+    when judges were trained there, else the judges memevae ships for the data variant (as the
+    per-epoch coherence of training uses them)."""
+    if isinstance(source, dict):
+        missing = [m for m in modalities if m not in source]
+        if missing:
+            raise JudgeError(f"judges given for {', '.join(source)} but not {', '.join(missing)}")
+        return source
+    folder = Path(source) if source is not None else default_judges_dir(data_config.judges_variant, data_config.data_dir)
+    if source is None and not any((folder / f"{m}.json").exists() for m in modalities):
+        folder = shipped_judges_dir(data_config.judges_variant) or folder
+    return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
+                       rendering=data_config.rendering)
+
+__all__ = ["JudgeError", "resolve_judges", "JudgeCNN", "Judge", "default_judges_dir", "shipped_judges_dir", "train_command", "save_judge",
            "load_judge", "load_judges", "train_judge", "train_judges", "accuracy"]

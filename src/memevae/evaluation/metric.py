@@ -123,7 +123,7 @@ class Context:
 
     @cached_property
     def judges(self) -> dict:
-        from .pipeline import resolve_judges
+        from .judges import resolve_judges
 
         return resolve_judges(self.judges_source, self.data_config, self.test.modalities)
 

@@ -25,12 +25,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__, io
+from .. import io
 from ..data import registry
 from ..data.pairs import recorded_variant
 from ..training.rundir import RunError, check_folder, check_writable, mark_folder, results_lock
+from ..version import __version__
 from ._common import dataset_label
-from .judges import JudgeError, default_judges_dir, load_judges, shipped_judges_dir
 from .metric import Context, Metric, default_metrics, metrics as registered
 from .reference import cub_paper_values, paper_values
 
@@ -52,23 +52,6 @@ def parse_metrics(names) -> list[str]:
     if not names:
         raise ValueError(f"no metrics given; choose from {', '.join(known)}")
     return list(dict.fromkeys(names))
-
-
-def resolve_judges(source, data_config, modalities) -> dict:
-    """Judges by modality: ``source`` may be a dict of callables (used as given), a folder, or None:
-    the default folder of the run's data (:func:`~memevae.evaluation.judges.default_judges_dir`)
-    when judges were trained there, else the judges memevae ships for the data variant (as the
-    per-epoch coherence of training uses them)."""
-    if isinstance(source, dict):
-        missing = [m for m in modalities if m not in source]
-        if missing:
-            raise JudgeError(f"judges given for {', '.join(source)} but not {', '.join(missing)}")
-        return source
-    folder = Path(source) if source is not None else default_judges_dir(data_config.judges_variant, data_config.data_dir)
-    if source is None and not any((folder / f"{m}.json").exists() for m in modalities):
-        folder = shipped_judges_dir(data_config.judges_variant) or folder
-    return load_judges(folder, modalities, dataset=data_config.dataset, data_dir=data_config.data_dir,
-                       rendering=data_config.rendering)
 
 
 def results_folder(run_path, out=None) -> Path:
@@ -225,12 +208,12 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
     (checkpoint ``last``) or ``RUN/evaluation/metrics-<checkpoint>.json`` (:func:`results_path`).
 
     Args:
-        run: a :class:`memevae.runs.Run` or a run directory (loaded at ``checkpoint``).
+        run: a :class:`memevae.run.Run` or a run directory (loaded at ``checkpoint``).
         metrics: names of :func:`~memevae.evaluation.metric.metrics` (list or comma-separated);
             default the cheap ones (coherence, latent, relatedness, tsne, grids); "all": every one.
         judges: judge folder, ``{modality: callable}``, or None for the default folder
             ``<data-dir or ~/.cache/memevae>/classifiers/<dataset>/``; ``classifiers`` is its
-            name in memevae 0.1 (still accepted).
+            name in early memevae 0.1.0 (still accepted).
         options: per-metric options, ``{"tsne": {"points": 500}}`` or ``{"tsne": TSNEOptions(points=500)}``.
         seed: seeds every metric's sampling.
         out: a folder for the results and figures instead of ``RUN/evaluation`` (e.g. for a run
@@ -244,7 +227,7 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
     packages (``pip install "memevae[eval]"``), an unwritable results folder and a ``out`` that
     holds other files are refused before any metric runs.
     """
-    from ..runs import Run, load_run
+    from ..run import Run, load_run
 
     log = log if log is not None else (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda _: None)
     if classifiers is not None:
@@ -272,7 +255,7 @@ def evaluate(run, metrics=None, judges=None, *, checkpoint: str = "last", option
     judges = context.judges if any("judges" in metric.needs for metric, _ in chosen) else {}  # refused before slow work
     header = _header(run, checkpoint, seed)
     if judges:
-        header["classifiers"] = io.json_ready(_judge_summary(judges))  # the key memevae 0.1 wrote
+        header["classifiers"] = io.json_ready(_judge_summary(judges))  # the key early memevae 0.1.0 wrote
         _log_judges(header, log)
     header["reference"] = _reference(run.config, run.model.modality_names, header["dataset_label"])
     results = header
@@ -310,5 +293,5 @@ def _headline(metric: Metric, values: dict) -> str:
     return (": " + ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])) if shown else ""
 
 
-__all__ = ["evaluate", "parse_metrics", "resolve_judges", "results_folder", "results_path", "figures_path", "save_results",
+__all__ = ["evaluate", "parse_metrics", "results_folder", "results_path", "figures_path", "save_results",
            "check_requirements", "headline"]

@@ -196,7 +196,7 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
     """One panel per key (direction or modality): mean against f per (model, scheme) with one-std
     shading, and the paper's MNIST-SVHN values dashed (Fig. 5 / Fig. 7); the y axis spans [0, 1]
     with chance (ten classes, 0.1) dashed grey, and one legend for all panels lies below them."""
-    from .monitor import CHANCE
+    from .curves import CHANCE
     from .plotting import colour_map, legend_below, subplots
 
     modalities = next(r.modalities for r in records if r.dataset == dataset)
@@ -239,7 +239,7 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
 
 def _epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[float]]:
     """Epochs and the mean over runs of ``key`` in their metrics.jsonl (epochs every run reached)."""
-    from .monitor import load_history
+    from ..run import load_history
 
     series = []
     for record in members:
@@ -254,7 +254,7 @@ def _epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[fl
 def plot_epoch_curves(records, dataset, directions: list[str], path):
     """The per-epoch cross coherence (each run's ``metrics.jsonl``): one panel per direction and f,
     one line per (model, scheme), the mean over seeds; chance (0.1) dashed; one legend below the panels."""
-    from .monitor import CHANCE
+    from .curves import CHANCE
     from .plotting import colour_map, legend_below, subplots
 
     fractions = sorted(_fractions(records, dataset), reverse=True)
@@ -449,7 +449,7 @@ def plot_against_subset_size(members: list[RunRecord], path):
     """Mean coherence from k given modalities against k, one line per (model, scheme, f) with
     one-std shading over seeds (MoPoE's view: more given modalities should generate more coherently);
     chance (0.1) dashed; the legend below the panel."""
-    from .monitor import CHANCE
+    from .curves import CHANCE
     from .plotting import colour_map, legend_below, subplots
 
     modalities = members[0].modalities

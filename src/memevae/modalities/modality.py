@@ -128,6 +128,41 @@ class ModalityKind:
                         self.min_scale, memory_format=self.memory_format, format=self.format)
 
 
+def check_networks(modality: Modality, latent_dim: int, encoder: nn.Module | None = None, decoder: nn.Module | None = None,
+                   subject: str = "") -> None:
+    """Refuse, in one ValueError line starting with ``subject``, an ``encoder`` that does not map a
+    batch of two of ``modality``'s examples to (loc, raw_scale), each (2, latent_dim), or a
+    ``decoder`` that does not map (2, latent_dim) to the likelihood's parameters (2, *shape). Each
+    is checked by one forward pass (eval mode, no gradients; its mode is restored); None: not checked."""
+    probe = get_format(modality.format).prepare(torch.zeros(2, *modality.data_shape))
+    code = str((2, latent_dim))
+    checks = [("encoder", encoder, probe, f"({code}, {code})", "(loc, raw_scale) "),
+              ("decoder", decoder, torch.zeros(2, latent_dim), str((2, *modality.shape)), "")]
+    for part, network, x, wanted, what in checks:
+        if network is not None and (returned := _returned(network, x)) != wanted:
+            raise ValueError(f"{subject}: the {part} must map a batch {tuple(x.shape)} to {what}{wanted}; it returned {returned}")
+
+
+def _returned(network: nn.Module, x: torch.Tensor):
+    """What ``network(x)`` returns, described by shape: "(2, 8)" for a tensor, "((2, 8), (2, 8))"
+    for a tuple of tensors. Run in eval mode without gradients on the network's device (its mode
+    restored); a failure is described in one line."""
+    training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            output = network(x.to(next(network.parameters(), x).device))
+    except Exception as error:  # noqa: BLE001 - any failure of a user network is reported in one line
+        return f"an error ({type(error).__name__}: {(str(error).splitlines() or [''])[0]})"
+    finally:
+        network.train(training)
+    if isinstance(output, torch.Tensor):
+        return str(tuple(output.shape))
+    if isinstance(output, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in output):
+        return f"({', '.join(str(tuple(t.shape)) for t in output)})"
+    return f"a {type(output).__name__}"
+
+
 def _shown(shape) -> str:
     """(32, None) as "(32, any)"."""
     sizes = ["any" if size is None else str(size) for size in shape]

@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from ..data import DataConfig, default_kinds
-from ..data.formats import get_format
 from ..distributions import DiagonalGaussian
 from ..options import check_choices
-from ..modalities import Modality, build_modality, modality_kinds
+from ..modalities import Modality, build_modality, check_networks, modality_kinds
 
 
 @dataclass
@@ -111,15 +110,8 @@ class MultimodalVAE(nn.Module):
         is checked by one forward pass on a batch of two (eval mode, no gradients; its mode is
         restored), and refused with a one-line ValueError.
         """
-        mod, latent = self.modality(modality), self.config.latent_dim
-        probe = get_format(mod.format).prepare(torch.zeros(2, *mod.data_shape))
-        code = str((2, latent))
-        checks = [("encoder", encoder, probe, f"({code}, {code})", "(loc, raw_scale) "),
-                  ("decoder", decoder, torch.zeros(2, latent), str((2, *mod.shape)), "")]
-        for part, network, x, wanted, what in checks:
-            if network is not None and (returned := _returned(network, x)) != wanted:
-                raise ValueError(f"modality {modality!r}: the {part} must map a batch {tuple(x.shape)} to {what}{wanted}; "
-                                 f"it returned {returned}")
+        mod = self.modality(modality)
+        check_networks(mod, self.config.latent_dim, encoder, decoder, subject=f"modality {modality!r}")
         if encoder is not None:
             mod.encoder = encoder
         if decoder is not None:
@@ -236,23 +228,3 @@ class MultimodalVAE(nn.Module):
         unknown = [m for m in batch.observed if m not in self.modalities]
         if unknown:
             raise ValueError(f"batch has modalities {unknown} this model does not know; it has {', '.join(self.modality_names)}")
-
-
-def _returned(network: nn.Module, x: torch.Tensor):
-    """What ``network(x)`` returns, described by shape: "(2, 8)" for a tensor, "((2, 8), (2, 8))"
-    for a tuple of tensors. Run in eval mode without gradients on the network's device (its mode
-    restored); a failure is described in one line."""
-    training = network.training
-    network.eval()
-    try:
-        with torch.no_grad():
-            output = network(x.to(next(network.parameters(), x).device))
-    except Exception as error:  # noqa: BLE001 - any failure of a user network is reported in one line
-        return f"an error ({type(error).__name__}: {(str(error).splitlines() or [''])[0]})"
-    finally:
-        network.train(training)
-    if isinstance(output, torch.Tensor):
-        return str(tuple(output.shape))
-    if isinstance(output, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in output):
-        return f"({', '.join(str(tuple(t.shape)) for t in output)})"
-    return f"a {type(output).__name__}"

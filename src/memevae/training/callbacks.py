@@ -1,5 +1,5 @@
 """Callbacks: progress, metrics log, checkpoints. (Those that measure or draw, such as the per-epoch
-coherence and the figures, live in :mod:`memevae.evaluation.monitor`.)"""
+coherence and the figures, live in :mod:`memevae.monitor`.)"""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ rest as a JSON skeleton that rebuilds it exactly (tuples, integer keys, non-fini
 layouts). Older checkpoints are torch pickles, read only with torch's allow-listed loader
 (``weights_only=True``, :func:`memevae.tensorfile.load_legacy`) at both layers: format 2
 ``{"format", "sha256", "payload"}``, the state serialised by ``torch.save`` into ``payload`` (a
-uint8 tensor) and ``sha256`` its digest; format 1 (memevae 0.1, no digest) the state itself. A
+uint8 tensor) and ``sha256`` its digest; format 1 (early memevae 0.1.0, no digest) the state itself. A
 pickle that loader refuses is named as unsafe and never loaded. Writing ``last.pt`` first keeps
 the checkpoint it replaces as ``previous.pt``, so a checkpoint damaged on disk always has an
 intact fallback. A training process holds an exclusive lock on its run directory (``.lock``,
@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from .. import io, tensorfile
+from ..version import __version__
 from ..tensorfile import FileFormatError, UnsafeFileError
 
 CHECKPOINT_FORMAT = 3
@@ -164,8 +165,6 @@ def check_folder(path: str | os.PathLike, kind: str = "run", *, option: str = "-
 def mark_folder(path: str | os.PathLike, kind: str = "run") -> Path:
     """Create folder ``path`` (with its parents) and write its marker, once: from now on
     :func:`check_folder` knows it as memevae's ``kind`` folder. Returns the marker's path."""
-    from .. import __version__
-
     marker = Path(path) / MARKER
     if not marker.exists():
         io.write_json(marker, {"kind": kind, "memevae_version": __version__,
@@ -297,7 +296,7 @@ class RunDir:
         outer = tensorfile.load_legacy(data, map_location)
         if not isinstance(outer, dict):
             raise FileFormatError("it does not hold a memevae checkpoint")
-        if outer.get("format") == 1:  # memevae 0.1: no digest to check
+        if outer.get("format") == 1:  # early memevae 0.1.0: no digest to check
             return outer
         if outer.get("format") != 2:
             raise FileFormatError(f"it has format {outer.get('format')!r}; this memevae reads {CHECKPOINT_FORMAT} (and 2, 1)")

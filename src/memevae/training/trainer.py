@@ -51,7 +51,7 @@ class TrainConfig:
     """Test pairs on which the per-epoch test loss is computed (0: all)."""
     coherence_items: int = 500
     """Test pairs on which the per-epoch cross coherence is measured (0: not measured); see
-    :mod:`memevae.evaluation.monitor`."""
+    :mod:`memevae.monitor`."""
     judges: str | None = None
     """Folder of the judge classifiers for the per-epoch coherence; None: the judges that ship with
     memevae for the run's data variant (when there are none, the coherence is not measured)."""

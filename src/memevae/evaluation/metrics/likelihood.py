@@ -259,7 +259,7 @@ def marginal_log_likelihood(model, data, *, samples: int = LikelihoodOptions.sam
     ``{"skipped": reason}`` when the model gives none.
 
     Args:
-        model: a :class:`~memevae.models.MultimodalVAE` (or a :class:`~memevae.runs.Run`).
+        model: a :class:`~memevae.models.MultimodalVAE` (or a :class:`~memevae.run.Run`).
         data: a MultimodalDataset (its fully observed rows are used), a Batch or {modality: tensor}.
         samples: K, importance samples per item (Table 2 uses "many"; 1000 here by default).
         batch_size: items encoded at once; ``chunk_size``: samples decoded at once (memory is
