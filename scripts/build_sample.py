@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memevae.data.files import ensure_files, md5sum
-from memevae.data.mnist import SAMPLE_PATH, SUBDIRS, mnist_table, read_mnist
+from memevae.data.files.remote import ensure_files, md5sum
+from memevae.data.files.mnist import SAMPLE_PATH, SUBDIRS, mnist_table, read_mnist
 
 
 def select(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:

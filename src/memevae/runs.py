@@ -22,6 +22,7 @@ import torch
 from . import __version__, io
 from .data import DataConfig, MultimodalDataset, registry
 from .data.dataset import as_float_images
+from .data.features.image_features import DEFAULT_FEATURES
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .evaluation.judges import load_judges, shipped_judges_dir, train_command
@@ -148,7 +149,7 @@ def run_name(model: str, data: DataConfig) -> str:
     scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
     dataset, options = registry.get(data.dataset), data.options()
     features = options.get("features")
-    named = f"-{features.replace('-', '')}" if features and features != dataset.default_features else ""
+    named = f"-{features.replace('-', '')}" if features and features != DEFAULT_FEATURES else ""
     named += f"-{dataset.tag(options['modalities'])}" if "modalities" in options else ""
     return f"{model}-{data.dataset}{named}{scheme}-seed{data.seed}"
 
@@ -297,8 +298,8 @@ def _resume_changes(config: dict, model, data, training, model_options, preset=N
     if model_options is not None and dict(model_options) != config["model_options"]:
         refused.append(f"model options ({config['model_options']} -> {model_options})")
     if data is not None:
-        recorded = dataclasses.asdict(DataConfig.from_record(config["data"]))
-        refused += [f"{k} ({recorded[k]!r} -> {v!r})" for k, v in dataclasses.asdict(data).items()
+        recorded = DataConfig.from_record(config["data"]).record()
+        refused += [f"{k} ({recorded.get(k)!r} -> {v!r})" for k, v in data.record().items()
                     if k not in ("download", "verify") and recorded.get(k) != v]
     changes = {}
     if training is not None:
@@ -366,7 +367,7 @@ def _train_locked(run_dir: RunDir, model, data, training, model_options, resume:
             **({"preset": preset} if preset is not None else {}),
             "model_options": options,
             "model_config": dataclasses.asdict(network.config),
-            "data": dataclasses.asdict(data_config),
+            "data": data_config.record(),
             "data_variant": data_config.variant,
             "train": dataclasses.asdict(train_config),
             "train_summary": train_data.summary(),
