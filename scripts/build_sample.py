@@ -1,4 +1,4 @@
-"""Build the shipped MNIST sample: src/memevae/data/sample/mnist_sample.npz.
+"""Build the shipped MNIST sample: src/memevae/data/files/sample/mnist_sample.npz.
 
 A class-balanced random subset of the real MNIST train (600 per class) and test (100 per class)
 images and labels, uint8, with its provenance (source file md5s, selection seed, source indices).
