@@ -1,4 +1,4 @@
-"""Build the shipped MNIST sample: src/memevae/data/sample/mnist_sample.npz.
+"""Build the shipped MNIST sample: src/memevae/data/files/sample/mnist_sample.npz.
 
 A class-balanced random subset of the real MNIST train (600 per class) and test (100 per class)
 images and labels, uint8, with its provenance (source file md5s, selection seed, source indices).
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memevae.data.files import ensure_files, md5sum
-from memevae.data.mnist import SAMPLE_PATH, SUBDIRS, mnist_table, read_mnist
+from memevae.data.files.remote import ensure_files, md5sum
+from memevae.data.files.mnist import SAMPLE_PATH, SUBDIRS, mnist_table, read_mnist
 
 
 def select(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:

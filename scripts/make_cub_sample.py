@@ -2,7 +2,7 @@
 
 Four classes of CUB-200-2011 (the first two training-split and the first two test-split classes of
 classes 001-010 that the source holds), the first six images of each in images.txt order, in the
-layout :func:`memevae.data.cub_files.read_cub` reads:
+layout :func:`memevae.data.files.cub.read_cub` reads:
 
 - CUB_200_2011/classes.txt whole; images.txt, image_class_labels.txt, train_test_split.txt and
   bounding_boxes.txt cut to the sample's images (their lines unchanged, original ids kept);
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from memevae.data.cub_files import SPLIT_FILES, read_cub
+from memevae.data.files.cub import SPLIT_FILES, read_cub
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "cub_sample"
 CANDIDATES = 10  # classes 001-010
@@ -104,7 +104,7 @@ def build(cub: Path, out: Path) -> list[tuple[Path, str]]:
     readme.write_text(
         f"{MARKER}\n\n"
         f"Written by scripts/make_cub_sample.py from a copy of CUB-200-2011 with the Reed et al. (2016)\n"
-        f"captions; read it with memevae.data.cub_files.read_cub.\n\n"
+        f"captions; read it with memevae.data.files.cub.read_cub.\n\n"
         f"- Classes: {', '.join(records.class_names[c] for c in classes)} (train split: "
         f"{', '.join(records.class_names[c] for c in chosen['train'])}; test split: "
         f"{', '.join(records.class_names[c] for c in chosen['test'])}).\n"

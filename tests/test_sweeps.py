@@ -78,7 +78,7 @@ def test_many_modality_schemes_and_the_modalities_option(tmp_path):
                                                   "meme-polymnist-textured-m3-f0.5-m2+m0-seed0",
                                                   "mmvae-polymnist-textured-m3-f0.5-pairedonly-seed0"]
     command = specs[1].train_command(resume=False)
-    assert command[command.index("--modalities") + 1] == "3" and command[command.index("--unpaired") + 1] == "m2+m0"
+    assert command[command.index("--modalities") + 1] == "m0,m1,m2" and command[command.index("--unpaired") + 1] == "m2+m0"
     refused = text.replace("'random', 'm2+m0'", "'m0+m1+m2'")
     with pytest.raises(ValueError, match=r"polymnist-textured has no scheme m0\+m1\+m2; choose from m0, m1, m2, split, "
                                          r"random, or modalities joined by '\+'"):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
+
+from .options import add_options, flag_names
 
 EPILOG = """examples:
   memevae train --epochs 5                      # MEME on the shipped MNIST sample + textured digits
@@ -16,11 +19,9 @@ def _add_model_options(group) -> dict[str, str]:
     """One option per field of every model's config (not the mappings: ``modalities`` and ``shapes``
     come from the data, per-modality weights from presets), typed, with its choices and its
     documented first sentence; the default shown per model. Returns {dest: field}."""
-    import dataclasses
     import typing
 
     from .models import MODELS
-    from .options import add_options
 
     owners: dict[str, dict[str, object]] = {}
     dests, done = {}, set()
@@ -49,29 +50,31 @@ def _add_rendering(group, default=None):
                             "a darkened photo (default) or the hard 'inverted' strokes of early memevae 0.1.0")
 
 
-# CLI option (argparse dest) -> config field. Every one defaults to None ("not given"): the
-# defaults live in the config dataclasses alone, and a resumed run can tell what the user changed.
-DATA_OPTIONS = {"dataset": "dataset", "rendering": "rendering", "data_dir": "data_dir", "paired_fraction": "paired_fraction",
-                "unpaired": "unpaired", "paired_only": "paired_only", "download": "download", "verify": "verify", "limit": "limit",
-                "pairs_per_image": "pairs_per_image", "features": "features", "features_dir": "features_dir",
-                "modalities": "modalities"}
-TRAIN_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "device": "device",
-                 "checkpoint_every": "checkpoint_every", "subnormals": "subnormals", "freed_memory": "freed_memory",
-                 "precision": "precision",
-                 "coherence_items": "coherence_items", "judges": "judges", "tensorboard": "tensorboard"}
+def _add_data_options(group) -> dict[str, str]:
+    """One option per setting of :class:`~memevae.data.DataConfig` and per own option of a data set
+    (CUB's ``--features``, PolyMNIST's ``--modalities``; the data sets that take it named first),
+    from the dataclasses' fields: their types, choices, defaults and documented first sentences.
+    ``--seed`` is the training group's (it seeds the data too). Returns {dest: field}."""
+    from .data import DataConfig, registry
+
+    datasets = f"one of {', '.join(registry.names())}; default {DataConfig.dataset}"
+    dests = add_options(group, DataConfig, skip=("seed",), defaults={"dataset": datasets})
+    for cls in dict.fromkeys(DataConfig.option_classes().values()):
+        takers = {f.name: ", ".join(name for name, spec in registry.datasets().items() if spec.takes(f.name)) + ":"
+                  for f in dataclasses.fields(cls)}
+        dests.update(add_options(group, cls, notes=takers))
+    return dests
 
 
-def _default(config_class, field: str):
-    return config_class.__dataclass_fields__[field].default
+def _add_train_options(group) -> dict[str, str]:
+    """One option per setting of :class:`~memevae.training.trainer.TrainConfig` that has one
+    (:func:`memevae.options.flag_names`). Returns {dest: field}."""
+    from .training.trainer import TrainConfig
+
+    return add_options(group, TrainConfig, notes={"seed": "Training and data:"})
 
 
 def _add_train(sub):
-    from .data import DataConfig
-    from .options import choices
-    from .training.trainer import TrainConfig
-
-    data_default = lambda field: _default(DataConfig, field)  # noqa: E731
-    train_default = lambda field: _default(TrainConfig, field)  # noqa: E731
     p = sub.add_parser("train", help="train a model and write a run directory",
                        description="Train a multimodal VAE. With no data options it trains MEME on the real MNIST sample "
                                    "shipped with memevae, paired with textured digits, offline.",
@@ -83,52 +86,11 @@ def _add_train(sub):
                         f"(each change is recorded)")
     p.add_argument("--checkpoint", default="last", help="with --resume: the checkpoint to continue from (default last; "
                                                         "'previous' is the one before it)")
-    d = p.add_argument_group("data")
-    d.add_argument("--dataset", help="mnist-textured (default), mnist-svhn, cub, polymnist-textured (offline) or polymnist")
-    _add_rendering(d)
-    d.add_argument("--features", help="cub: the image features, resnet101 (default; the paper's) or colour-hog "
-                                      "(needs no weights); computed first by 'memevae features cub'")
-    d.add_argument("--features-dir", type=Path, help="cub: folder of the cached features (default <data-dir>/features)")
-    d.add_argument("--modalities", metavar="N|NAMES",
-                   help="polymnist, polymnist-textured: N (2-5: m0 .. m{N-1}; default 5) or comma-separated names, "
-                        "e.g. mnist,m0,m1 (polymnist-textured's plain MNIST digits by name only)")
-    d.add_argument("--data-dir", type=Path, help="folder with the official files (default: the shipped sample)")
-    d.add_argument("--paired-fraction", type=float, metavar="F",
-                   help=f"fraction of pairs kept paired (default {data_default('paired_fraction'):g})")
-    d.add_argument("--unpaired", help="what the other pairs keep: a modality name (e.g. mnist); 'split' (one part per "
-                                      "modality, each keeping only it); 'random' (each a random proper subset of the "
-                                      "modalities); or a proper subset joined by '+' (e.g. m0+m2)")
-    d.add_argument("--paired-only", action="store_true", default=None, help="drop the unpaired remainder (ablation J.2)")
-    d.add_argument("--download", action="store_true", default=None, help="fetch missing official files into --data-dir (md5-checked)")
-    d.add_argument("--no-verify", dest="verify", action="store_false", default=None, help="skip the md5 check of re-packed files")
-    d.add_argument("--limit", type=int, metavar="N", help="use only N random training rows (quick checks)")
-    d.add_argument("--pairs-per-image", type=int, metavar="N",
-                   help=f"partners per image (default {data_default('pairs_per_image')}: one-to-one; 20: MMVAE)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, help=f"epochs (default {train_default('epochs')}; with --resume: extend to this many)")
-    t.add_argument("--batch-size", type=int, help=f"default {train_default('batch_size')}")
-    t.add_argument("--lr", type=float, help=f"Adam learning rate (default {train_default('learning_rate'):g})")
-    t.add_argument("--seed", type=int, help=f"seeds data split, initialisation and noise (default {train_default('seed')})")
-    t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
-    t.add_argument("--checkpoint-every", type=int, metavar="E", help="also keep a checkpoint every E epochs (default: only the last)")
-    t.add_argument("--subnormals", choices=choices(TrainConfig, "subnormals"),
-                   help="on the CPU, treat subnormal floats (< 1.2e-38) as zero, which keeps steps fast (default), "
-                        "or keep them (IEEE-exact, up to 3x slower once decoders saturate)")
-    t.add_argument("--freed-memory", choices=choices(TrainConfig, "freed_memory"),
-                   help="on the CPU (glibc), let malloc keep freed memory for the next step (default; far fewer page "
-                        "faults) or release it as by default")
-    t.add_argument("--precision", choices=choices(TrainConfig, "precision"),
-                   help="float32 (default) or bf16: mixed precision (autocast to bfloat16; changes the arithmetic; fast on "
-                        "CPUs with AVX-512 BF16 or AMX and on GPUs)")
-    t.add_argument("--coherence-items", type=int, metavar="N",
-                   help=f"test pairs for the per-epoch cross coherence (default {train_default('coherence_items')}; 0: off)")
-    t.add_argument("--judges", type=Path, metavar="DIR",
-                   help="the judges (digit classifiers) for the per-epoch coherence (default: those shipped for the data)")
-    t.add_argument("--tensorboard", action="store_true", default=None,
-                   help='also log each epoch for TensorBoard in RUN/tensorboard/ (pip install "memevae[tensorboard]")')
+    data_options = _add_data_options(p.add_argument_group("data"))
+    train_options = _add_train_options(t := p.add_argument_group("training"))
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("model")
-    p.set_defaults(func=_train, model_options=_add_model_options(m))
+    p.set_defaults(func=_train, model_options=_add_model_options(m), data_options=data_options, train_options=train_options)
     m.add_argument("--preset", help=f"a named set of model options, which the options given override: {_presets()}; "
                                     f"recorded in config.json")
 
@@ -140,15 +102,11 @@ def _presets() -> str:
     return ", ".join(offered) or "none"
 
 
-def _flag(dest: str) -> str:
-    return {"verify": "--no-verify"}.get(dest, "--" + dest.replace("_", "-"))
-
-
 def _resumable_flags() -> str:
     """The options a resumed run may change (TrainConfig's RESUMABLE fields that are CLI options)."""
-    from .training.trainer import RESUMABLE
+    from .training.trainer import RESUMABLE, TrainConfig
 
-    return ", ".join(_flag(dest) for dest, field in TRAIN_OPTIONS.items() if field in RESUMABLE)
+    return ", ".join(flag for field, flag in flag_names(TrainConfig).items() if flag and field in RESUMABLE)
 
 
 def _writes() -> bool:
@@ -171,15 +129,15 @@ def _train(args):
     from .training.trainer import RESUMABLE
 
     options = given(args, args.model_options)
-    data_given, train_given = given(args, DATA_OPTIONS), given(args, TRAIN_OPTIONS)
+    data_given, train_given = given(args, args.data_options), given(args, args.train_options)
     if args.seed is not None:
-        data_given["seed"] = train_given["seed"] = args.seed
+        data_given["seed"] = args.seed
     if args.resume:
         if args.out is None:
             raise RunError("--resume needs --out RUN, the run directory to continue")
-        fields = {**{v: k for k, v in DATA_OPTIONS.items()}, **{v: k for k, v in TRAIN_OPTIONS.items()}}
-        refused = sorted({_flag(fields.get(f, f)) for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
-                         | {_flag(f) for f in options} | ({"--model"} if args.model else set())
+        named = {**flag_names(TrainConfig), **DataConfig.flags()}
+        refused = sorted({named[f] for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
+                         | {"--" + f.replace("_", "-") for f in options} | ({"--model"} if args.model else set())
                          | ({"--preset"} if args.preset else set()))
         if refused:
             raise RunError(f"--resume continues {args.out} with its recorded model and data, so {', '.join(refused)} cannot "
@@ -212,22 +170,25 @@ class Interrupted(Exception):
 
 
 def _add_features(sub):
-    p = sub.add_parser("features", help="compute the image features of a data set once (CUB: ResNet-101 or colour-hog)",
-                       description="Compute the image feature vectors a data set's image modality uses (CUB: the "
-                                   "paper's ImageNet ResNet-101 features, or the weight-free colour-hog descriptor) "
-                                   "into a checksummed cache; resumable, and a finished cache is never recomputed.")
-    p.add_argument("dataset", choices=["cub"], help="the data set (cub)")
-    from .data.image_features import add_arguments
+    from .data import registry
+    from .data.features.image_features import add_arguments
+
+    having = [name for name, spec in registry.datasets().items() if spec.image_features]
+    p = sub.add_parser("features", help=f"compute the image features of a data set once ({', '.join(having)})",
+                       description="Compute the image feature vectors a data set's image modality uses (the paper's "
+                                   "ImageNet ResNet-101 features, or the weight-free colour-hog descriptor) into a "
+                                   "checksummed cache; resumable, and a finished cache is never recomputed.")
+    p.add_argument("dataset", choices=having, help=f"a data set with image features: {', '.join(having)}")
     add_arguments(p)
     p.set_defaults(func=_features)
 
 
 def _features(args) -> None:
-    from .data.cub import features_cache
-    from .data.cub_files import read_cub
-    from .data.image_features import main
+    from .data import registry
+    from .data.features.image_features import main
 
-    main(args, lambda data_dir: list(read_cub(data_dir).paths), features_cache)
+    features = registry.get(args.dataset).image_features
+    main(args, features.images, features.cache)
 
 
 DATA_DIR_OVERRIDE = "the run's data folder, when it is no longer where config.json records it (the same files)"
@@ -285,7 +246,6 @@ def _translate(args):
 def _add_snr(sub):
     from .evaluation.metrics.snr import SNROptions
     from .models import MEMEConfig
-    from .options import add_options
 
     p = sub.add_parser("snr", help="gradient SNR of MEME's stop-gradient vs full estimator (Fig. 10)",
                        description="Train MEME briefly twice from the same initialisation, once per estimator "
@@ -356,7 +316,6 @@ def _judges_train(args):
 
 def _add_evaluate(sub):
     from .evaluation.metric import default_metrics, metrics
-    from .options import add_options
 
     listing = "\n".join(f"  {name:<12} {m.description}" for name, m in metrics().items())
     p = sub.add_parser("evaluate", help="evaluate a run: coherence, latent accuracy, relatedness, t-SNE, grids, ...",

@@ -79,15 +79,18 @@ def field_docs(cls) -> dict[str, str]:
 
 
 def field_help(cls) -> dict[str, str]:
-    """The first sentence of each field's documentation, for ``--help``."""
+    """The first sentence of each field's documentation, for ``--help``, as plain text (no markup:
+    ``:func:`~a.b``` is "b", ````x```` is "x")."""
     out = {}
     for name, doc in field_docs(cls).items():
-        text = " ".join(doc.split())
+        text = _MARKUP.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(1).startswith("~") else m.group(1),
+                           " ".join(doc.split())).replace("``", "")
         end = _SENTENCE_END.search(text)
         out[name] = text if end is None else text[: end.start() + 1]
     return out
 
 
+_MARKUP = re.compile(r":[a-z]+:`([^`]+)`")
 # a full stop followed by a new sentence, not one of the paper's abbreviations ("Eq. 6", "App. B", "e.g. x")
 _SENTENCE_END = re.compile(r"(?<!\bEq)(?<!\bEqs)(?<!\bApp)(?<!\bFig)(?<!\bSec)(?<!\be\.g)(?<!\bi\.e)(?<!\bet al)\.\s+(?=[A-Z0-9\"(])")
 
@@ -101,15 +104,60 @@ def _argument_type(hint):
     return base if base in (int, float, str) else str
 
 
+FLAG = "flag"
+"""The key of a field's ``metadata`` naming its command-line option when it is not
+``--<field>``: ``field(default=5e-4, metadata={FLAG: "--lr"})``. A boolean field named so is a
+switch: ``"--paired-only"`` sets it true, ``"--no-verify"`` sets it false; a boolean field without
+a name gets ``--<field>`` and ``--no-<field>``. ``{FLAG: None}``: the field has no command-line
+option (e.g. a pair of numbers)."""
+
+
+def flag_names(cls, *, prefix: str = "") -> dict[str, str | None]:
+    """{field: its command-line option} of every field of dataclass ``cls`` (None: the field has
+    none): the one place that knows which option sets which field, for :func:`add_options` and for
+    whatever writes command lines (a sweep's ``memevae train`` commands).
+
+    Example:
+        >>> from memevae.training.trainer import TrainConfig
+        >>> flag_names(TrainConfig)["learning_rate"], flag_names(TrainConfig)["betas"]
+        ('--lr', None)
+    """
+    return {f.name: f.metadata.get(FLAG, "--" + (prefix + f.name).replace("_", "-"))
+            for f in dataclasses.fields(cls) if f.init}
+
+
+def command_line(values: dict, cls, *, prefix: str = "") -> list[str]:
+    """The command-line arguments that give ``values`` ({field: value} of dataclass ``cls``; None:
+    not given) by the options :func:`flag_names` names; a switch is given when it holds its option's value.
+
+    Example:
+        >>> from memevae.data import DataConfig
+        >>> command_line({"paired_fraction": 0.5, "verify": False, "download": False, "limit": None}, DataConfig)
+        ['--paired-fraction', '0.5', '--no-verify']
+    """
+    named, out = flag_names(cls, prefix=prefix), []
+    for key, value in values.items():
+        flag = named[key]
+        if flag is None:
+            raise ValueError(f"{key} has no command-line option")
+        if isinstance(value, bool) and FLAG in cls.__dataclass_fields__[key].metadata:  # a switch
+            out += [flag] if value != flag.startswith("--no-") else []
+        elif isinstance(value, bool):
+            out += [flag if value else "--no-" + flag[2:]]
+        elif value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None = None, notes: dict | None = None,
                 flags: dict | None = None) -> dict[str, str]:
     """Add one command-line option per field of dataclass ``cls`` to ``group``: ``--<prefix><field>``
-    with the field's type, its choices when ``Literal``, and its first documented sentence plus
-    its default as help. Every option defaults to None ("not given"), so the dataclass keeps its
-    own defaults. ``defaults`` overrides what the help shows as default (e.g. per model);
-    ``notes`` puts a word before a field's help (e.g. "MEME:"); ``flags`` gives a field other
-    option strings (e.g. {"learning_rate": ["--lr", "--learning-rate"]}).
-    Returns {argparse dest: field name}.
+    (or the option its metadata names, :data:`FLAG`) with the field's type, its choices when
+    ``Literal``, and its first documented sentence plus its default as help. Every option defaults
+    to None ("not given"), so the dataclass keeps its own defaults. ``defaults`` overrides what the
+    help shows as default (e.g. per model); ``notes`` puts a word before a field's help (e.g.
+    "MEME:"); ``flags`` gives a field other option strings (e.g. {"learning_rate": ["--lr",
+    "--learning-rate"]}). Returns {argparse dest: field name}.
 
     Example:
         >>> from dataclasses import dataclass
@@ -123,18 +171,23 @@ def add_options(group, cls, *, prefix: str = "", skip=(), defaults: dict | None 
         >>> parser.parse_args(["--tsne-points", "10"]).tsne_points
         10
     """
-    helps, hints, dests = field_help(cls), _hints(cls), {}
+    helps, hints, dests, named = field_help(cls), _hints(cls), {}, flag_names(cls, prefix=prefix)
     for f in dataclasses.fields(cls):
-        if f.name in skip or not f.init:
+        if f.name in skip or not f.init or named[f.name] is None:
             continue
-        names = (flags or {}).get(f.name) or ["--" + (prefix + f.name).replace("_", "-")]
+        names = (flags or {}).get(f.name) or [named[f.name]]
         dest = (prefix + f.name).replace("-", "_")
-        shown = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else None)
-        text = " ".join(filter(None, ((notes or {}).get(f.name), helps.get(f.name, ""))))
-        if shown is not None and shown is not dataclasses.MISSING:
-            text += f" (default {shown})" if not isinstance(shown, str) or "default" not in shown else f" ({shown})"
         hint = hints[f.name]
-        if hint is bool:
+        switch = hint is bool and FLAG in f.metadata
+        shown = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING and not switch else None)
+        text = " ".join(filter(None, ((notes or {}).get(f.name), helps.get(f.name, ""))))
+        if shown is not None:
+            text += f" (default {shown})" if not isinstance(shown, str) or "default" not in shown else f" ({shown})"
+        if switch:
+            off = names[0].startswith("--no-")
+            group.add_argument(*names, dest=dest, action="store_false" if off else "store_true", default=None,
+                               help=text + (" (this option turns it off)" if off else ""))
+        elif hint is bool:
             group.add_argument(*names, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             allowed = choices(cls, f.name)
@@ -246,5 +299,5 @@ def hints(cls) -> dict:
     return _hints(cls)
 
 
-__all__ = ["choices", "check_choices", "field_docs", "field_help", "add_options", "given", "fits", "describe", "type_problems", "build",
+__all__ = ["FLAG", "flag_names", "command_line", "choices", "check_choices", "field_docs", "field_help", "add_options", "given", "fits", "describe", "type_problems", "build",
            "as_hinted", "hints"]

@@ -19,6 +19,7 @@ import torch
 
 from .data import DataConfig, MultimodalDataset, registry
 from .data.dataset import as_float_images
+from .data.features.image_features import DEFAULT_FEATURES
 from .data.pairs import recorded_variant
 from .distributions import DiagonalGaussian
 from .modalities import kind_source, register
@@ -143,7 +144,7 @@ def run_name(model: str, data: DataConfig) -> str:
     scheme = f"-f{f:g}" + (f"-{data.unpaired}" if data.unpaired else "") + ("-pairedonly" if data.paired_only else "")
     dataset, options = registry.get(data.dataset), data.options()
     features = options.get("features")
-    named = f"-{features.replace('-', '')}" if features and features != dataset.default_features else ""
+    named = f"-{features.replace('-', '')}" if features and features != DEFAULT_FEATURES else ""
     named += f"-{dataset.tag(options['modalities'])}" if "modalities" in options else ""
     return f"{model}-{data.dataset}{named}{scheme}-seed{data.seed}"
 

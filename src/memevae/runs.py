@@ -193,8 +193,8 @@ def _resume_changes(config: dict, model, data, training, model_options, preset=N
     if model_options is not None and dict(model_options) != config["model_options"]:
         refused.append(f"model options ({config['model_options']} -> {model_options})")
     if data is not None:
-        recorded = dataclasses.asdict(DataConfig.from_record(config["data"]))
-        refused += [f"{k} ({recorded[k]!r} -> {v!r})" for k, v in dataclasses.asdict(data).items()
+        recorded = DataConfig.from_record(config["data"]).record()
+        refused += [f"{k} ({recorded.get(k)!r} -> {v!r})" for k, v in data.record().items()
                     if k not in ("download", "verify") and recorded.get(k) != v]
     changes = {}
     if training is not None:
@@ -319,7 +319,7 @@ def _new_record(plan: _Plan, network: MultimodalVAE, train_data: MultimodalDatas
         "model_options": plan.options,
         "model_config": dataclasses.asdict(network.config),
         **({"modality_sources": sources} if sources else {}),
-        "data": dataclasses.asdict(plan.data),
+        "data": plan.data.record(),
         "data_variant": plan.data.variant,
         "train": dataclasses.asdict(plan.training),
         "train_summary": train_data.summary(),

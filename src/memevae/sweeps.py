@@ -64,9 +64,10 @@ from pathlib import Path
 from typing import Literal
 
 from . import io
-from .data import DataConfig
+from .data import DataConfig, DataError
 from .models import model_class, preset_options
-from .options import check_choices, type_problems
+from .options import check_choices, command_line, flag_names, type_problems
+from .training.trainer import TrainConfig
 from .training.rundir import RunDir, RunError, RunLock
 
 
@@ -153,8 +154,7 @@ class SweepConfig:
 
     def _table_problems(self) -> list[str]:
         """The problems of the [data], [train], [presets], [model_options.<model>] and [vary.<model>] tables."""
-        from .data import DataError, registry
-        from .training.trainer import TrainConfig
+        from .data import registry
 
         out, data = _key_problems("data", self.data, DataConfig, DATA_KEYS)
         datasets = {}
@@ -227,20 +227,25 @@ class RunSpec:
         if resume:
             return ["train", "--out", str(self.path), "--resume", "--epochs", str(self.train["epochs"]), "--quiet"]
         args = ["train", "--out", str(self.path), "--model", self.model, "--quiet"] + (["--preset", self.preset] if self.preset else [])
-        args += _flags(dataclasses.asdict(self.data), DATA_FLAGS) + _flags(self.train, TRAIN_FLAGS)
-        flags = {key: "--" + key.replace("_", "-") for key in self.model_options}
-        return args + _flags(self.model_options, {key: (flag, "--no-" + flag[2:]) for key, flag in flags.items()})
+        data = self.data.record()
+        args += command_line({k: v for k, v in data.items() if k not in DATA_OWN}, DataConfig)
+        for cls in dict.fromkeys(DataConfig.option_classes().values()):
+            args += command_line({k: data[k] for k in data.keys() & DATA_OWN if k in _field_names(cls)}, cls)
+        args += command_line(self.train, TrainConfig)
+        return args + command_line(self.model_options, model_class(self.model).config_class)
 
 
-# config field -> `memevae train` flag, for every field a sweep passes to its runs; a boolean
-# field's flag is given when it is true, or a (when true, when false) pair
-DATA_FLAGS = {"dataset": "--dataset", "rendering": "--rendering", "data_dir": "--data-dir", "paired_fraction": "--paired-fraction",
-              "unpaired": "--unpaired", "paired_only": "--paired-only", "pairs_per_image": "--pairs-per-image", "seed": "--seed",
-              "limit": "--limit", "features": "--features", "features_dir": "--features-dir", "modalities": "--modalities",
-              "download": "--download", "verify": (None, "--no-verify")}
-TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr", "device": "--device",
-               "coherence_items": "--coherence-items", "precision": "--precision", "checkpoint_every": "--checkpoint-every",
-               "subnormals": "--subnormals", "freed_memory": "--freed-memory", "judges": "--judges", "tensorboard": "--tensorboard"}
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+DATA_OWN = set(DataConfig.option_classes())
+"""The data sets' own options (CUB's features, PolyMNIST's modalities), each the option of ``memevae train``."""
+DATA_FLAGS = {k: v for k, v in DataConfig.flags().items() if v}
+"""{setting: its ``memevae train`` option} of every data setting a sweep passes to its runs
+(:func:`memevae.options.flag_names`, which the command line is built from)."""
+TRAIN_FLAGS = {k: v for k, v in flag_names(TrainConfig).items() if v}
+"""{setting: its ``memevae train`` option} of every training setting a sweep passes to its runs."""
 
 GRID = {"dataset": "datasets", "paired_fraction": "fractions", "unpaired": "schemes", "paired_only": "paired_only",
         "seed": "seeds", "limit": "limit", "epochs": "epochs"}
@@ -289,7 +294,7 @@ def _misplaced(table: str, key: str, cls=None) -> str:
         return f"[{table}] {key}: give it as a table of its own, [{key}]"
     places = _places()
     flags = {flag.removeprefix("--").replace("-", "_"): name for flags in (DATA_FLAGS, TRAIN_FLAGS)
-             for name, flag in flags.items() if isinstance(flag, str)}
+             for name, flag in flags.items() if not flag.startswith("--no-")}
     name = key if key not in flags or flags[key] == key else flags[key]
     home = [place for place, keys in places.items() if name in keys]
     if name != key:
@@ -348,19 +353,6 @@ def _placeholder_shapes(kinds: dict[str, str]) -> dict[str, tuple[int, ...]]:
 
     return {name: tuple(1 if size is None else size for size in modality_kinds()[kind].shape)
             for name, kind in kinds.items() if None in modality_kinds()[kind].shape}
-
-
-def _flags(values: dict, flags: dict) -> list[str]:
-    """The ``memevae train`` arguments of ``values`` ({field: value}) by ``flags`` ({field: flag,
-    or a (when true, when false) pair of flags for a boolean}); None is "not given"."""
-    out = []
-    for key, value in values.items():
-        on, off = flags[key] if isinstance(flags[key], tuple) else (flags[key], None)
-        if isinstance(value, bool):
-            out += [flag] if (flag := on if value else off) else []
-        elif value is not None:
-            out += [on, str(value)]
-    return out
 
 
 def load_sweep(path, data_dir=None, **overrides) -> SweepConfig:
@@ -504,7 +496,12 @@ def recorded_differences(spec: RunSpec) -> list[str]:
     except (OSError, json.JSONDecodeError):
         return []
     recorded = {k: v for k, v in config.get("data", {}).items() if k not in ("download", "verify")}
-    wanted = {k: v for k, v in dataclasses.asdict(spec.data).items() if k not in ("download", "verify")}
+    if "dataset" in config.get("data", {}):  # compared as this memevae records it
+        try:
+            recorded = {k: v for k, v in DataConfig.from_record(config["data"]).record().items() if k not in ("download", "verify")}
+        except (ValueError, TypeError, DataError):
+            pass
+    wanted = {k: v for k, v in spec.data.record().items() if k not in ("download", "verify")}
     out = [f"{k} {recorded.get(k)!r} (the sweep: {v!r})" for k, v in wanted.items() if recorded.get(k) != v]
     if config.get("model") != spec.model:
         out.append(f"model {config.get('model')!r} (the sweep: {spec.model!r})")

@@ -11,8 +11,8 @@ import torch
 
 from memevae.cli import main
 from memevae.data import DataConfig, DataError, load_pairs
-from memevae.data.cub import features_cache
-from memevae.data.image_features import compute_features
+from memevae.data.sets.cub import features_cache
+from memevae.data.features.image_features import compute_features
 
 SAMPLE = Path(__file__).parent / "cub_sample"
 
@@ -20,7 +20,7 @@ SAMPLE = Path(__file__).parent / "cub_sample"
 @pytest.fixture(scope="module")
 def cub(tmp_path_factory):
     """A copy of the sample with its colour-hog features computed."""
-    from memevae.data.cub_files import read_cub
+    from memevae.data.files.cub import read_cub
 
     root = tmp_path_factory.mktemp("cub") / "cub"
     shutil.copytree(SAMPLE, root)
@@ -71,7 +71,7 @@ def test_bad_requests_are_one_line_errors(cub, tmp_path):
 @pytest.mark.slow
 def test_features_train_and_evaluate_from_the_command_line(cub, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fitted CCA measure is cached there
-    assert main(["features", "cub", "--data-dir", str(cub), "--backbone", "colour-hog", "--no-progress"]) == 0
+    assert main(["features", "cub", "--data-dir", str(cub), "--features", "colour-hog", "--no-progress"]) == 0
     assert "24 x 2276 colour-hog features (not the paper's" in capsys.readouterr().out
     run = tmp_path / "run"
     assert main(["train", "--dataset", "cub", "--data-dir", str(cub), "--features", "colour-hog", "--out", str(run),

@@ -7,7 +7,7 @@ import pytest
 
 from memevae.data import DataError
 from memevae.data.captions import Vocabulary
-from memevae.data.cub_files import read_cub, read_mmvae_captions
+from memevae.data.files.cub import read_cub, read_mmvae_captions
 
 SAMPLE = Path(__file__).parent / "cub_sample"
 CUB_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cub"

@@ -4,7 +4,7 @@ import importlib
 import pytest
 
 MODULES = ["memevae.data", "memevae.data.config", "memevae.data.dataset", "memevae.data.formats", "memevae.data.pairs",
-           "memevae.data.polymnist", "memevae.data.polymnist_textured", "memevae.data.registry", "memevae.data.schemes",
+           "memevae.data.sets.polymnist", "memevae.data.sets.polymnist_textured", "memevae.data.registry", "memevae.data.schemes",
            "memevae.data.textured"]
 
 

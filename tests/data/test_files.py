@@ -4,7 +4,7 @@ import socket
 import pytest
 
 from memevae.data import DataError
-from memevae.data.files import RemoteFile, check_md5, download, ensure_files, md5sum
+from memevae.data.files.remote import RemoteFile, check_md5, download, ensure_files, md5sum
 
 PAYLOAD = b"official bytes " * 1000
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

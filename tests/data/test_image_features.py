@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from memevae.data import DataError
-from memevae.data import image_features as features
-from memevae.data import resnet
-from memevae.data.image_features import (BACKBONES, COLOUR_HOG_DIM, ResNet101Features, compute_features,
+from memevae.data.features import image_features as features
+from memevae.data.features import resnet
+from memevae.data.features.image_features import (BACKBONES, COLOUR_HOG_DIM, ResNet101Features, compute_features,
                                          load_features, mmvae_transform, nearest_images)
 
 
@@ -303,7 +303,7 @@ def test_untrained_resnet_cache_is_refused_by_default(images, tmp_path, one_thre
     assert meta["untrained"] is True and meta["weights"] == "untrained" and meta["dim"] == 2048
     with pytest.raises(DataError, match=r"cub-resnet101\.npy holds features of an UNTRAINED network") as error:
         load_features(cache, paths)
-    assert "--backbone resnet101" in one_line(error)
+    assert "--features resnet101" in one_line(error)
     loaded = load_features(cache, paths, allow_untrained=True)
     assert loaded.shape == (2, 2048) and torch.isfinite(loaded).all() and (loaded >= 0).all()
     assert not torch.equal(loaded[0], loaded[1])
@@ -324,7 +324,7 @@ def test_nearest_images_is_euclidean_argmin():
         nearest_images(query[:, :3], bank)
 
 
-from memevae.data.cub import features_cache  # noqa: E402  the CUB data set's cache location
+from memevae.data.sets.cub import features_cache  # noqa: E402  the CUB data set's cache location
 
 
 def parse(*argv):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from memevae.data import DATASETS, DataError, load_pairs
-from memevae.data.mnist import _MD5, read_mnist_sample, sample_provenance
+from memevae.data.files.mnist import _MD5, read_mnist_sample, sample_provenance
 from memevae.data.pairs import match_by_class, split_halves, stream
 from memevae.data.textured import render_textured
 

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from memevae.data import DataConfig, DataError, load_pairs, registry
-from memevae.data.mnist import read_mnist_sample
+from memevae.data.files.mnist import read_mnist_sample
 from memevae.data.pairs import match_by_class, match_sets_by_class, split_halves, split_parts, stream
-from memevae.data.polymnist_textured import DATASET, PHOTO_OF
+from memevae.data.sets.polymnist_textured import DATASET, PHOTO_OF
 from memevae.data.textured import render_textured
 from memevae.runs import run_name
 
@@ -82,14 +82,14 @@ def test_deterministic_by_seed():
 def test_modalities_option_forms(given):
     config = DataConfig("polymnist-textured", modalities=given)
     assert config.kinds() == {"m0": "svhn-conv", "m1": "svhn-conv", "m2": "svhn-conv"}
-    assert isinstance(config.modalities, str)  # recorded as the option's text
+    assert config.modalities == ("m0", "m1", "m2") and config.record()["modalities"] == "m0,m1,m2"  # parsed once
     assert config.variant == "polymnist-textured/bright-v1/m0-m1-m2"
     assert run_name("meme", config) == "meme-polymnist-textured-m3-f1-seed0"
 
 
 def test_modalities_name_the_variant_and_the_run():
     default = DataConfig("polymnist-textured")
-    assert default.modalities == "5" and default.variant == "polymnist-textured/bright-v1/m0-m1-m2-m3-m4"
+    assert default.modalities == ("m0", "m1", "m2", "m3", "m4") and default.variant == "polymnist-textured/bright-v1/m0-m1-m2-m3-m4"
     assert run_name("mvae", default) == "mvae-polymnist-textured-m5-f1-seed0"
     config = DataConfig("polymnist-textured", modalities="mnist,m0", rendering="inverted", paired_fraction=0.5,
                         unpaired="random")
@@ -98,9 +98,9 @@ def test_modalities_name_the_variant_and_the_run():
     assert run_name("meme", config) == "meme-polymnist-textured-mnist-m0-f0.5-random-seed0"
     assert run_name("meme", DataConfig("polymnist-textured", modalities="m0,m2")).endswith("-m0-m2-f1-seed0")
     assert DataConfig("polymnist").variant == "polymnist/m0-m1-m2-m3-m4"
-    assert DataConfig.from_record({**vars(config)}) == config
+    assert DataConfig.from_record(config.record()) == config
     # data sets without the option keep their names, variants and kinds
-    assert DataConfig().kinds() == {"mnist": "mnist-mlp", "textured": "svhn-conv"} and DataConfig().modalities is None
+    assert DataConfig().kinds() == {"mnist": "mnist-mlp", "textured": "svhn-conv"} and DataConfig().dataset_options is None
     assert run_name("meme", DataConfig()) == "meme-mnist-textured-f1-seed0"
 
 

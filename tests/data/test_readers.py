@@ -5,8 +5,8 @@ import pytest
 import scipy.io
 
 from memevae.data import DataError
-from memevae.data.mnist import read_idx, read_mnist
-from memevae.data.svhn import read_svhn, read_svhn_mat
+from memevae.data.files.mnist import read_idx, read_mnist
+from memevae.data.files.svhn import read_svhn, read_svhn_mat
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (12, 28, 28), dtype=np.uint8)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from memevae.data import load_pairs
-from memevae.data.files import ensure_files, md5sum
-from memevae.data.mnist import SAMPLE_PATH, mnist_table, read_mnist, read_mnist_sample
+from memevae.data.files.remote import ensure_files, md5sum
+from memevae.data.files.mnist import SAMPLE_PATH, mnist_table, read_mnist, read_mnist_sample
 from memevae.data.pairs import split_halves, stream
 
 MNIST_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"

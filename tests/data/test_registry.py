@@ -12,7 +12,7 @@ def test_every_module_declaring_a_data_set_is_found():
     assert {name: spec.label for name, spec in registry.datasets().items()} == {
         "cub": "CUB", "mnist-svhn": "MNIST-SVHN", "mnist-textured": "MNIST-Textured", "polymnist": "PolyMNIST",
         "polymnist-textured": "PolyMNIST-Textured"}
-    assert registry.get("mnist-svhn").load.__module__ == "memevae.data.mnist_svhn"
+    assert registry.get("mnist-svhn").load.__module__ == "memevae.data.sets.mnist_svhn"
 
 
 def test_default_kinds_and_variants_come_from_the_declarations():

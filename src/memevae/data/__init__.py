@@ -1,6 +1,7 @@
 """Data layer: one dataset type for complete and partial multimodal data, bank formats, the data
-sets (one module each, found by :mod:`~memevae.data.registry`), the official readers, the
-textured-digits renderer, pairing and the partial-observation schemes (paper Sec. 4.1; docs/data.md).
+sets (one module each in :mod:`memevae.data.sets`, found by :mod:`~memevae.data.registry`), the
+readers of their files (:mod:`memevae.data.files`), image features (:mod:`memevae.data.features`),
+the textured-digits renderer, pairing and the partial-observation schemes (paper Sec. 4.1; docs/data.md).
 
 >>> from memevae.data import load_pairs, apply_scheme
 >>> train = apply_scheme(load_pairs("mnist-textured", "train"), 0.5, "split")

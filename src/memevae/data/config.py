@@ -2,38 +2,39 @@
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
+from ..options import FLAG, flag_names
 from . import registry
 from .dataset import MultimodalDataset
 from .pairs import LEGACY_RENDERING, data_variant, judges_variant, load_pairs
 from .schemes import apply_scheme
-from .textured import DEFAULT_RENDERING, check_rendering
-
-_OWN_OPTIONS = {"features": "image features", "features_dir": "image features", "modalities": "a choice of modalities"}
-"""The fields only some data sets take (their :attr:`DataSet.options`), with what those data sets have."""
-
+from .textured import DEFAULT_RENDERING, Rendering, check_rendering
 
 def _absolute(folder) -> str:
     """``folder`` as an absolute path (``~`` expanded), so that it means the same from any working folder."""
     return str(Path(folder).expanduser().resolve())
 
 
-@dataclass
+@dataclass(init=False)
 class DataConfig:
-    """Which data a run trains on (paper Sec. 4; the data sets and schemes are in ``docs/data.md``)."""
+    """Which data a run trains on (paper Sec. 4; the data sets and schemes are in ``docs/data.md``):
+    the settings every data set takes, and :attr:`dataset_options`, the data set's own options.
+
+    ``DataConfig(dataset, **settings)``: the settings below by name, and the data set's own
+    options (its :attr:`~memevae.data.DataSet.options`) by theirs, e.g.
+    ``DataConfig("cub", data_dir="CUB", features="colour-hog")``.
+    """
 
     dataset: str = "mnist-textured"
-    """A data set of :mod:`memevae.data.registry`: "mnist-textured" (the offline stand-in for
-    SVHN), "mnist-svhn", "cub", "polymnist-textured" (an offline PolyMNIST-style stand-in) or
-    "polymnist" (MoPoE's PolyMNIST files)."""
-    rendering: str = DEFAULT_RENDERING
-    """How textured digits are drawn (mnist-textured, polymnist-textured): "bright" (default) or
-    the hard "inverted" of early memevae 0.1.0; see :mod:`memevae.data.textured`."""
+    """The data set, by name (the data sets are :mod:`memevae.data.registry`'s)."""
+    rendering: Rendering = DEFAULT_RENDERING
+    """How textured digits are drawn (mnist-textured, polymnist-textured): "bright" strokes over a
+    darkened photo, or the hard "inverted" strokes of early memevae 0.1.0; see :mod:`memevae.data.textured`."""
     data_dir: str | None = None
     """Folder with the official files, kept as an absolute path (a run records it so, to be read from
     any folder later); None: the real MNIST sample shipped in the package."""
@@ -43,31 +44,47 @@ class DataConfig:
     """What the other pairs keep: a modality name (only that modality is kept), "split" (one part
     per modality, each keeping only it), "random" (each keeps a random proper subset) or a proper
     subset joined by "+" ("m0+m2"); see :func:`~memevae.data.apply_scheme`."""
-    paired_only: bool = False
+    paired_only: bool = field(default=False, metadata={FLAG: "--paired-only"})
     """Drop the unpaired remainder entirely (ablation J.2)."""
     pairs_per_image: int = 1
-    """1: one-to-one pairs per class (release). N: up to N partners per image (MMVAE protocol)."""
+    """Partners per image: 1, one-to-one pairs per class (release); N, up to N (MMVAE protocol: 20)."""
     seed: int = 0
     """Seeds the pairing, the textured rendering and the partial-observation split."""
     limit: int | None = None
     """Keep only a seeded random ``limit`` training rows (after the scheme), for quick checks."""
-    download: bool = False
+    download: bool = field(default=False, metadata={FLAG: "--download"})
     """Fetch missing official files into ``data_dir`` (md5-verified, never a partial file)."""
-    verify: bool = True
+    verify: bool = field(default=True, metadata={FLAG: "--no-verify"})
     """Check the official files' md5s (off: only shapes and dtypes are checked)."""
-    features: str | None = None
-    """cub only: the image features, "resnet101" (the paper's: the pooled output of an ImageNet
-    ResNet-101) or "colour-hog" (a classical descriptor that needs no weights; results made with it
-    are filed under its name). None: the data set's default ("resnet101"), recorded as such."""
-    features_dir: str | None = None
-    """cub only: the folder of the cached features (``memevae features cub``), kept as an absolute
-    path; None: the ``features`` folder inside ``data_dir``."""
-    modalities: str | None = None
-    """polymnist, polymnist-textured only: the modalities, "N" (2 to 5: m0 .. m{N-1}) or comma-separated
-    names ("mnist,m0,m1"; polymnist-textured's plain MNIST digits are chosen by name only), kept in the
-    data set's order. None: the data set's default, "5" (MoPoE's PolyMNIST has five), recorded as such."""
+    dataset_options: object = field(default=None, metadata={FLAG: None})
+    """The data set's own options, an instance of its :attr:`~memevae.data.DataSet.options` (CUB's
+    image ``features``, PolyMNIST's ``modalities``: see :meth:`option_classes`); None for a data set
+    without any."""
 
-    def __post_init__(self):
+    def __init__(self, *args, **settings):
+        general = [f.name for f in fields(DataConfig)]
+        if len(args) > len(general):
+            raise TypeError(f"DataConfig takes at most {len(general)} settings by position, got {len(args)}")
+        settings.update(zip(general, args))
+        for f in fields(DataConfig):
+            setattr(self, f.name, settings.pop(f.name, f.default))
+        self._check()
+        dataset = registry.get(self.dataset)
+        if isinstance(self.dataset_options, dict):  # dataclasses.asdict's or a record's
+            settings = {**self.dataset_options, **settings}
+        elif self.dataset_options is not None:  # dataclasses.replace's
+            settings = {**dataclasses.asdict(self.dataset_options), **settings}
+        for name in [name for name in settings if not dataset.takes(name)]:
+            takers = [other for other, spec in registry.datasets().items() if spec.takes(name)]
+            if not takers:
+                raise TypeError(f"DataConfig has no setting {name!r}; its settings are {', '.join(general[:-1])} "
+                                f"and the options of the data sets, {', '.join(sorted(self.option_classes()))}")
+            if settings.pop(name) is not None:  # None: not given, as runs of memevae 0.x recorded every option
+                what = registry.get(takers[0]).options.what
+                raise ValueError(f"{name} applies to data sets with {what} ({', '.join(takers)}), not {self.dataset}")
+        self.dataset_options = dataset.parse_options({k: v for k, v in settings.items() if v is not None})
+
+    def _check(self) -> None:
         if self.dataset not in registry.names():
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(registry.names())}")
         check_rendering(self.rendering)
@@ -79,24 +96,34 @@ class DataConfig:
                 raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
         if self.data_dir is not None:
             self.data_dir = _absolute(self.data_dir)
-        dataset = registry.get(self.dataset)
-        taken = dataset.options
-        if "features" in taken and self.features is None:
-            self.features = dataset.default_features
-        if "modalities" in taken and self.modalities is None:
-            self.modalities = str(len(dataset.numbered))
-        for name, what in _OWN_OPTIONS.items():
-            if getattr(self, name) is not None and name not in taken:
-                takers = [d for d, spec in registry.datasets().items() if name in spec.options]
-                raise ValueError(f"{name} applies to data sets with {what} ({', '.join(takers)}), not {self.dataset}")
-        if self.features_dir is not None:
-            self.features_dir = _absolute(self.features_dir)
-        if self.modalities is not None:
-            dataset.chosen(self.modalities)  # a one-line error for a bad choice, before any data is read
-            if isinstance(self.modalities, numbers.Integral):  # kept as the option's text
-                self.modalities = str(self.modalities)
-            elif not isinstance(self.modalities, str):  # a list of names
-                self.modalities = ",".join(map(str, self.modalities))
+
+    def __getattr__(self, name: str):
+        """An option of the data set's own (``config.modalities``, ``config.features``)."""
+        own = self.__dict__.get("dataset_options")
+        if own is not None and name in {f.name for f in fields(own)}:
+            return getattr(own, name)
+        raise AttributeError(f"{type(self).__name__} of {self.__dict__.get('dataset')!r} has no attribute {name!r}")
+
+    @staticmethod
+    def option_classes() -> dict[str, type]:
+        """{option: the options class of the data sets that take it}, over every data set; e.g.
+        ``"features"``: CUB's, ``"modalities"``: :class:`~memevae.data.registry.ModalityChoice`."""
+        return {f.name: spec.options for spec in registry.datasets().values() if spec.options
+                for f in fields(spec.options)}
+
+    @staticmethod
+    def flags() -> dict[str, str | None]:
+        """{setting or data set's own option: its ``memevae train`` option} (None: it has none), from
+        :func:`memevae.options.flag_names`: what the command line is built from and sweeps write."""
+        return {**flag_names(DataConfig), **{name: flag for cls in DataConfig.option_classes().values()
+                                             for name, flag in flag_names(cls).items()}}
+
+    def record(self) -> dict:
+        """The config as ``config.json`` records it: every setting and the data set's own options in
+        one flat table, a choice of modalities as its comma-joined names (what :meth:`from_record` reads)."""
+        general = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dataset_options"}
+        own = {name: ",".join(value) if isinstance(value, tuple) else value for name, value in self.options().items()}
+        return {**general, **own}
 
     @classmethod
     def from_record(cls, record: dict) -> "DataConfig":
@@ -123,8 +150,8 @@ class DataConfig:
         return judges_variant(self.dataset, self.rendering, **self.options())
 
     def options(self) -> dict:
-        """The fields of this config that only its data set takes (:attr:`DataSet.options`)."""
-        return {name: getattr(self, name) for name in registry.get(self.dataset).options}
+        """The data set's own options, {option: value} (:attr:`dataset_options`)."""
+        return {} if self.dataset_options is None else dataclasses.asdict(self.dataset_options)
 
     def kinds(self) -> dict[str, str]:
         """{modality: default network kind} of the modalities this config's data have, in the data
@@ -133,7 +160,7 @@ class DataConfig:
         >>> DataConfig("polymnist-textured", modalities="mnist,m1").kinds()
         {'mnist': 'mnist-mlp', 'm1': 'svhn-conv'}
         """
-        return registry.get(self.dataset).kinds(self.modalities)
+        return registry.get(self.dataset).kinds(self.options().get("modalities"))
 
     def load(self, split: str) -> MultimodalDataset:
         """The train split with the partial-observation scheme applied, or the full test split."""

@@ -1,6 +1,6 @@
 """Paired data sets as MultimodalDatasets: :func:`load_pairs` and what the data set modules share
 (pairing by class, seeded streams, variant names). The data sets themselves are modules of their
-own: :mod:`memevae.data.mnist_svhn` (paper Sec. 4), :mod:`memevae.data.mnist_textured` (its offline
+own: :mod:`memevae.data.sets.mnist_svhn` (paper Sec. 4), :mod:`memevae.data.sets.mnist_textured` (its offline
 stand-in); see :mod:`memevae.data.registry`."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from . import registry
 from .dataset import MultimodalDataset
 from .errors import DataError
-from .mnist import read_mnist, read_mnist_sample
+from .files.mnist import read_mnist, read_mnist_sample
 from .textured import DEFAULT_RENDERING, check_rendering
 
 LEGACY_RENDERING = "inverted"
@@ -59,7 +59,7 @@ def recorded_variant(config: dict) -> str:
     recorded: those used :data:`LEGACY_RENDERING`)."""
     data = config["data"]
     known = registry.datasets().get(data["dataset"])
-    options = {name: data.get(name) for name in (known.options if known else ())}
+    options = {name: data.get(name) for name in (known.option_names if known else ())}
     return config.get("data_variant") or data_variant(data["dataset"], data.get("rendering", LEGACY_RENDERING), **options)
 
 
@@ -192,14 +192,14 @@ def load_pairs(
     protocol), test pairs only from the test files. Everything is deterministic given ``seed``.
     ``download`` fetches missing official files into ``data_dir``; ``verify`` checks their md5s.
     - ``"cub"``: CUB-200-2011 images (as feature vectors) with their ten captions each (paper
-      Sec. 4, App. G); ``options``: ``features`` and ``features_dir`` (:mod:`memevae.data.cub`).
-    - ``"polymnist-textured"`` (offline, :mod:`memevae.data.polymnist_textured`) and ``"polymnist"``
-      (MoPoE's files, :mod:`memevae.data.polymnist`): tuples of up to five modalities; ``options``:
+      Sec. 4, App. G); ``options``: ``features`` and ``features_dir`` (:mod:`memevae.data.sets.cub`).
+    - ``"polymnist-textured"`` (offline, :mod:`memevae.data.sets.polymnist_textured`) and ``"polymnist"``
+      (MoPoE's files, :mod:`memevae.data.sets.polymnist`): tuples of up to five modalities; ``options``:
       ``modalities`` ("3", "mnist,m0,m1"; :meth:`~memevae.data.DataSet.chosen`).
 
     Banks hold exactly the examples some row uses. Each data set's ``DATASET.load`` does the
     loading (:mod:`memevae.data.registry`); this checks the arguments they share and passes
-    ``options`` (a data set's own, its ``DataSet.options``) through.
+    ``options`` (a data set's own, the fields of its ``DataSet.options``) through.
 
     >>> train = load_pairs("mnist-textured", "train")  # the shipped sample, offline
     >>> train.summary()
@@ -213,10 +213,10 @@ def load_pairs(
     if not _is_int(seed) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     check_rendering(rendering)
-    unknown = sorted(set(options) - set(spec.options))
+    unknown = sorted(set(options) - set(spec.option_names))
     if unknown:
         raise DataError(f"{dataset} takes no option(s) {', '.join(unknown)}"
-                        + (f"; its options are {', '.join(spec.options)}" if spec.options else ""))
+                        + (f"; its options are {', '.join(spec.option_names)}" if spec.options else ""))
     return spec.load(split, data_dir, pairs_per_image=pairs_per_image, seed=seed, download=download, verify=verify,
                      rendering=rendering, **options)
 

@@ -1,4 +1,4 @@
-"""The data sets memevae knows: each is one module of this package with a module-level
+"""The data sets memevae knows: each is one module of :mod:`memevae.data.sets` with a module-level
 ``DATASET`` (a :class:`DataSet`), found when first asked for.
 
 >>> names()
@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import numbers
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import ClassVar
 
+from ..options import check_choices
 from .errors import DataError
 from .formats import get_format
 from .textured import rendering_tag
@@ -37,24 +40,51 @@ class ModalitySpec:
         get_format(self.format)
 
 
+@dataclass(frozen=True)
+class ImageFeatures:
+    """What ``memevae features <data set>`` needs of a data set whose images enter as cached feature
+    vectors: ``images(data_dir)``, the relative paths of its images in their order, and
+    ``cache(data_dir, features, features_dir)``, the cache file of the features ``features``."""
+
+    images: Callable
+    cache: Callable
+
+
+@dataclass(frozen=True)
+class ModalityChoice:
+    """The own options of a data set that offers a choice among its modalities (PolyMNIST's)."""
+
+    what: ClassVar[str] = "a choice of modalities"
+    modalities: tuple[str, ...] | str | int | None = None
+    """The modalities: N (2 to 5: the first N numbered ones, m0 .. m{N-1}) or comma-separated
+    names, e.g. mnist,m0,m1 (polymnist-textured's plain MNIST digits by name only); given as
+    that text, an integer or a list, held as the tuple of their names in the data set's order.
+    None: every numbered one (five)."""
+
+    def resolve(self, dataset: "DataSet") -> "ModalityChoice":
+        """The choice as the tuple of the names ``dataset`` chooses (:meth:`DataSet.chosen`)."""
+        return ModalityChoice(dataset.chosen(self.modalities))
+
+
 @dataclass(frozen=True, eq=False)
 class DataSet:
     """A data set: its name (``--dataset``), the label results are published under, its modalities
     in bank order, and ``load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering,
     **options)`` returning a :class:`~memevae.data.MultimodalDataset`. ``rendered``: its examples
     depend on the textured rendering, so its variant names the rendering's version. ``options``: the
-    further :class:`~memevae.data.DataConfig` fields its ``load`` takes (e.g. CUB's image
-    ``features``, PolyMNIST's ``modalities``); a data set's variant names its ``features`` and its
-    chosen modalities when it takes them."""
+    dataclass of its own typed options, which its ``load`` takes as keywords and a
+    :class:`~memevae.data.DataConfig` holds (e.g. CUB's image ``features``, :class:`ModalityChoice`
+    for PolyMNIST's ``modalities``); a data set's variant names its ``features`` and its chosen
+    modalities when it takes them."""
 
     name: str
     label: str
     modalities: dict[str, ModalitySpec]
     load: Callable
     rendered: bool = False
-    options: tuple[str, ...] = ()
-    default_features: str | None = None
-    """The image features its ``load`` uses when a config names none (CUB: "resnet101")."""
+    options: type | None = None
+    image_features: ImageFeatures | None = None
+    """How ``memevae features`` computes the image features its ``load`` reads (CUB's); None: it has none."""
     disjoint_classes: bool = False
     """Its test classes are not training classes (CUB's class split), so a classifier of latent
     codes fitted on training items cannot be scored on test items."""
@@ -73,7 +103,7 @@ class DataSet:
         """The name results are filed under, e.g. "mnist-textured/bright-v1", "mnist-svhn",
         "cub/resnet101" or "polymnist-textured/bright-v1/m0-m1-m2"."""
         base = self.judges_variant(rendering, **options)
-        return f"{base}/{'-'.join(self.chosen(options.get('modalities')))}" if "modalities" in self.options else base
+        return f"{base}/{'-'.join(self.chosen(options.get('modalities')))}" if self.takes("modalities") else base
 
     def judges_variant(self, rendering: str, **options) -> str:
         """The name judges (per-modality digit classifiers) are filed under: :meth:`variant` without
@@ -82,7 +112,7 @@ class DataSet:
         parts = [self.name]
         if self.rendered:
             parts.append(rendering_tag(rendering))
-        elif "features" in self.options and options.get("features"):
+        elif self.takes("features") and options.get("features"):
             parts.append(options["features"])
         return "/".join(parts)
 
@@ -93,7 +123,7 @@ class DataSet:
         or a sequence. At least two; anything else is a one-line DataError naming the choices."""
         if modalities is None:
             return self.numbered or tuple(self.modalities)
-        if "modalities" not in self.options:
+        if not self.takes("modalities"):
             raise DataError(f"{self.name} has the fixed modalities {', '.join(self.modalities)}; give no modalities option")
         most = len(self.numbered)
         fix = (f"give N, 2 to {most} (the first N of {', '.join(self.numbered)}), or two or more comma-separated "
@@ -132,6 +162,27 @@ class DataSet:
         chosen = self.chosen(modalities)
         return f"m{len(chosen)}" if chosen == self.numbered[: len(chosen)] else "-".join(chosen)
 
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """The names of its own options (the fields of :attr:`options`)."""
+        return tuple(f.name for f in dataclasses.fields(self.options)) if self.options else ()
+
+    def takes(self, option: str) -> bool:
+        """Whether ``option`` is one of its own options."""
+        return option in self.option_names
+
+    def parse_options(self, values: dict):
+        """Its :attr:`options` built from ``values`` ({option: value}, those not given left out),
+        checked (a ``Literal`` option against its choices) and resolved (a choice of modalities as the
+        tuple of their names); None for a data set without options. A bad value is a one-line error."""
+        if self.options is None:
+            if values:
+                raise ValueError(f"{self.name} takes no option(s) {', '.join(sorted(values))}")
+            return None
+        built = self.options(**values)
+        check_choices(built)
+        return built.resolve(self) if hasattr(built, "resolve") else built
+
     def formats(self) -> dict[str, str]:
         """{modality: format name}, for :class:`~memevae.data.MultimodalDataset`."""
         return {m: spec.format for m, spec in self.modalities.items()}
@@ -139,13 +190,13 @@ class DataSet:
 
 @cache
 def datasets() -> dict[str, DataSet]:
-    """Every data set, by name (sorted): the ``DATASET`` of each module of :mod:`memevae.data`."""
-    found = {}
-    for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
-        dataset = getattr(importlib.import_module(f"{__package__}.{module.name}"), "DATASET", None)
+    """Every data set, by name (sorted): the ``DATASET`` of each module of :mod:`memevae.data.sets`."""
+    found, package = {}, f"{__package__}.sets"
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        dataset = getattr(importlib.import_module(f"{package}.{module.name}"), "DATASET", None)
         if isinstance(dataset, DataSet):
             if dataset.name in found:
-                raise RuntimeError(f"two modules of {__package__} declare the data set {dataset.name!r}")
+                raise RuntimeError(f"two modules of {package} declare the data set {dataset.name!r}")
             found[dataset.name] = dataset
     return dict(sorted(found.items()))
 

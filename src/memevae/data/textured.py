@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import skimage.data
@@ -36,6 +37,8 @@ _CHUNK = 4096  # images per vectorised step: bounds memory to a few tens of MB
 RENDERINGS = {"bright": 1, "inverted": 1}
 """Rendering name -> version. A version changes whenever a rendering's pixels change."""
 DEFAULT_RENDERING = "bright"
+Rendering = Literal[tuple(RENDERINGS)]
+"""The name of a rendering, as an option's type."""
 BACKGROUND_GAIN = 0.5
 """``bright``: the crop is darkened to this fraction of its brightness."""
 MIN_STROKE_CHANNEL = 0.6

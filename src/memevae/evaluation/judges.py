@@ -378,7 +378,7 @@ def _train_and_test(data_config):
 
     c = data_config
     dataset = registry.get(c.dataset)
-    every = {"modalities": ",".join(dataset.modalities)} if "modalities" in dataset.options else {}
+    every = {"modalities": ",".join(dataset.modalities)} if dataset.takes("modalities") else {}
     train = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **every)
     test = load_pairs(c.dataset, "test", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **every)
     return train, test

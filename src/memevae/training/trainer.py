@@ -7,12 +7,12 @@ import contextlib
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
-from ..options import check_choices
+from ..options import FLAG, check_choices
 from .cpu import cpu_settings
 from .schedule import epoch_batches
 
@@ -40,14 +40,18 @@ class TrainConfig:
     epochs for MNIST-SVHN; CUB uses lr 1e-4 and 300 epochs)."""
 
     epochs: int = 100
+    """Passes over the training data; a resumed run continues until it has trained this many."""
     batch_size: int = 128
-    learning_rate: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
+    """Training rows per optimisation step."""
+    learning_rate: float = field(default=5e-4, metadata={FLAG: "--lr"})
+    """Adam's learning rate."""
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={FLAG: None})
+    """Adam's coefficients of the running averages of the gradient and its square."""
     seed: int = 0
     """Seeds initialisation, data order (per epoch) and sampling noise."""
     device: str = "auto"
     """"auto" picks CUDA when present, else CPU; or any torch device string."""
-    test_samples: int = 2000
+    test_samples: int = field(default=2000, metadata={FLAG: None})
     """Test pairs on which the per-epoch test loss is computed (0: all)."""
     coherence_items: int = 500
     """Test pairs on which the per-epoch cross coherence is measured (0: not measured); see
@@ -55,7 +59,7 @@ class TrainConfig:
     judges: str | None = None
     """Folder of the judge classifiers for the per-epoch coherence; None: the judges that ship with
     memevae for the run's data variant (when there are none, the coherence is not measured)."""
-    tensorboard: bool = False
+    tensorboard: bool = field(default=False, metadata={FLAG: "--tensorboard"})
     """Also write each epoch's values and generation grid for TensorBoard into ``RUN/tensorboard/``
     (needs the ``tensorboard`` extra)."""
     checkpoint_every: int = 0

@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
 SPLITS = ("train", "test")
 SPLIT_FILES = {"train": "attngan_train_classes.txt", "test": "attngan_test_classes.txt"}

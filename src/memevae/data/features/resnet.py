@@ -35,7 +35,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from .errors import DataError
+from ..errors import DataError
 
 IMAGENET_V1_FILE = "resnet101-63fe2227.pth"
 """torchvision's ``ResNet101_Weights.IMAGENET1K_V1`` file (the name holds its sha256 prefix)."""

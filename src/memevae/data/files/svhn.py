@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .errors import DataError
-from .files import RemoteFile, ensure_files
+from ..errors import DataError
+from .remote import RemoteFile, ensure_files
 
 BASE_URL = "http://ufldl.stanford.edu/housenumbers/"
 _MD5 = {"train": "e26dedcc434d2e4c54c9b2d4a06d8373", "test": "eb5a983be6a315427106f1b164d9cef3"}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .errors import DataError
-from .pairs import match_by_class, paired_dataset, read_digits, stream
-from .registry import DataSet, ModalitySpec
-from .svhn import read_svhn
+from ..errors import DataError
+from ..pairs import match_by_class, paired_dataset, read_digits, stream
+from ..registry import DataSet, ModalitySpec
+from ..files.svhn import read_svhn
 
 
 def load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering):

@@ -12,9 +12,9 @@ its own disjoint part of the split's MNIST images, tuples grouped by class; an o
 
 from __future__ import annotations
 
-from .pairs import match_sets_by_class, paired_dataset, read_digits, split_parts, stream
-from .registry import DataSet, ModalitySpec
-from .textured import PHOTOS, render_textured
+from ..pairs import match_sets_by_class, paired_dataset, read_digits, split_parts, stream
+from ..registry import DataSet, ModalityChoice, ModalitySpec
+from ..textured import PHOTOS, render_textured
 
 PHOTO_OF = {f"m{k}": PHOTOS[k] for k in range(5)}
 """The photograph each textured modality draws its digits over (m0: astronaut, m1: chelsea, ...)."""
@@ -48,6 +48,6 @@ DATASET = DataSet(
                 **{name: ModalitySpec("image", (3, 32, 32), "svhn-conv") for name in PHOTO_OF}},
     load=load,
     rendered=True,
-    options=("modalities",),
+    options=ModalityChoice,
     numbered=tuple(PHOTO_OF),
 )

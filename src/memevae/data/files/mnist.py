@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .files import RemoteFile, ensure_files
+from ..errors import DataError
+from .remote import RemoteFile, ensure_files
 
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 

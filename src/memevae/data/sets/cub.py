@@ -3,7 +3,7 @@ vector, paired with each of its ten captions (Reed et al. 2016), divided by clas
 paper do (150 train-val classes, 50 test classes).
 
 The images enter as cached feature vectors (``memevae features cub``): the paper's 2048-d pooled
-output of an ImageNet ResNet-101 ("resnet101", the default), or "colour-hog", a classical
+output of an ImageNet ResNet-101 (``DEFAULT_FEATURES``), or "colour-hog", a classical
 descriptor that needs no weights (results made with it are filed under "cub/colour-hog", never as
 the paper's setting). The captions are token ids over the vocabulary of the training captions'
 words seen at least 3 times (:class:`~memevae.data.captions.Vocabulary`), 32 tokens long.
@@ -12,34 +12,52 @@ words seen at least 3 times (:class:`~memevae.data.captions.Vocabulary`), 32 tok
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from .captions import LENGTH, Vocabulary
-from .cub_files import CAPTIONS_PER_IMAGE, read_cub
-from .dataset import MultimodalDataset
-from .errors import DataError
-from .registry import DataSet, ModalitySpec
+from ..captions import LENGTH, Vocabulary
+from ..files.cub import CAPTIONS_PER_IMAGE, read_cub
+from ..dataset import MultimodalDataset
+from ..errors import DataError
+from ..features.image_features import DEFAULT_FEATURES, FeatureName, load_features
+from ..registry import DataSet, ImageFeatures, ModalitySpec
 
 MIN_COUNT = 3
 """A word enters the vocabulary when the training captions hold it at least this often (paper App. K)."""
 
 
-def features_cache(data_dir: str | os.PathLike, features: str | None = None, features_dir: str | os.PathLike | None = None) -> Path:
-    """Where ``memevae features cub`` keeps the image features ``features`` (default the data set's,
-    "resnet101") of the CUB folder ``data_dir``: ``<features_dir or data_dir/features>/cub-<features>.npy``."""
-    return Path(features_dir or Path(data_dir) / "features") / f"cub-{features or DATASET.default_features}.npy"
+@dataclass(frozen=True)
+class CUBOptions:
+    """CUB's own options: which image features its image modality is, and where they are cached."""
+
+    what: ClassVar[str] = "image features"
+    features: FeatureName = DEFAULT_FEATURES
+    """The image features: "resnet101", the paper's (the pooled output of an ImageNet ResNet-101),
+    or "colour-hog", a classical descriptor that needs no weights (results made with it are filed
+    under its name); computed first by ``memevae features cub``."""
+    features_dir: str | None = None
+    """The folder of the cached features; None: the ``features`` folder inside the data folder."""
+
+    def resolve(self, dataset) -> "CUBOptions":
+        """The options with the features folder as text."""
+        return replace(self, features_dir=None if self.features_dir is None else str(Path(self.features_dir).expanduser().resolve()))
 
 
-def load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering, features=None, features_dir=None):
+def features_cache(data_dir: str | os.PathLike, features: str = DEFAULT_FEATURES, features_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``memevae features cub`` keeps the image features ``features`` (default the paper's)
+    of the CUB folder ``data_dir``: ``<features_dir or data_dir/features>/cub-<features>.npy``."""
+    return Path(features_dir or Path(data_dir) / "features") / f"cub-{features}.npy"
+
+
+def load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering, features=DEFAULT_FEATURES, features_dir=None):
     """The ``split`` ("train": the 150 train-val classes; "test": the 50 test classes) of the CUB
     folder ``data_dir``: a row per (image, caption), ten per image, the images as their cached
     features; the vocabulary (built from the training captions) travels with the data set.
     ``seed`` and ``rendering`` do not apply (CUB's pairs are given)."""
-    from .image_features import load_features
-
     if data_dir is None:
         raise DataError("cub needs --data-dir DIR, the folder holding CUB_200_2011/, text/ and split/ (docs/data.md, "
                         "'CUB'); memevae ships no CUB images")
@@ -76,7 +94,7 @@ class NearestPictures:
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         from PIL import Image
 
-        from .image_features import nearest_images
+        from ..features.image_features import nearest_images
 
         pictures = []
         for row in nearest_images(x.detach().float().cpu(), self.bank)[:, 0].tolist():
@@ -92,8 +110,8 @@ DATASET = DataSet(
     modalities={"image": ModalitySpec("features", (None,), "features-mlp"),
                 "caption": ModalitySpec("tokens", (LENGTH,), "caption-conv")},
     load=load,
-    options=("features", "features_dir"),
-    default_features="resnet101",
+    options=CUBOptions,
+    image_features=ImageFeatures(images=lambda data_dir: list(read_cub(data_dir).paths), cache=features_cache),
     judged=False,
     disjoint_classes=True,
     label_noun="class",

@@ -4,9 +4,9 @@ class with *other* MNIST digits of the same split drawn over photographs
 
 from __future__ import annotations
 
-from .pairs import match_by_class, paired_dataset, read_digits, split_halves, stream
-from .registry import DataSet, ModalitySpec
-from .textured import render_textured
+from ..pairs import match_by_class, paired_dataset, read_digits, split_halves, stream
+from ..registry import DataSet, ModalitySpec
+from ..textured import render_textured
 
 
 def load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering):

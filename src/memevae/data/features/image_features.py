@@ -4,7 +4,7 @@ ImageNet ResNet-101 (paper Table 8c, App. K).
 
 Backbones (:data:`BACKBONES`):
 
-- ``"resnet101"`` (the paper's setting): :mod:`memevae.data.resnet` with torchvision's ImageNet
+- ``"resnet101"`` (the paper's setting): :mod:`memevae.data.features.resnet` with torchvision's ImageNet
   weights (``resnet101-63fe2227.pth``, downloaded into the torch hub cache, or ``weights=FILE``).
   Preprocessing follows the official MMVAE code (iffsid/mmvae, ``src/datasets.py``, class
   ``CUBImageFt``, which the feature models ``vae_cub_image_ft.py`` / ``mmvae_cub_images_sentences_ft.py``
@@ -44,12 +44,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .resnet import FEATURE_DIM, IMAGENET_V1_FILE, UNTRAINED, sha256_file
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class ColourHogFeatures:
         """This backbone takes no weights: ``weights`` must be None."""
         if weights is not None:
             raise DataError(f"the colour-hog backbone takes no weights (got {weights}); drop --weights or use "
-                            f"--backbone resnet101")
+                            f"--features {DEFAULT_FEATURES}")
         return self
 
     def weights_record(self) -> None:
@@ -238,8 +238,12 @@ class ColourHogFeatures:
         return out
 
 
-BACKBONES: dict[str, Backbone] = {"resnet101": ResNet101Features(), "colour-hog": ColourHogFeatures()}
+BACKBONES: dict[str, Backbone] = {backbone.name: backbone for backbone in (ResNet101Features(), ColourHogFeatures())}
 """The feature backbones by name: ``resnet101`` (the paper's) and ``colour-hog`` (a weight-free stand-in)."""
+DEFAULT_FEATURES = ResNet101Features.name
+"""The backbone of the paper's image features, the default: ImageNet ResNet-101."""
+FeatureName = Literal[tuple(BACKBONES)]
+"""The name of a feature backbone, as an option's type: its choices are checked when it is given."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +268,7 @@ def _paths_sha256(image_paths: Sequence[str]) -> str:
 
 def _rerun_hint(cache: Path, backbone: str) -> str:
     data_dir = cache.parent.parent if cache.parent.name == "features" else "DATA"
-    return f"`memevae features cub --data-dir {data_dir} --backbone {backbone}`"
+    return f"`memevae features cub --data-dir {data_dir} --features {backbone}`"
 
 
 def _weights_match(recorded: object, wanted: object) -> bool:
@@ -372,7 +376,7 @@ def compute_features(root: str | os.PathLike, image_paths: list[str], backbone: 
     """
     from tqdm.auto import tqdm
 
-    from ..io import atomic_write, write_json
+    from ...io import atomic_write, write_json
 
     extractor = _check_inputs(image_paths, backbone, batch_size).bind(weights)
     image_paths = list(image_paths)
@@ -447,7 +451,7 @@ def load_features(cache: str | os.PathLike, image_paths: list[str], *, allow_unt
     cache = _cache_path(cache)
     meta = _read_json(_sidecar(cache))
     named = [name for name in BACKBONES if cache.stem.endswith(name)]
-    backbone = (meta or {}).get("backbone", named[0] if named else "resnet101")
+    backbone = (meta or {}).get("backbone", named[0] if named else DEFAULT_FEATURES)
     hint = _rerun_hint(cache, backbone)
     if meta is None or not cache.is_file():
         missing = cache if not cache.is_file() else _sidecar(cache)
@@ -492,7 +496,7 @@ def cache_info(cache: str | os.PathLike) -> dict:
     meta = _read_json(_sidecar(cache))
     if meta is None:
         raise DataError(f"{_sidecar(cache)}: no image feature cache record there; compute it with "
-                        f"{_rerun_hint(cache, 'resnet101')}")
+                        f"{_rerun_hint(cache, DEFAULT_FEATURES)}")
     return {k: v for k, v in meta.items() if k != "image_paths"}
 
 
@@ -522,16 +526,18 @@ def nearest_images(query: torch.Tensor, bank: torch.Tensor, k: int = 1) -> torch
 # command line: `memevae features cub ...`
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``memevae features cub``: ``--data-dir D`` (required), ``--backbone`` (resnet101, the
-    paper's, or colour-hog), ``--weights FILE`` (resnet101: torchvision's resnet101-63fe2227.pth;
-    default: download it), ``--out DIR`` (default ``D/features``; the file is ``cub-<backbone>.npy``),
-    ``--batch-size N`` (images per chunk, default 32), ``--no-progress``."""
-    parser.add_argument("--data-dir", type=Path, required=True, help="the CUB data folder (image paths are relative to it)")
-    parser.add_argument("--backbone", choices=list(BACKBONES), default="resnet101",
-                        help="resnet101: ImageNet ResNet-101 pooled features, the paper's setting (default); "
-                             "colour-hog: a weight-free HOG + HSV-histogram stand-in, not the paper's setting")
+    """Options of ``memevae features <data set>``: ``--data-dir D`` (required), ``--features`` (the
+    backbone, as ``memevae train --features`` names it: resnet101, the paper's, or colour-hog; also
+    ``--backbone``, its name in memevae 0.x), ``--weights FILE`` (resnet101: torchvision's
+    resnet101-63fe2227.pth; default: download it), ``--out DIR`` (default ``D/features``; the file is
+    ``<data set>-<features>.npy``), ``--batch-size N`` (images per chunk, default 32), ``--no-progress``."""
+    parser.add_argument("--data-dir", type=Path, required=True, help="the data folder (image paths are relative to it)")
+    parser.add_argument("--features", "--backbone", dest="backbone", choices=list(BACKBONES), default=DEFAULT_FEATURES,
+                        help=f"the backbone, as 'memevae train --features' names it: {DEFAULT_FEATURES}, ImageNet "
+                             f"ResNet-101 pooled features, the paper's setting (default); colour-hog: a weight-free "
+                             f"HOG + HSV-histogram stand-in, not the paper's setting (--backbone: the same)")
     parser.add_argument("--weights", type=Path, default=None,
-                        help=f"resnet101 weights: a torch state dict file such as torchvision's {IMAGENET_V1_FILE} "
+                        help=f"{DEFAULT_FEATURES} weights: a torch state dict file such as torchvision's {IMAGENET_V1_FILE} "
                              f"(default: download it into the torch hub cache)")
     parser.add_argument("--out", type=Path, default=None, help="cache folder (default DATA_DIR/features)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
@@ -563,7 +569,7 @@ def main(args: argparse.Namespace, list_images: Callable[[Path], Sequence[str]],
                              weights=args.weights, batch_size=args.batch_size, progress=getattr(args, "progress", True))
     info = cache_info(cache)
     label = " [UNTRAINED: not a result]" if info.get("untrained") else ""
-    note = "" if args.backbone == "resnet101" else " (not the paper's ResNet-101 features)"
+    note = "" if args.backbone == DEFAULT_FEATURES else " (not the paper's ResNet-101 features)"
     print(f"{cache}: {info['count']} x {info['dim']} {args.backbone} features{note}, weights "
           f"{_weights_label(info.get('weights'))}{label}")
     return 0
