@@ -65,7 +65,7 @@ def test_bad_requests_are_one_line_errors(cub, tmp_path):
     with pytest.raises(DataError) as missing:
         config(cub, features="resnet101").load("train")
     assert "\n" not in str(missing.value) and "memevae features cub" in str(missing.value)
-    assert "--backbone colour-hog` and train with --features colour-hog" in str(missing.value)
+    assert "--features colour-hog` and train with --features colour-hog" in str(missing.value)
 
 
 @pytest.mark.slow

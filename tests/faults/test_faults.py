@@ -303,10 +303,13 @@ def test_concurrent_processes_on_one_run(tmp_path, capsys):
         while not (out / "checkpoints" / "last.pt").exists() and process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert (out / "checkpoints" / "last.pt").exists(), process.stderr.read().decode()[-2000:]
-        for command in (["train", "--out", str(out), "--resume", "--quiet"], ["train", "--out", str(out), *CLI_RUN]):
-            assert main(command) == 1
-            err = capsys.readouterr().err
-            assert f"is in use by process {process.pid} on " in err and err.count("\n") == 1, err
+        assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert f"is in use by process {process.pid} on " in err and err.count("\n") == 1, err
+        # a new run there is refused before the folder is touched, whoever holds it
+        assert main(["train", "--out", str(out), *CLI_RUN]) == 1
+        err = capsys.readouterr().err
+        assert "already holds a run" in err and err.count("\n") == 1, err
         with pytest.raises(RunError, match=f"in use by process {process.pid}"):
             memevae.resume(out, progress=False)
     finally:
