@@ -7,6 +7,7 @@ fall back on), a damaged checkpoint, concurrent processes on one run, a run stop
 first checkpoint, options a resumed run may and may not change, bad options and a damaged config.
 """
 
+import contextlib
 import errno
 import json
 import signal
@@ -42,22 +43,25 @@ def same_parameters(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+@contextlib.contextmanager
+def single_thread():
+    """torch on one thread inside the block, as the tests here run (the autouse one_thread fixture of
+    conftest.py); module fixtures use it, since they must not change the process for later modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """Two epochs without any fault: what every recovered run must equal."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the tests here run (the autouse one_thread fixture)
-    try:
+    with single_thread():
         path = tmp_path_factory.mktemp("straight") / "run"
         fit(path)
         return load_run(path)
-    finally:
-        torch.set_num_threads(threads)  # a module fixture must not change the process for later modules
 
 
 def poison(monkeypatch, call: int, how: str):

@@ -19,27 +19,16 @@ import pytest
 from memevae.cli import main
 from memevae.training.rundir import MARKER, RunDir, RunError, check_folder, folder_kind, earlier_run, results_lock
 
-from test_faults import CLI_RUN, fit
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+from test_faults import CLI_RUN, fit, single_thread
 
 
 @pytest.fixture(scope="module")
 def run_path(tmp_path_factory):
     """A one-epoch run (copied by the tests that change it)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         path = tmp_path_factory.mktemp("trained") / "run"
         fit(path, epochs=1)
         return path
-    finally:
-        torch.set_num_threads(threads)
 
 
 def one_line(capsys) -> str:

@@ -29,6 +29,8 @@ from memevae.cli import main
 from memevae.evaluation.judges import JudgeCNN, JudgeError, info_path, load_judge, save_judge, weights_path
 from memevae.training.rundir import CHECKPOINT_FORMAT, RunDir, RunError
 
+from test_faults import single_thread
+
 OPTIONS = {"latent_dim": 4, "pseudo_samples": 4, "classifier_samples": 1}
 JUDGE_INFO = {"test_accuracy": 0.5, "trained_on": {"dataset": "mnist-textured", "variant": "mnist-textured/bright-v1",
                                                    "data_dir": None, "split": "train", "seed": 0}}
@@ -74,24 +76,15 @@ def without_running(marker, call, *args, **kwargs):
         assert not marker.exists(), "loading the crafted file ran its code"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A real one-epoch run (copied by each test that alters it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         path = tmp_path_factory.mktemp("trained") / "run"
         train(path, data=DataConfig(limit=64, seed=3),
               training=TrainConfig(epochs=1, batch_size=32, test_samples=32, seed=3, coherence_items=0, checkpoint_every=1),
               model_options=OPTIONS, progress=False)
         return path
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture
