@@ -46,7 +46,10 @@ ABOUT_EQUAL = 0.10
 """Claim 3's "about equal": the spread of the three schemes' means (the paper's own spread for
 SVHN -> MNIST is 0.05 at f = 1/4 and 0.06 at f = 1/16)."""
 FLAT = 0.03
-"""A curve has flattened when its mean over seeds moved by at most this over the last 5 epochs."""
+"""A curve has flattened when its mean over its last :data:`WINDOW` epochs differs from its mean over
+the :data:`WINDOW` epochs before by at most this. Window means, not single epochs: one epoch's
+coherence on 500 test pairs has a binomial standard deviation of up to 0.022, a window mean of 0.01."""
+WINDOW = 5
 
 
 def expected_runs() -> list[str]:
@@ -69,6 +72,12 @@ def collect(sweep_folders: list[Path]) -> list[str]:
     return copied
 
 
+def evaluated_runs(sweep_folders: list[Path]):
+    """The evaluated runs of sweep folders, read where they are (not yet recorded)."""
+    return [read_run(run) for folder in sweep_folders for run in sorted((Path(folder) / "runs").glob("*"))
+            if all((run / name).is_file() for name in RECORD_FILES)]
+
+
 def records():
     """Each recorded run, its path written relative to docs/ (as the page links it)."""
     out = []
@@ -89,6 +98,17 @@ class Cells:
         if (metric, key) not in self.cache:
             self.cache[metric, key] = summarise(self.recs, metric, key)
         return self.cache[metric, key].get((model, DATASET, FULL if f == 1 else scheme, f))
+
+
+    def seeds(self, model: str, f: float, metric: str, key: str, scheme: str = FULL) -> dict[int, float]:
+        """Seed -> value of one group's runs (the cells' values, one per seed)."""
+        wanted = (model, DATASET, FULL if f == 1 else scheme, f)
+        out = {}
+        for record in self.recs:
+            value = record.metrics.get(metric, {}).get(key)
+            if record.group == wanted and isinstance(value, (int, float)):
+                out[record.seed] = float(value)
+        return out
 
 
 def fmt(cell: Cell | None) -> str:
@@ -224,20 +244,111 @@ def claims(cells: Cells) -> list[str]:
     return out
 
 
+# -- seeds that disagree ---------------------------------------------------------------------------
+THIRD_SEED = 2
+"""The seed a group gets when its two seeds disagree about a claim's comparison."""
+
+
+def comparisons() -> list[tuple[str, tuple, tuple]]:
+    """The pairwise comparisons of the claims, as (description, group a, group b), each group
+    ``(model, f, metric, key, scheme)``, a claimed to be above b: claims 1, 2, 5 and 8."""
+    out = []
+    for key in (TO_TEXTURED, TO_MNIST):
+        arrow = key.replace("->", " → ")
+        for other in ("mmvae", "mvae"):
+            out.append((f"claim 1, {arrow}: MEME above {other.upper()}", ("meme", 1, "coherence", key, FULL),
+                        (other, 1, "coherence", key, FULL)))
+        for f in PARTIAL:
+            for scheme in SCHEMES:
+                out.append((f"claim 2, {arrow}, {scheme} scheme, f = {f:g}: MEME above MVAE",
+                            ("meme", f, "coherence", key, scheme), ("mvae", f, "coherence", key, scheme)))
+    for key in ("mnist", "textured"):
+        for other in ("mvae", "mmvae"):
+            out.append((f"claim 5, {key}: MEME above {other.upper()}", ("meme", 1, "latent", key, FULL),
+                        (other, 1, "latent", key, FULL)))
+    for model in ("meme", "mvae"):
+        out.append((f"claim 8, {model.upper()}: mnist above textured", (model, 1, "latent", "mnist", FULL),
+                    (model, 1, "latent", "textured", FULL)))
+    return out
+
+
+def disagreements(cells: Cells) -> list[tuple[str, dict[int, float], list[tuple]]]:
+    """The comparisons whose per-seed differences (same seed on both sides) have both signs:
+    (description, seed -> difference, the groups ``(model, f, scheme)`` involved)."""
+    out = []
+    for description, a, b in comparisons():
+        left, right = cells.seeds(*a), cells.seeds(*b)
+        differences = {seed: left[seed] - right[seed] for seed in sorted(left.keys() & right.keys())}
+        if any(d > 0 for d in differences.values()) and any(d < 0 for d in differences.values()):
+            out.append((description, differences, [(g[0], g[1], g[4]) for g in (a, b)]))
+    return out
+
+
+def third_seed_groups(cells: Cells) -> list[tuple[str, float, str]]:
+    """The groups ``(model, f, scheme)`` that need :data:`THIRD_SEED`: those of a comparison whose
+    two seeds disagree and that have not got it yet."""
+    wanted = {}
+    for _, differences, groups in disagreements(cells):
+        if THIRD_SEED not in differences:
+            wanted.update(dict.fromkeys(groups))
+    return list(wanted)
+
+
+def third_seed_sweeps(cells: Cells, folder: Path) -> list[Path]:
+    """Write one sweep file per group of :func:`third_seed_groups` into ``folder``: the page's sweep
+    file of its model, narrowed to the group and seed :data:`THIRD_SEED`; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for model, f, scheme in third_seed_groups(cells):
+        name = f"{model}-f{f:g}" + ("" if scheme == FULL else f"-{scheme}") + f"-seed{THIRD_SEED}"
+        text = (SWEEPS / ("mmvae.toml" if model == "mmvae" else "meme-mvae.toml")).read_text()
+        for key, value in (("name", f'"{name}"'), ("models", f'["{model}"]'), ("fractions", f"[{float(f)}]"),
+                           ("seeds", f"[{THIRD_SEED}]")) + ((("schemes", f'["{scheme}"]'),) if scheme != FULL else ()):
+            text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.MULTILINE)
+        path = folder / f"{name}.toml"
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def seed_section(cells: Cells) -> list[str]:
+    found = disagreements(cells)
+    lines = ["## Seeds that disagree", "",
+             "A comparison of claims 1, 2, 5 and 8 whose per-seed differences (the same seed on both sides) have "
+             f"both signs gets a third seed (seed {THIRD_SEED}) for both of its groups "
+             "(`python scripts/results_page.py --third-seed-sweeps DIR` writes the sweep files of those still to run; "
+             "`scripts/results_sweep.sh` runs them last).", ""]
+    if not found:
+        return lines + ["None among the seeds recorded so far."]
+    for description, differences, _ in found:
+        lines.append(f"- {description}: " + ", ".join(f"seed {s} {d:+.3f}" for s, d in differences.items()))
+    return lines
+
+
 # -- the curves ------------------------------------------------------------------------------------
 def history(record) -> list[dict]:
     path = RECORDS / Path(record.path).name / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def window_change(mean: dict[int, float], last: int) -> float:
+    """Mean of epochs last-WINDOW+1..last minus the mean of the WINDOW epochs before; nan when the
+    curve is shorter than two windows."""
+    if last < 2 * WINDOW:
+        return float("nan")
+    recent = [mean[e] for e in range(last - WINDOW + 1, last + 1)]
+    before = [mean[e] for e in range(last - 2 * WINDOW + 1, last - WINDOW + 1)]
+    return float(np.mean(recent) - np.mean(before))
+
+
 def flattening(recs) -> list[str]:
-    """Per group: the per-epoch coherence (mean over seeds) at a few epochs and its change over the
-    last five."""
+    """Per group: the per-epoch coherence (mean over seeds) at a few epochs and the change of its
+    window mean over the last two windows."""
     groups = defaultdict(list)
     for record in recs:
         groups[(record.model, record.scheme, record.fraction)].append(record)
-    lines = ["| run group | seeds | epochs | mnist → textured at epochs 5 / 10 / last | change, last 5 | "
-             "textured → mnist at epochs 5 / 10 / last | change, last 5 | flat |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run group | seeds | epochs | mnist → textured at epochs 5 / 10 / last | change of the last window | "
+             "textured → mnist at epochs 5 / 10 / last | change of the last window | flat |", "|---|---|---|---|---|---|---|---|"]
     for (model, scheme, f), members in sorted(groups.items(), key=lambda g: (g[0][0], -g[0][2], g[0][1])):
         series = [{row["epoch"]: row for row in history(r)} for r in members]
         last = min(max(s) for s in series)
@@ -245,13 +356,16 @@ def flattening(recs) -> list[str]:
         for key in (TO_TEXTURED, TO_MNIST):
             mean = {e: float(np.mean([s[e][f"coherence/{key}"] for s in series])) for e in range(1, last + 1)}
             shown = " / ".join(f"{mean[e]:.3f}" for e in (5, 10, last) if e in mean)
-            change = mean[last] - mean[last - 5] if last > 5 else float("nan")
+            change = window_change(mean, last)
             flat = flat and abs(change) <= FLAT
             cells += [shown, f"{change:+.3f}"]
-        label = model.upper() + ("" if scheme == FULL else f"_{scheme.upper()}")
-        lines.append(f"| {label} f = {f:g} | {len(members)} | {last} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | "
-                     f"{'yes' if flat else 'no'} |")
+        lines.append(f"| {group_label(model, scheme, f)} | {len(members)} | {last} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                     f"{cells[3]} | {'yes' if flat else 'no'} |")
     return lines
+
+
+def group_label(model: str, scheme: str, f: float) -> str:
+    return f"{model.upper()} f = {f:g}" + ("" if scheme == FULL else f", {scheme} scheme")
 
 
 def timings(recs) -> list[str]:
@@ -301,7 +415,7 @@ python scripts/results_page.py --collect OUT/meme-mvae OUT/mmvae  # copy the rec
   code's DReG, Laplace posterior, prior and likelihood with scale 0.75, learned prior, K = 30,
   latent 20, Table 8's networks) at f = 1; seeds 0 and 1. MMVAE cannot use unpaired data; the
   paper reports it at f = 1 only.
-- **Budget**: MEME and MVAE 30 epochs over every training row; MMVAE 6 epochs (its step, K = 30
+- **Budget**: MEME and MVAE MEME_EPOCHS epochs over every training row; MMVAE MMVAE_EPOCHS epochs (its step, K = 30
   importance samples through both decoders, costs many times MVAE's; the per-epoch curves below
   show where each run stands). Batch 128, Adam at 5e-4, everything else `memevae train`'s
   defaults (the paper: 100 epochs). Two runs at a time, each on THREADS CPU thread(s) (as each
@@ -319,7 +433,9 @@ def page(recs, figures: Path) -> str:
     present = {Path(r.path).name for r in recs}
     pending = [name for name in expected if name not in present]
     cells = Cells(recs)
-    lines = [INTRO.replace("THREADS", threads(recs)).rstrip(), ""]
+    budget = {file.stem: load_sweep(file).epochs for file in SWEEPS.glob("*.toml")}
+    intro = INTRO.replace("THREADS", threads(recs)).replace("MEME_EPOCHS", str(budget["meme-mvae"]))
+    lines = [intro.replace("MMVAE_EPOCHS", str(budget["mmvae"])).rstrip(), ""]
     lines += ["## Status", "",
               f"{len(present & set(expected))} of the {len(expected)} runs of the grid are recorded"
               + (f"; still to come: {', '.join(pending)}." if pending else ": the grid is complete."), ""]
@@ -327,9 +443,12 @@ def page(recs, figures: Path) -> str:
               "Paper Sec. 4.1, for MNIST-SVHN; \"here\" is MNIST-Textured at this page's budget, mean ± std over the "
               "seeds recorded. Each verdict follows the rule written in its claim.", ""]
     lines += [claim + "\n" for claim in claims(cells)]
+    lines += seed_section(cells) + [""]
     lines += ["## Have the curves flattened?", "",
               "Mean over seeds of each group's per-epoch coherence (500 test pairs, `metrics.jsonl`); a group counts as "
-              f"flat when both directions moved by at most {FLAT} over its last five epochs.", ""]
+              f"flat when, in both directions, the mean of its last {WINDOW} epochs differs from the mean of the "
+              f"{WINDOW} before by at most {FLAT} (one epoch's value on 500 pairs has a standard deviation of up to "
+              "0.022, so single epochs are compared through window means).", ""]
     lines += flattening(recs) + [""]
     here = os.getcwd()
     os.chdir(DOCS)  # the records' paths are relative to docs/, as the page links them
@@ -348,10 +467,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collect", nargs="*", type=Path, default=[], help="sweep folders whose evaluated runs to record first")
     parser.add_argument("--check", action="store_true", help="only compare docs/results.md with what the records give")
+    parser.add_argument("--third-seed-sweeps", type=Path, metavar="DIR",
+                        help=f"only write into DIR one sweep file per group that needs seed {THIRD_SEED} and print their paths")
+    parser.add_argument("--runs", nargs="*", type=Path, default=[], metavar="SWEEP_FOLDER",
+                        help="with --third-seed-sweeps: judge from these sweep folders' evaluated runs, not the records")
     args = parser.parse_args(argv)
     if args.collect:
         print(f"recorded {len(collect(args.collect))} run(s) in {RECORDS}")
     recs = records()
+    if args.third_seed_sweeps:
+        for path in third_seed_sweeps(Cells(evaluated_runs(args.runs) if args.runs else recs), args.third_seed_sweeps):
+            print(path)
+        return 0
     if args.check:
         import tempfile
 

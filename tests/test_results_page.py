@@ -69,3 +69,46 @@ def test_verdicts_follow_the_numbers():
     values[("mvae", 1, "coherence", module.TO_MNIST, "full")] = (0.7, 0.72)
     assert "**Held in 3 of 4 comparisons**" in module.claims(Fixed(values))[0]
     assert "**Not measured yet.**" in module.claims(Fixed({}))[1]
+
+
+def test_flatness_compares_window_means_not_single_epochs():
+    """One noisy epoch at the end does not make a flat curve look like it moves, and a steady rise
+    of 0.01 an epoch counts as not flat (5 epochs apart: +0.05)."""
+    module = results_page()
+    noisy = {e: 0.8 + (0.03 if e % 2 else -0.03) for e in range(1, 31)}
+    noisy[30] = 0.74
+    assert abs(module.window_change(noisy, 30)) <= module.FLAT
+    rising = {e: 0.3 + 0.01 * e for e in range(1, 31)}
+    assert module.window_change(rising, 30) > module.FLAT
+    assert module.window_change(rising, 9) != module.window_change(rising, 9)  # nan: shorter than two windows
+
+
+def _record(module, model, f, scheme, seed, coherence):
+    from memevae.evaluation.report import RunRecord
+
+    values = {"coherence": {module.TO_TEXTURED: coherence, module.TO_MNIST: coherence}}
+    return RunRecord(f"runs/{model}-{f}-{scheme}-{seed}", model, module.DATASET, "full" if f == 1 else scheme, f, seed,
+                     ("mnist", "textured"), values)
+
+
+def test_a_third_seed_goes_to_the_groups_whose_seeds_disagree(tmp_path):
+    from memevae.sweeps import expand, load_sweep
+
+    module = results_page()
+    recs = [_record(module, "meme", 0.25, "split", 0, 0.6), _record(module, "mvae", 0.25, "split", 0, 0.4),
+            _record(module, "meme", 0.25, "split", 1, 0.3), _record(module, "mvae", 0.25, "split", 1, 0.5),
+            _record(module, "meme", 0.25, "mnist", 0, 0.6), _record(module, "mvae", 0.25, "mnist", 0, 0.4),
+            _record(module, "meme", 0.25, "mnist", 1, 0.7), _record(module, "mvae", 0.25, "mnist", 1, 0.5)]
+    cells = module.Cells(recs)
+    found = module.disagreements(cells)
+    assert [d for d, _, _ in found] == [f"claim 2, {arrow}, split scheme, f = 0.25: MEME above MVAE"
+                                        for arrow in ("mnist → textured", "textured → mnist")]
+    assert found[0][1] == pytest.approx({0: 0.2, 1: -0.2})
+    assert module.third_seed_groups(cells) == [("meme", 0.25, "split"), ("mvae", 0.25, "split")]
+    paths = module.third_seed_sweeps(cells, tmp_path)
+    runs = [spec.path.name for path in paths for spec in expand(load_sweep(path))]
+    assert runs == ["meme-mnist-textured-f0.25-split-seed2", "mvae-mnist-textured-f0.25-split-seed2"]
+    assert "seed 0 +0.200, seed 1 -0.200" in "\n".join(module.seed_section(cells))
+    # once seed 2 is there, the group is not asked for again
+    recs += [_record(module, "meme", 0.25, "split", 2, 0.6), _record(module, "mvae", 0.25, "split", 2, 0.5)]
+    assert module.third_seed_groups(module.Cells(recs)) == []
