@@ -294,6 +294,11 @@ def third_seed_groups(cells: Cells) -> list[tuple[str, float, str]]:
     return list(wanted)
 
 
+def model_sweep(model: str) -> str:
+    """The name of the page's sweep file that trains ``model``."""
+    return "mmvae" if model == "mmvae" else "meme-mvae"
+
+
 def third_seed_sweeps(cells: Cells, folder: Path) -> list[Path]:
     """Write one sweep file per group of :func:`third_seed_groups` into ``folder``: the page's sweep
     file of its model, narrowed to the group and seed :data:`THIRD_SEED`; returns their paths."""
@@ -301,7 +306,7 @@ def third_seed_sweeps(cells: Cells, folder: Path) -> list[Path]:
     paths = []
     for model, f, scheme in third_seed_groups(cells):
         name = f"{model}-f{f:g}" + ("" if scheme == FULL else f"-{scheme}") + f"-seed{THIRD_SEED}"
-        text = (SWEEPS / ("mmvae.toml" if model == "mmvae" else "meme-mvae.toml")).read_text()
+        text = (SWEEPS / f"{model_sweep(model)}.toml").read_text()
         for key, value in (("name", f'"{name}"'), ("models", f'["{model}"]'), ("fractions", f"[{float(f)}]"),
                            ("seeds", f"[{THIRD_SEED}]")) + ((("schemes", f'["{scheme}"]'),) if scheme != FULL else ()):
             text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.MULTILINE)
@@ -439,6 +444,10 @@ def page(recs, figures: Path) -> str:
     lines += ["## Status", "",
               f"{len(present & set(expected))} of the {len(expected)} runs of the grid are recorded"
               + (f"; still to come: {', '.join(pending)}." if pending else ": the grid is complete."), ""]
+    short = [f"{Path(r.path).name} ({r.epoch})" for r in recs if r.epoch < budget[model_sweep(r.model)]]
+    if short:
+        lines += [f"Recorded before the budget's last epoch (evaluated at the epoch given; training continues): "
+                  f"{', '.join(short)}.", ""]
     lines += ["## What the paper claims, and whether it held here", "",
               "Paper Sec. 4.1, for MNIST-SVHN; \"here\" is MNIST-Textured at this page's budget, mean ± std over the "
               "seeds recorded. Each verdict follows the rule written in its claim.", ""]
