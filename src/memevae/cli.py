@@ -398,7 +398,7 @@ def _add_report(sub):
 
 
 def _report(args):
-    from .evaluation.report import write_report
+    from .evaluation.paper.report import write_report
 
     path = write_report(args.runs, args.out, strict=args.strict)
     print(f"wrote {path}")

@@ -638,7 +638,7 @@ def _lock_holder(path: Path) -> str | None:
 def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
     """Train and evaluate every run of ``sweep`` that is not done, then write the report
     (``<folder>/report/report.md``). Returns {"runs", "failed", "report", "seconds"}."""
-    from .evaluation.report import write_report
+    from .evaluation.paper.report import write_report
 
     check_folder(sweep.folder)
     specs = expand(sweep)

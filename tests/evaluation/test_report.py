@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from memevae.evaluation.reference import paper_values
-from memevae.evaluation.report import Cell, read_run, summarise, write_report
+from memevae.evaluation.paper.reference import paper_values
+from memevae.evaluation.paper.report import Cell, read_run, summarise, write_report
 from memevae.training.rundir import RunError
 
 
@@ -171,7 +171,7 @@ def test_cub_runs_are_reported_in_table_5_layout_beside_the_papers_cub_numbers(t
 def test_many_modalities_are_summarised_by_subset_size(tmp_path):
     """Three modalities: coherence means by number of given modalities and leave-one-out, latent
     means by subset size, over seeds; no table per direction."""
-    from memevae.evaluation.report import RunRecord, build_report
+    from memevae.evaluation.paper.report import RunRecord, build_report
 
     def record(seed, shift):
         coherence = {"a->b": 0.2, "a->c": 0.4, "b->a": 0.6, "b->c": 0.8, "c->a": 0.1, "c->b": 0.3,
