@@ -198,3 +198,26 @@ def test_a_run_given_twice_is_counted_once(runs, tmp_path, monkeypatch):
     assert f"{len(runs)} evaluated run(s)" in text and "0.600 ± 0.100 (n=3)" in text
     single = write_report(again, tmp_path / "single").read_text()
     assert "1 evaluated run(s)" in single and "0.500 (n=1)" in single
+
+
+def test_a_metric_writes_its_own_section_and_columns(runs, tmp_path, monkeypatch):
+    """Adding a metric is its module alone: its report() section and its report_columns appear in the report."""
+    import memevae.evaluation.paper.report as report
+    from memevae.evaluation.metric import Metric, metrics
+
+    class Toy(Metric):
+        name, description, order = "toy", "a toy measure", 25
+        report_columns = (("score", "toy score"),)
+
+        def report(self, part):
+            return ["### Toy", "", f"{len(part.members)} runs on {part.dataset}, keys {part.keys('coherence')}", ""]
+
+    monkeypatch.setattr(report, "metrics", lambda: {**metrics(), "toy": Toy})
+    for path in runs:
+        results = json.loads((path / "evaluation" / "metrics.json").read_text())
+        results["metrics"]["toy"] = {"values": {"score": 0.25}}
+        (path / "evaluation" / "metrics.json").write_text(json.dumps(results))
+    text = write_report(runs, tmp_path / "report").read_text()
+    assert ("### Toy\n\n6 runs on mnist-textured/bright-v1, keys ['mnist->textured', 'textured->mnist', 'items']\n\n"
+            "### Other measures\n\n| group | toy score |") in text
+    assert text.index("### Cross coherence") < text.index("### Toy") and "| MEME f=1 | 0.250 ± 0.000 (n=3) |" in text
