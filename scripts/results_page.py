@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memevae.evaluation.report import FULL, Cell, build_report, read_run, summarise
+from memevae.evaluation.paper.report import FULL, Cell, build_report, read_run, summarise
 from memevae.sweeps import expand, load_sweep
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

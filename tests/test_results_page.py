@@ -51,7 +51,7 @@ def test_the_page_is_what_its_records_give(tmp_path):
 def test_verdicts_follow_the_numbers():
     """The claim rules on cells made up for the purpose: a verdict changes when the numbers do."""
     module = results_page()
-    from memevae.evaluation.report import Cell
+    from memevae.evaluation.paper.report import Cell
 
     class Fixed:
         def __init__(self, values):

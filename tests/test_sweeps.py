@@ -278,6 +278,25 @@ def test_a_folder_that_is_not_a_sweeps_is_never_written_to(tmp_path, capsys, fil
     assert all((out / name).read_text() == text for name, text in files.items())
 
 
+def test_a_sweeps_folder_is_marked_and_checked_as_a_runs_is(tmp_path, capsys, monkeypatch):
+    from memevae.training.rundir import folder_kind, mark_folder
+
+    monkeypatch.setattr(sweeps, "_execute", lambda sweep, left, states, progress: {})  # nothing trained
+    out = tmp_path / "out"
+    assert main(["sweep", str(write(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    assert folder_kind(out) == "sweep" and (out / "sweep.json").exists()
+    (out / "sweep.json").unlink()  # the mark alone makes it the sweep's
+    (out / "logs").mkdir()
+    assert main(["sweep", str(write(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    run = tmp_path / "run"
+    mark_folder(run, "run")
+    capsys.readouterr()
+    assert main(["sweep", str(write(tmp_path)), "--out", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"memevae: error: --out {run} is the run folder memevae made there, so it cannot hold sweep outputs; "
+                   f"choose another --out\n")
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux /proc)."""
     found = []

@@ -93,6 +93,10 @@ def _add_train(sub):
     p.set_defaults(func=_train, model_options=_add_model_options(m), data_options=data_options, train_options=train_options)
     m.add_argument("--preset", help=f"a named set of model options, which the options given override: {_presets()}; "
                                     f"recorded in config.json")
+    m.add_argument("--modality-kind", action="append", metavar="MODALITY=KIND", default=[],
+                   help="the networks of one modality: a modality kind's name, or the 'module:attribute' of a ModalityKind "
+                        "of your own module, which is registered (the run records it; docs/architecture.md); repeatable, "
+                        "e.g. --modality-kind mnist=my_networks:SMALL")
 
 
 def _presets() -> str:
@@ -138,13 +142,15 @@ def _train(args):
         named = {**flag_names(TrainConfig), **DataConfig.flags()}
         refused = sorted({named[f] for f in [*data_given, *(f for f in train_given if f not in RESUMABLE)]}
                          | {"--" + f.replace("_", "-") for f in options} | ({"--model"} if args.model else set())
-                         | ({"--preset"} if args.preset else set()))
+                         | ({"--preset"} if args.preset else set()) | ({"--modality-kind"} if args.modality_kind else set()))
         if refused:
             raise RunError(f"--resume continues {args.out} with its recorded model and data, so {', '.join(refused)} cannot "
                            f"be given; it may change {_resumable_flags()} (start a new run in another --out for the rest)")
         out = args.out
     else:
         data = DataConfig(**data_given)
+        if args.modality_kind:
+            options["modalities"] = _modality_kinds(args.modality_kind, data)
         out = args.out or Path("runs") / run_name(args.model or "meme", data)
     try:
         if args.resume:
@@ -163,6 +169,24 @@ def _train(args):
         print(f"cross coherence after epoch {last['epoch']} ({run.config['train']['coherence_items']} test pairs; chance 0.10): "
               + ", ".join(f"{key} {value:.3f}" for key, value in coherence.items()))
     print(f"figures: {run.path / 'figures' / 'curves.png'}, {run.path / 'figures' / f'generation-epoch-{len(run.history):04d}.png'}")
+
+
+def _modality_kinds(given: list[str], data) -> dict[str, str]:
+    """{modality: kind} of ``data``'s modalities, each ``MODALITY=KIND`` of ``--modality-kind`` replacing
+    the data set's default kind; a KIND "module:attribute" is registered (:func:`memevae.modalities.register`)."""
+    from .modalities import register
+    from .training.rundir import RunError
+
+    kinds = data.kinds()
+    for entry in given:
+        modality, _, kind = entry.partition("=")
+        if not modality or not kind:
+            raise RunError(f"--modality-kind takes MODALITY=KIND (e.g. mnist=my_networks:SMALL), got {entry!r}")
+        if modality not in kinds:
+            raise RunError(f"--modality-kind {entry}: {data.dataset} has no modality {modality!r}; its modalities are "
+                           f"{', '.join(kinds)}")
+        kinds[modality] = register(kind).name if ":" in kind else kind
+    return kinds
 
 
 class Interrupted(Exception):
@@ -398,7 +422,7 @@ def _add_report(sub):
 
 
 def _report(args):
-    from .evaluation.report import write_report
+    from .evaluation.paper.report import write_report
 
     path = write_report(args.runs, args.out, strict=args.strict)
     print(f"wrote {path}")

@@ -52,8 +52,8 @@ class CoherenceMonitor(Callback):
     """
 
     def __init__(self, test_data, judges: dict, items: int = 500, seed: int = 0):
-        rows = test_data.patterns().get(tuple(test_data.modalities))
-        if rows is None or len(rows) == 0:
+        rows = test_data.paired_rows()
+        if len(rows) == 0:
             raise ValueError("the per-epoch coherence needs paired test rows")
         self.data = test_data.subset(rows[:items])
         self.judges = judges

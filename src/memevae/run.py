@@ -68,11 +68,8 @@ class Run:
     def training_pairs(self) -> MultimodalDataset:
         """Every training pair of the run's data set, the partial-observation scheme not applied
         (what evaluation probes fit on), checked as :meth:`load_data` checks."""
-        from .data import load_pairs
-
         self._check_moved_data()
-        c = self.data_config
-        data = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **c.options())
+        data = self.data_config.pairs("train", pairs_per_image=1)
         check_vocabularies(self.path, data)
         return data
 

@@ -37,7 +37,8 @@ registered ones; each problem is one line, naming its table and, for a key in th
 (``[data] limit``, ``[train] lr``), where it belongs or what it is called. Settings the grid sets
 per run (data set, f, scheme, seed, ``limit``, ``epochs``) are given in [sweep] only. A grid entry
 given twice (``seeds = [0, 0]``) is refused, as are values that would name one folder for two
-runs. A folder that holds files but no ``sweep.json`` of memevae's is never written to. The runs'
+runs. A sweep's folder is marked as memevae marks a run's (:func:`memevae.training.rundir.mark_folder`); a
+folder that holds files but neither that mark nor a ``sweep.json`` of memevae's is never written to. The runs'
 processes end with the sweep's, even when it is killed (Linux), and a run that another process
 is training is named before anything starts.
 """
@@ -68,6 +69,7 @@ from .data import DataConfig, DataError
 from .models import model_class, preset_options
 from .options import check_choices, command_line, flag_names, type_problems
 from .training.trainer import TrainConfig
+from .training import rundir
 from .training.rundir import RunDir, RunError, RunLock
 
 
@@ -601,27 +603,29 @@ def write_manifest(sweep: SweepConfig, specs: list[RunSpec], states: dict, start
                                                         "started": started, "runs": runs})
 
 
-def check_folder(folder: Path) -> None:
-    """Refuse (one-line ValueError) a sweep folder that memevae did not make: one that exists, is
-    not empty, and has no ``sweep.json`` of memevae's (a JSON object with the sweep, its budget and
-    its runs). A new or empty folder, or a sweep's own, is fine."""
-    folder = Path(folder)
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise ValueError(f"the sweep's folder {folder} is a file; give --out a new or empty folder")
-    if not any(folder.iterdir()):
-        return
+def earlier_sweep(folder: Path) -> bool:
+    """Whether ``folder`` holds the ``sweep.json`` of a memevae sweep (a JSON object with the sweep,
+    its budget and its runs): a sweep folder made before sweep folders were marked."""
     try:
-        manifest = json.loads((folder / "sweep.json").read_text())
-        ours = isinstance(manifest, dict) and isinstance(manifest.get("sweep"), dict) and isinstance(manifest.get("runs"), list) \
-            and "budget" in manifest
+        manifest = json.loads((Path(folder) / "sweep.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        ours = False
-    if not ours:
-        found = "its sweep.json is not a memevae sweep's" if (folder / "sweep.json").exists() else "it has no sweep.json"
-        raise ValueError(f"{folder} holds files but is not a memevae sweep folder ({found}); nothing was written; "
-                         f"give --out a new or empty folder, or the folder of an earlier sweep")
+        return False
+    return (isinstance(manifest, dict) and isinstance(manifest.get("sweep"), dict) and isinstance(manifest.get("runs"), list)
+            and "budget" in manifest)
+
+
+def _not_a_sweep(folder: Path) -> str:
+    found = "its sweep.json is not a memevae sweep's" if (folder / "sweep.json").exists() else "it has no sweep.json"
+    return (f"{folder} holds files but is not a memevae sweep folder ({found}); nothing was written; "
+            f"give --out a new or empty folder, or the folder of an earlier sweep")
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse in one line, as a run folder is refused (:func:`memevae.training.rundir.check_folder`),
+    a sweep folder that memevae did not make: one that exists, is not empty, and holds neither the
+    marker of a sweep's folder nor a ``sweep.json`` of memevae's (:func:`earlier_sweep`). A new or
+    empty folder, or a sweep's own, is fine; :func:`run_sweep` marks it as the sweep's."""
+    rundir.check_folder(folder, "sweep", recognise=earlier_sweep, foreign=_not_a_sweep)
 
 
 def _lock_holder(path: Path) -> str | None:
@@ -638,7 +642,7 @@ def _lock_holder(path: Path) -> str | None:
 def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
     """Train and evaluate every run of ``sweep`` that is not done, then write the report
     (``<folder>/report/report.md``). Returns {"runs", "failed", "report", "seconds"}."""
-    from .evaluation.report import write_report
+    from .evaluation.paper.report import write_report
 
     check_folder(sweep.folder)
     specs = expand(sweep)
@@ -657,6 +661,7 @@ def run_sweep(sweep: SweepConfig, *, progress: bool = True) -> dict:
                          f"{'; ...' if len(busy) > 1 else ''}); wait for it to finish or stop it, then run the sweep again")
     say(f"sweep {sweep.name}: {len(specs)} runs, {len(specs) - len(left)} done, {len(left)} to train or evaluate, "
         f"{sweep.jobs} at a time (budget: {sweep.epochs} epochs, {sweep.limit or 'all'} training rows)")
+    rundir.mark_folder(sweep.folder, "sweep")
     write_manifest(sweep, specs, states, started)
     begin, finished = time.perf_counter(), []
     by_name = {s.path.name: s for s in specs}

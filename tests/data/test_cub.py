@@ -66,6 +66,10 @@ def test_bad_requests_are_one_line_errors(cub, tmp_path):
         config(cub, features="resnet101").load("train")
     assert "\n" not in str(missing.value) and "memevae features cub" in str(missing.value)
     assert "--features colour-hog` and train with --features colour-hog" in str(missing.value)
+    elsewhere = tmp_path / "my-features"
+    with pytest.raises(DataError) as missing:  # a features folder of the user's: the command writes there
+        config(cub, features_dir=str(elsewhere)).load("train")
+    assert f"compute it with `memevae features cub --data-dir {cub} --features colour-hog --out {elsewhere}`" in str(missing.value)
 
 
 @pytest.mark.slow

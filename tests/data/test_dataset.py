@@ -66,6 +66,12 @@ def test_patterns_partition_rows(toy):
     assert sorted(torch.cat(list(groups.values())).tolist()) == list(range(6))
 
 
+def test_paired_rows_are_the_fully_observed_rows_or_none(toy):
+    assert toy.paired_rows().tolist() == [0, 1, 2] and toy.paired_rows().dtype == torch.int64
+    unpaired = toy.subset(torch.tensor([3, 5]))
+    assert unpaired.paired_rows().tolist() == [] and unpaired.paired_rows().dtype == torch.int64
+
+
 def test_summary(toy):
     assert toy.summary() == {"rows": 6, "paired": 3, "image only": 2, "vector only": 1}
 

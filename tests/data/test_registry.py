@@ -46,3 +46,17 @@ def test_data_config_lives_in_the_data_layer():
     assert memevae.DataConfig is memevae.runs.DataConfig is DataConfig
     with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of cub, mnist-svhn, mnist-textured"):
         DataConfig(dataset="cifar")
+
+
+def test_a_data_configs_pairs_are_load_pairs_with_its_settings_and_no_scheme():
+    import torch
+
+    config = DataConfig("polymnist-textured", modalities="mnist,m1", seed=3, pairs_per_image=2, paired_fraction=0.5,
+                        unpaired="split", limit=10)
+    pairs = config.pairs("train")
+    same = load_pairs("polymnist-textured", "train", seed=3, pairs_per_image=2, modalities="mnist,m1")
+    assert pairs.modalities == ("mnist", "m1") and len(pairs) == len(same) > 10 and pairs.summary()["paired"] == len(pairs)
+    assert all(torch.equal(pairs.index[m], same.index[m]) for m in pairs.modalities)
+    once = config.pairs("train", pairs_per_image=1, modalities="mnist,m0,m1")
+    assert once.modalities == ("mnist", "m0", "m1") and len(once) < len(pairs)
+    assert len(config.load("train")) == 10  # the scheme and the limit are load's

@@ -215,7 +215,7 @@ def test_each_checkpoint_has_its_own_results(run_copy, monkeypatch, capsys, tmp_
     assert previous["checkpoint"] == "previous" and set(previous["metrics"]) == {"constant", "grids"}
     assert all(name.startswith("evaluation/figures-previous/") for name in previous["metrics"]["grids"]["figures"])
     assert all(name.startswith("evaluation/figures/") for name in last["metrics"]["grids"]["figures"])
-    from memevae.evaluation.report import read_run
+    from memevae.evaluation.paper.report import read_run
 
     assert read_run(run_copy).metrics["constant"] == last["metrics"]["constant"]["values"]  # reports read those of last
 

@@ -172,7 +172,7 @@ def test_drawing_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path):
         import matplotlib
         matplotlib.use("svg")  # what a user chose
         import matplotlib.pyplot as plt
-        import memevae.evaluation.figures, memevae.evaluation.report, memevae.evaluation.curves as curves
+        import memevae.evaluation.figures, memevae.evaluation.paper.report, memevae.evaluation.curves as curves
         curves.plot_curves({{"a": [{{"epoch": 1, "train/paired/loss": 5.0}}]}}, {str(tmp_path / "c.png")!r})
         print(matplotlib.get_backend(), len(plt.get_fignums()))
     """)

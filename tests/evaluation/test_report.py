@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from memevae.evaluation.reference import paper_values
-from memevae.evaluation.report import Cell, read_run, summarise, write_report
+from memevae.evaluation.paper.reference import paper_values
+from memevae.evaluation.paper.report import Cell, read_run, summarise, write_report
 from memevae.training.rundir import RunError
 
 
@@ -171,7 +171,7 @@ def test_cub_runs_are_reported_in_table_5_layout_beside_the_papers_cub_numbers(t
 def test_many_modalities_are_summarised_by_subset_size(tmp_path):
     """Three modalities: coherence means by number of given modalities and leave-one-out, latent
     means by subset size, over seeds; no table per direction."""
-    from memevae.evaluation.report import RunRecord, build_report
+    from memevae.evaluation.paper.report import RunRecord, build_report
 
     def record(seed, shift):
         coherence = {"a->b": 0.2, "a->c": 0.4, "b->a": 0.6, "b->c": 0.8, "c->a": 0.1, "c->b": 0.3,
@@ -198,3 +198,26 @@ def test_a_run_given_twice_is_counted_once(runs, tmp_path, monkeypatch):
     assert f"{len(runs)} evaluated run(s)" in text and "0.600 ± 0.100 (n=3)" in text
     single = write_report(again, tmp_path / "single").read_text()
     assert "1 evaluated run(s)" in single and "0.500 (n=1)" in single
+
+
+def test_a_metric_writes_its_own_section_and_columns(runs, tmp_path, monkeypatch):
+    """Adding a metric is its module alone: its report() section and its report_columns appear in the report."""
+    import memevae.evaluation.paper.report as report
+    from memevae.evaluation.metric import Metric, metrics
+
+    class Toy(Metric):
+        name, description, order = "toy", "a toy measure", 25
+        report_columns = (("score", "toy score"),)
+
+        def report(self, part):
+            return ["### Toy", "", f"{len(part.members)} runs on {part.dataset}, keys {part.keys('coherence')}", ""]
+
+    monkeypatch.setattr(report, "metrics", lambda: {**metrics(), "toy": Toy})
+    for path in runs:
+        results = json.loads((path / "evaluation" / "metrics.json").read_text())
+        results["metrics"]["toy"] = {"values": {"score": 0.25}}
+        (path / "evaluation" / "metrics.json").write_text(json.dumps(results))
+    text = write_report(runs, tmp_path / "report").read_text()
+    assert ("### Toy\n\n6 runs on mnist-textured/bright-v1, keys ['mnist->textured', 'textured->mnist', 'items']\n\n"
+            "### Other measures\n\n| group | toy score |") in text
+    assert text.index("### Cross coherence") < text.index("### Toy") and "| MEME f=1 | 0.250 ± 0.000 (n=3) |" in text

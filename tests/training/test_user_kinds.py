@@ -82,3 +82,24 @@ def test_a_source_that_is_not_a_new_kind_is_refused_in_one_line(source, message)
         register(source)
     assert str(error.value) == message
     assert set(modality_kinds()) == set(modalities.builtin_kinds())
+
+
+def test_memevae_train_registers_a_kind_given_by_its_import_path(tmp_path, capsys):
+    from memevae.cli import main
+
+    path = tmp_path / "run"
+    args = ["train", "--out", str(path), "--limit", "128", "--epochs", "1", "--batch-size", "64",
+            "--coherence-items", "0", "--latent-dim", "8", "--pseudo-samples", "8", "--classifier-samples", "2", "--quiet"]
+    assert main([*args, "--modality-kind", "mnist=user_modality:TINY"]) == 0
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_config"]["modalities"] == {"mnist": "tiny-linear", "textured": "svhn-conv"}
+    assert config["modality_sources"] == {"tiny-linear": "user_modality:TINY"}
+    for given, message in (("mnist", "--modality-kind takes MODALITY=KIND (e.g. mnist=my_networks:SMALL), got 'mnist'"),
+                           ("svhn=mnist-mlp", "--modality-kind svhn=mnist-mlp: mnist-textured has no modality 'svhn'; its "
+                                              "modalities are mnist, textured"),
+                           ("mnist=user_modality:NOT_A_KIND", "user_modality:NOT_A_KIND is a str, not a memevae.modalities.ModalityKind")):
+        capsys.readouterr()
+        assert main([*args[:2], str(tmp_path / "other"), *args[3:], "--modality-kind", given]) == 1
+        assert capsys.readouterr().err == f"memevae: error: {message}\n"
+    assert main(["train", "--out", str(path), "--resume", "--modality-kind", "mnist=mnist-mlp"]) == 1
+    assert "--modality-kind cannot be given" in capsys.readouterr().err

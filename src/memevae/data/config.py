@@ -162,10 +162,18 @@ class DataConfig:
         """
         return registry.get(self.dataset).kinds(self.options().get("modalities"))
 
+    def pairs(self, split: str, **overrides) -> MultimodalDataset:
+        """Every pair of ``split`` of this config's data (:func:`~memevae.data.load_pairs` with its
+        settings and the data set's own options), no partial-observation scheme or ``limit`` applied;
+        ``overrides`` replace settings of ``load_pairs``, e.g. ``pairs_per_image=1`` (each image
+        once) or another choice of ``modalities``."""
+        settings = {"pairs_per_image": self.pairs_per_image, "seed": self.seed, "download": self.download,
+                    "verify": self.verify, "rendering": self.rendering, **self.options(), **overrides}
+        return load_pairs(self.dataset, split, self.data_dir, **settings)
+
     def load(self, split: str) -> MultimodalDataset:
         """The train split with the partial-observation scheme applied, or the full test split."""
-        data = load_pairs(self.dataset, split, self.data_dir, pairs_per_image=self.pairs_per_image, seed=self.seed,
-                          download=self.download, verify=self.verify, rendering=self.rendering, **self.options())
+        data = self.pairs(split)
         if split == "train":
             data = apply_scheme(data, self.paired_fraction, self.unpaired, self.paired_only, seed=self.seed)
             if self.limit is not None and self.limit < len(data):

@@ -219,6 +219,11 @@ class MultimodalDataset(torch.utils.data.Dataset):
             groups[observed] = torch.nonzero(codes == code).flatten()
         return groups
 
+    def paired_rows(self) -> torch.Tensor:
+        """Row numbers (int64, ascending) of the fully observed ("paired") rows, which evaluation and
+        the test loss use; empty when there are none."""
+        return self.patterns().get(tuple(self.modalities), torch.zeros(0, dtype=torch.long))
+
     def summary(self) -> dict:
         """Row counts: all rows, fully observed ("paired"), each modality alone, other patterns."""
         counts = {"rows": len(self), "paired": 0, **{f"{m} only": 0 for m in self.modalities}}

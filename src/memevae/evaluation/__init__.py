@@ -2,7 +2,8 @@
 accuracy, relatedness, t-SNE, generation grids, marginal likelihood, gradient SNR, generative
 quality) is one module of :mod:`memevae.evaluation.metrics` following the protocol of
 :mod:`memevae.evaluation.metric`; :func:`evaluate` runs any of them by name and writes
-``RUN/evaluation/metrics.json``; :func:`memevae.evaluation.report.write_report` tabulates many runs.
+``RUN/evaluation/metrics.json``; :func:`memevae.evaluation.paper.report.write_report` tabulates many runs
+beside the paper's numbers.
 
 Names are imported on first use, so importing this package (as the CLI and the training
 callbacks do) does not load matplotlib or scikit-learn.
@@ -23,7 +24,7 @@ _EXPORTS = {
     "tsne": "metrics.tsne",
     "generation_grids": "metrics.grids",
     "marginal_log_likelihood": "metrics.likelihood",
-    "write_report": "report",
+    "write_report": "paper.report",
 }
 __all__ = list(_EXPORTS)
 

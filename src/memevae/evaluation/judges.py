@@ -373,15 +373,10 @@ def train_judges(data_config, out, *, modalities=None, epochs: int | None = None
 
 def _train_and_test(data_config):
     """Every pair of the train and the test split of ``data_config``'s data set (no scheme applied),
-    with every modality of a data set that offers a choice of them, so each gets a judge."""
-    from ..data import load_pairs
-
-    c = data_config
-    dataset = registry.get(c.dataset)
+    with every modality of a data set that offers a choice of them, so each gets a judge; each image once."""
+    dataset = registry.get(data_config.dataset)
     every = {"modalities": ",".join(dataset.modalities)} if dataset.takes("modalities") else {}
-    train = load_pairs(c.dataset, "train", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **every)
-    test = load_pairs(c.dataset, "test", c.data_dir, seed=c.seed, verify=c.verify, rendering=c.rendering, **every)
-    return train, test
+    return tuple(data_config.pairs(split, pairs_per_image=1, **every) for split in ("train", "test"))
 
 
 def _capped(images, labels, max_items, seed):

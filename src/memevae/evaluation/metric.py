@@ -7,8 +7,10 @@ it; ``Literal`` for choices), what it ``needs`` from the run ("judges": the judg
 modality; "train": the training pairs), whether it is ``cheap`` (run by default), the ``figures``
 it may write, the optional packages it ``requires``, and ``compute(context, options) -> values``. :func:`evaluate
 <memevae.evaluation.evaluate>` runs a list of them and records each one's values, wall time and
-figures; the command line builds ``--<metric>-<option>`` flags from the ``Options`` fields.
-Adding a metric is adding one module there.
+figures; the command line builds ``--<metric>-<option>`` flags from the ``Options`` fields. For
+``memevae report`` (:mod:`memevae.evaluation.paper.report`) a metric writes its own section of the
+report over many runs (:meth:`Metric.report`) and may list values for its table of other
+measures (``report_columns``). Adding a metric is adding one module there.
 
 Example:
     >>> sorted(metrics())[:3]
@@ -51,6 +53,9 @@ class Metric:
     figures: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
     """Packages of the ``eval`` extra it imports (e.g. "scikit-learn"); checked before any metric runs."""
+    report_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(value key, column title) of the values the report's "Other measures" table shows, one row per
+    group of runs (mean ± std over seeds); for a metric without a section of its own."""
 
     def compute(self, context: "Context", options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -66,6 +71,13 @@ class Metric:
     def headline(self, values: dict) -> dict[str, float]:
         """The few numbers worth printing: by default the top-level float values."""
         return {k: v for k, v in values.items() if isinstance(v, float) and "/" not in k and k != "items"}
+
+    def report(self, part) -> list[str]:
+        """This metric's section of the report over many runs for one data set: markdown lines
+        (figures written into the report's folder), or [] for none, the default. ``part`` is a
+        :class:`memevae.evaluation.paper.report.Part`: the runs of the data set, their recorded
+        values, and the tables and figures the report lays them out with."""
+        return []
 
     @classmethod
     def options(cls, given=None):

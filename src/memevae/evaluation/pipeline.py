@@ -32,7 +32,7 @@ from ..training.rundir import RunError, check_folder, check_writable, mark_folde
 from ..version import __version__
 from ._common import dataset_label
 from .metric import Context, Metric, default_metrics, metrics as registered
-from .reference import cub_paper_values, paper_values
+from .paper.reference import cub_paper_values, paper_values
 
 RESULTS_FORMAT = 1
 

@@ -129,13 +129,14 @@ def folder_kind(path: str | os.PathLike) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def check_folder(path: str | os.PathLike, kind: str = "run", *, option: str = "--out", recognise=None) -> bool:
-    """Whether memevae may write its ``kind`` outputs into folder ``path``: False when it does not
-    exist or is empty (free: create it and :func:`mark_folder` it), True when memevae made it for
-    ``kind`` (its marker says so, or ``recognise(path)`` finds a ``kind`` written before markers
-    existed, e.g. a run's config.json). Anything else is refused in one line (:class:`RunError`)
-    before anything is touched: a folder that holds files memevae did not write, one memevae made
-    for another kind of output, or a path :func:`check_path` refuses.
+def check_folder(path: str | os.PathLike, kind: str = "run", *, option: str = "--out", recognise=None, foreign=None) -> bool:
+    """Whether memevae may write its ``kind`` outputs ("run", "sweep", "evaluation") into folder
+    ``path``: False when it does not exist or is empty (free: create it and :func:`mark_folder` it),
+    True when memevae made it for ``kind`` (its marker says so, or ``recognise(path)`` finds a
+    ``kind`` written before markers existed, e.g. a run's config.json or a sweep's sweep.json).
+    Anything else is refused in one line (:class:`RunError`) before anything is touched: a folder
+    that holds files memevae did not write (``foreign(path)``, when given, says so in the words of
+    its kind), one memevae made for another kind of output, or a path :func:`check_path` refuses.
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -156,6 +157,8 @@ def check_folder(path: str | os.PathLike, kind: str = "run", *, option: str = "-
     if made is not None:
         raise RunError(f"{option} {path} is the {made} folder memevae made there, so it cannot hold {kind} outputs; choose "
                        f"another {option}")
+    if foreign is not None:
+        raise RunError(foreign(path))
     found = sorted(entry.name for entry in path.iterdir())
     listed = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
     raise RunError(f"{option} {path} holds files memevae did not write ({listed}); memevae writes only into a new or empty "

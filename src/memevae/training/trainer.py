@@ -297,8 +297,8 @@ class Trainer:
         """Mean of each metric over the paired rows of ``data`` (at most ``test_samples``), in
         eval mode, with fixed noise that does not disturb the training stream."""
         self.model.eval()
-        paired = data.patterns().get(tuple(data.modalities))
-        if paired is None:
+        paired = data.paired_rows()
+        if len(paired) == 0:
             return {}
         if self.config.test_samples:
             paired = paired[: self.config.test_samples]

@@ -266,9 +266,14 @@ def _paths_sha256(image_paths: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(image_paths), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _rerun_hint(cache: Path, backbone: str) -> str:
-    data_dir = cache.parent.parent if cache.parent.name == "features" else "DATA"
-    return f"`memevae features cub --data-dir {data_dir} --features {backbone}`"
+def _rerun_hint(cache: Path, backbone: str, data_dir: str | os.PathLike | None = None) -> str:
+    """The command that computes ``cache``: ``memevae features cub --data-dir D --features B``, with
+    ``--out`` when the cache lies elsewhere than ``D/features`` (D: ``data_dir``, or the folder
+    holding the cache's ``features`` folder, else a placeholder)."""
+    if data_dir is None:
+        data_dir = cache.parent.parent if cache.parent.name == "features" else "DATA"
+    out = "" if Path(data_dir) / "features" == cache.parent else f" --out {cache.parent}"
+    return f"`memevae features cub --data-dir {data_dir} --features {backbone}{out}`"
 
 
 def _weights_match(recorded: object, wanted: object) -> bool:
@@ -443,20 +448,22 @@ def compute_features(root: str | os.PathLike, image_paths: list[str], backbone: 
     return cache
 
 
-def load_features(cache: str | os.PathLike, image_paths: list[str], *, allow_untrained: bool = False) -> torch.Tensor:
+def load_features(cache: str | os.PathLike, image_paths: list[str], *, allow_untrained: bool = False,
+                  data_dir: str | os.PathLike | None = None) -> torch.Tensor:
     """The cached features (n, dim) float32 of ``image_paths``, in their order, after checking the
     ``.npy`` against its recorded sha256 and the recorded paths against ``image_paths``; caches of an
     untrained network are refused unless ``allow_untrained`` (tests of the plumbing only), and so are
-    features holding NaN or inf. Any problem is a one-line DataError naming the cache file and the fix."""
+    features holding NaN or inf. Any problem is a one-line DataError naming the cache file and the fix:
+    the ``memevae features`` command that (re)computes it for the data folder ``data_dir``."""
     cache = _cache_path(cache)
     meta = _read_json(_sidecar(cache))
     named = [name for name in BACKBONES if cache.stem.endswith(name)]
     backbone = (meta or {}).get("backbone", named[0] if named else DEFAULT_FEATURES)
-    hint = _rerun_hint(cache, backbone)
+    hint = _rerun_hint(cache, backbone, data_dir)
     if meta is None or not cache.is_file():
         missing = cache if not cache.is_file() else _sidecar(cache)
         stand_in = ("" if backbone != "resnet101" else
-                    f", or, without the ImageNet weights, compute {_rerun_hint(cache, 'colour-hog')} and train with "
+                    f", or, without the ImageNet weights, compute {_rerun_hint(cache, 'colour-hog', data_dir)} and train with "
                     f"--features colour-hog (not the paper's setting)")
         raise DataError(f"{missing}: no image feature cache there (missing or unreadable); compute it with {hint}{stand_in}")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:

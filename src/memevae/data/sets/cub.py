@@ -68,7 +68,7 @@ def load(split, data_dir, *, pairs_per_image, seed, download, verify, rendering,
         raise DataError("cub pairs each image with each of its ten captions; --pairs-per-image does not apply")
     records = read_cub(data_dir)
     vocabulary = Vocabulary.build(records.select("train").all_captions(), min_count=MIN_COUNT)
-    all_features = load_features(features_cache(data_dir, features, features_dir), list(records.paths))
+    all_features = load_features(features_cache(data_dir, features, features_dir), list(records.paths), data_dir=data_dir)
     chosen = records.select(split)
     if len(chosen) == 0:
         raise DataError(f"the CUB folder {data_dir} has no images of {split} classes; add them (docs/data.md, 'CUB')")

@@ -148,3 +148,19 @@ class CCACoherenceMetric(Metric):
         cache_dir = cache_root() / "cca" / context.data_config.variant
         return cca_coherence(context.model, context.train, context.test, options=options, cache_dir=cache_dir,
                              seed=context.seed, progress=context.progress)
+
+    def report(self, part) -> list[str]:
+        """Table 5's layout: a table per direction and the ground truth, the paper's CUB rows
+        (ResNet-101 features) beside ours."""
+        from ..paper.report import table
+        from ..paper.reference import CCA
+
+        if not any("cca-coherence" in r.metrics for r in part.members):
+            return []
+        lines = ["### CCA coherence (Table 5 layout)", "",
+                 "Paper rows: CUB with ResNet-101 features; rows of other image features (e.g. colour-hog) "
+                 "are set beside them for orientation only.", ""]
+        for key in ("image->caption", "caption->image", "ground_truth"):
+            title = "ground truth (test pairs)" if key == "ground_truth" else key.replace("->", " → ")
+            lines += [f"**{title}**", "", table(part.records, part.dataset, "cca-coherence", key, CCA), ""]
+        return lines

@@ -128,3 +128,106 @@ class Coherence(Metric):
         directions = None if options.directions is None else parse_directions(options.directions, context.test.modalities)
         return cross_coherence(context.model, context.test, context.judges, directions=directions, batch_size=options.batch_size,
                                seed=context.seed, sample=options.sample, progress=context.progress)
+
+    def report(self, part) -> list[str]:
+        """Table 3's layout (a table per direction, the paper's MNIST-SVHN rows beside ours), Fig. 5
+        (coherence against f) and the per-epoch coherence of training; with more than two modalities,
+        MoPoE's summaries instead (:func:`subset_report`)."""
+        from ..paper.report import epoch_means, plot_against_f, plot_epoch_curves, table
+        from ..paper.reference import COHERENCE
+
+        if part.many:
+            return subset_report(part)
+        directions = part.keys("coherence", lambda key: "->" in key)
+        if not directions:
+            return []
+        lines = ["### Cross coherence (Table 3 layout)", ""]
+        for key in directions:
+            lines += [f"**{key.replace('->', ' → ')}**", "", table(part.records, part.dataset, "coherence", key, COHERENCE), ""]
+        name, path = part.figure("coherence-vs-f")
+        plot_against_f(part.records, part.dataset, "coherence", directions, COHERENCE, path, "cross coherence",
+                       "Cross coherence against f (Fig. 5)")
+        lines += [f"![coherence against f]({name})", ""]
+        name, path = part.figure("coherence-per-epoch")
+        if any(epoch_means([r], f"coherence/{directions[0]}")[0] for r in part.members):
+            plot_epoch_curves(part.records, part.dataset, directions, path)
+            lines += ["Along training (each run's per-epoch coherence on its first test pairs, `metrics.jsonl`):", "",
+                      f"![coherence per epoch]({name})", ""]
+        return lines
+
+
+def _keys_from(modalities, k: int) -> list[str]:
+    """The coherence directions from k given modalities to one missing modality."""
+    return [direction_name(s, t) for s, t in default_directions(modalities) if len(s) == k]
+
+
+def subset_report(part) -> list[str]:
+    """With more than two modalities, MoPoE-style summaries (Sutter et al. 2021) instead of a table
+    per direction: coherence averaged over the directions from k given modalities, and leave-one-out
+    coherence (every other modality -> one); one row per (model, scheme, f), mean ± std over seeds.
+    Figures: coherence against the number of given modalities, and along training (the monitor's
+    means by subset size)."""
+    from ..paper.report import epoch_means, plot_epoch_curves, subset_table
+
+    members, modalities = part.members, part.modalities
+    sizes = range(1, len(modalities))
+    lines = ["### Coherence from subsets of modalities (MoPoE's table)", "",
+             f"{len(modalities)} modalities ({', '.join(modalities)}). \"from k\": the mean coherence over every "
+             "direction from k given modalities to one missing modality; \"→ m\": from all the others to m.", ""]
+    lines += subset_table(part, "mean coherence from k given modalities", "coherence",
+                          [(f"from {k}", _keys_from(modalities, k)) for k in sizes])
+    others = [(f"→ {t}", [direction_name(tuple(m for m in modalities if m != t), t)]) for t in modalities]
+    lines += subset_table(part, "leave-one-out coherence", "coherence", others)
+    if any("coherence" in r.metrics for r in members):
+        name, path = part.figure("coherence-by-subset-size")
+        plot_against_subset_size(members, path)
+        lines += [f"![coherence against the number of given modalities]({name})", ""]
+    means = [f"mean/{k}" for k in sizes]
+    if any(epoch_means([r], f"coherence/{means[0]}")[0] for r in members):
+        name, path = part.figure("coherence-per-epoch")
+        plot_epoch_curves(members, part.dataset, means, path)
+        lines += ["Along training (each run's per-epoch mean coherence from k given modalities on its first test "
+                  "items, `metrics.jsonl`):", "", f"![coherence per epoch]({name})", ""]
+    return lines
+
+
+def plot_against_subset_size(members, path):
+    """Mean coherence from k given modalities against k for the runs ``members`` (report records of
+    one data set), one line per (model, scheme, f) with one-std shading over seeds (MoPoE's view:
+    more given modalities should generate more coherently); chance (0.1) dashed; the legend below the panel."""
+    import numpy as np
+
+    from .._common import dataset_label
+    from ..curves import CHANCE
+    from ..paper.report import Cell, row_label, subset_mean
+    from ..plotting import colour_map, legend_below, save, subplots, suptitle
+
+    modalities = members[0].modalities
+    sizes = list(range(1, len(modalities)))
+    groups = sorted({r.group for r in members if "coherence" in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
+    models = sorted({g[0] for g in groups})
+    fig, axes = subplots(1, 1, figsize=(5.6, 4.0), squeeze=False)
+    ax, colours, styles = axes[0, 0], colour_map("tab10"), {}
+    for group in groups:
+        runs = [r for r in members if r.group == group]
+        cells = [Cell([v for v in (subset_mean(r, "coherence", _keys_from(modalities, k)) for r in runs) if v is not None])
+                 for k in sizes]
+        points = [(k, c) for k, c in zip(sizes, cells) if c.values]
+        if not points:
+            continue
+        k = np.array([p[0] for p in points])
+        mean = np.array([p[1].mean for p in points])
+        std = np.array([p[1].std or 0.0 for p in points])
+        colour = colours(models.index(group[0]) % 10)
+        style = styles.setdefault(group[3], ("-", "--", ":", "-.")[len(styles) % 4])
+        ax.plot(k, mean, style, marker="o", color=colour, label=f"{row_label(group[0], group[2])}, f = {group[3]:g} (n={len(runs)})")
+        ax.fill_between(k, mean - std, mean + std, color=colour, alpha=0.15)
+    ax.axhline(CHANCE, color="grey", lw=1, ls="--")
+    ax.set_xticks(sizes)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("given modalities k")
+    ax.set_ylabel("mean coherence to a missing modality")
+    ax.grid(alpha=0.3)
+    legend_below(fig, [ax])
+    suptitle(fig, f"Coherence from k of {len(modalities)} modalities, {dataset_label(members[0].dataset)}: mean \u00b1 1 std over seeds", 9)
+    return save(fig, path)

@@ -154,3 +154,29 @@ class LatentAccuracy(Metric):
 
     def headline(self, values: dict) -> dict[str, float]:
         return {k: v for k, v in values.items() if "/" not in k}
+
+    def report(self, part) -> list[str]:
+        """Table 4's layout (a table per modality, the paper's MNIST-SVHN rows beside ours) and Fig. 7
+        (accuracy against f); with more than two modalities, the mean accuracy over the subsets of k
+        modalities instead."""
+        from ..paper.report import plot_against_f, subset_table, table
+        from ..paper.reference import LATENT
+
+        modalities = part.modalities
+        if part.many:
+            return ["### Latent accuracy per subset", "",
+                    "The mean over the subsets of k modalities of a linear probe's test accuracy on the posterior mean given "
+                    "the subset.", "",
+                    *subset_table(part, "mean latent accuracy over subsets of k modalities", "latent",
+                                  [(f"{k} of {len(modalities)}", ["+".join(s) for s in itertools.combinations(modalities, k)])
+                                   for k in range(1, len(modalities) + 1)])]
+        keys = part.keys("latent", lambda key: "/" not in key)
+        if not keys:
+            return []
+        lines = ["### Latent accuracy (Table 4 layout)", ""]
+        for key in keys:
+            lines += [f"**{key}**", "", table(part.records, part.dataset, "latent", key, LATENT), ""]
+        name, path = part.figure("latent-accuracy-vs-f")
+        plot_against_f(part.records, part.dataset, "latent", keys, LATENT, path, "linear latent accuracy",
+                       "Latent accuracy against f (Fig. 7)")
+        return lines + [f"![latent accuracy against f]({name})", ""]

@@ -124,8 +124,8 @@ def _paired_tensors(model, data, max_items):
     from ...data import Batch, MultimodalDataset
 
     if isinstance(data, MultimodalDataset):
-        rows = data.patterns().get(tuple(data.modalities))
-        if rows is None:
+        rows = data.paired_rows()
+        if len(rows) == 0:
             raise ValueError("the data has no fully observed (paired) items; marginal likelihoods need pairs")
         if max_items is not None:
             rows = rows[:max_items]

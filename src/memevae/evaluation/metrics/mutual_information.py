@@ -205,8 +205,8 @@ def generative_quality(model, test_data, *, train_data=None, classifiers=None, c
     _gpytorch()
     if not isinstance(test_data, MultimodalDataset):
         raise ValueError(f"test_data must be a MultimodalDataset, got {type(test_data).__name__}")
-    rows = test_data.patterns().get(tuple(test_data.modalities))
-    if rows is None:
+    rows = test_data.paired_rows()
+    if len(rows) == 0:
         raise ValueError("the test data has no paired items to translate")
     if max_items is not None:
         rows = rows[:max_items]

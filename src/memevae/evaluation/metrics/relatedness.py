@@ -206,6 +206,8 @@ class RelatednessMetric(Metric):
     order = 30
     figures = ("relatedness-histogram.png", "relatedness-classes.png")
     requires = ("scikit-learn",)
+    report_columns = (("paired_closer_auc", "relatedness AUC P(d paired < d unpaired)"),
+                      ("paired_mean", "mean W2, paired"), ("unpaired_mean", "mean W2, unpaired"))
 
     def compute(self, context, options: RelatednessOptions) -> dict:
         return relatedness(context.model, context.test, source=options.source, target=options.target,

@@ -158,8 +158,8 @@ def _paired_subset(data):
 
     if not isinstance(data, MultimodalDataset):
         raise ValueError(f"data must be a MultimodalDataset, got {type(data).__name__}")
-    rows = data.patterns().get(tuple(data.modalities))
-    if rows is None or len(rows) < 2:
+    rows = data.paired_rows()
+    if len(rows) < 2:
         raise ValueError("gradient SNR needs at least two paired (fully observed) training items")
     return data.subset(rows)
 

@@ -119,6 +119,8 @@ class TSNE(Metric):
     order = 40
     figures = ("tsne.png",)
     requires = ("scikit-learn",)
+    report_columns = (("knn_same_digit", "10-NN same digit"), ("knn_same_class", "10-NN same class"),
+                      ("knn_other_modality", "10-NN other modality"))
 
     def compute(self, context, options: TSNEOptions) -> dict:
         return tsne(context.model, context.test, points=options.points, perplexity=options.perplexity, seed=context.seed,

@@ -1,6 +1,11 @@
-"""Tables and plots over many evaluated runs, in the layout of the paper's Table 3 (coherence per
-scheme x f, both directions), Table 4 (latent accuracy) and Fig. 5 / 7 (the same against f, one-std
-shading), with the paper's MNIST-SVHN numbers beside ours (Tables 3 and 4).
+"""The report over many evaluated runs: tables and plots in the layout of the paper's Table 3
+(coherence per scheme x f, both directions), Table 4 (latent accuracy), Table 5 (CUB's CCA
+coherence) and Fig. 5 / 7 (the same against f, one-std shading), with the paper's numbers beside
+ours (:mod:`.reference`).
+
+Each metric writes its own section (:meth:`memevae.evaluation.metric.Metric.report`, given a
+:class:`Part`: the runs of one data set) with the tables and figures here, in the metrics'
+``order``; values a metric lists in its ``report_columns`` share one "Other measures" table.
 
 Runs are grouped by (model, dataset, unpaired scheme, paired fraction f), read from each run's
 ``config.json`` and ``evaluation/metrics.json``; a group's cells are mean +- std over its runs
@@ -14,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections import Counter, defaultdict
@@ -23,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
-from ..training.rundir import RunError
-from ..data.pairs import recorded_variant
-from ._common import dataset_label
-from .plotting import save, suptitle
-from .metrics.coherence import default_directions, direction_name
-from .reference import CCA, COHERENCE, EPOCHS, FRACTIONS, LATENT, _lookup, paper_scheme, to_paper_names
-from .pipeline import results_path
+from ... import io
+from ...training.rundir import RunError
+from ...data.pairs import recorded_variant
+from .._common import dataset_label
+from ..metric import metrics
+from ..plotting import save, suptitle
+from ..pipeline import results_path
+from .reference import CCA, EPOCHS, FRACTIONS, _lookup, paper_scheme, to_paper_names
 
 FULL = "full"
 """The scheme name of f = 1 runs (no unpaired remainder)."""
@@ -116,6 +120,40 @@ def summarise(records: list[RunRecord], metric: str, key: str) -> dict[tuple, Ce
     return {group: Cell(values) for group, values in groups.items()}
 
 
+@dataclass
+class Part:
+    """The runs of one data set, as a metric's section of the report sees them: ``records`` (every
+    run of the report: colours and models are shared across data sets), the ``dataset``, the
+    report's folder ``out`` and the ``suffix`` its figure names take (empty for a report of one data set)."""
+
+    records: list[RunRecord]
+    dataset: str
+    out: Path
+    suffix: str = ""
+
+    @property
+    def members(self) -> list[RunRecord]:
+        """The runs on this data set."""
+        return [r for r in self.records if r.dataset == self.dataset]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.members[0].modalities
+
+    @property
+    def many(self) -> bool:
+        """More than two modalities: MoPoE-style summaries instead of the paper's tables (App. E)."""
+        return len(self.modalities) > 2
+
+    def keys(self, metric: str, keep=lambda key: True) -> list[str]:
+        """The value keys of ``metric`` the runs of this data set recorded (those ``keep`` accepts), in order of appearance."""
+        return list(dict.fromkeys(k for r in self.members for k in r.metrics.get(metric, {}) if keep(k)))
+
+    def figure(self, stem: str) -> tuple[str, Path]:
+        """(name, path) of the figure ``stem`` of this part: ``<stem><suffix>.png`` in the report's folder."""
+        name = f"{stem}{self.suffix}.png"
+        return name, self.out / name
+
 def _paper_cell(table: dict, key: str, model: str, scheme: str, f: float, modalities) -> str:
     named = table is not CCA  # CUB's modalities carry the paper's own names
     if named and "mnist" not in modalities:  # the MNIST-SVHN tables are for digits
@@ -129,7 +167,8 @@ def _paper_cell(table: dict, key: str, model: str, scheme: str, f: float, modali
     return f"{value[0]:.3f}" + (f" ± {value[1]:.3f}" if value[1] is not None else "")
 
 
-def _label(model: str, scheme: str) -> str:
+def row_label(model: str, scheme: str) -> str:
+    """A row's name: the model, and the scheme unless f = 1 ("MEME_SPLIT", "MVAE")."""
     return model.upper() + ("" if scheme == FULL else "_" + scheme.upper())
 
 
@@ -162,12 +201,12 @@ def table(records: list[RunRecord], dataset: str, metric: str, key: str, paper_t
         ours = [_cell_for(cells, model, dataset, scheme, f) for f in fractions]
         if not any(ours):
             continue
-        lines.append(f"| {_label(model, scheme)} (ours, {dataset_label(dataset)}) | "
+        lines.append(f"| {row_label(model, scheme)} (ours, {dataset_label(dataset)}) | "
                      + " | ".join(str(c) if c else "–" for c in ours) + " |")
         paper = [_paper_cell(paper_table, key, model, scheme, f, modalities) for f in fractions]
         if any(p and p != "–" for p in paper):
             where, name = ("CUB, ResNet-101", scheme) if paper_table is CCA else ("MNIST-SVHN", _paper_name(scheme, modalities))
-            lines.append(f"| {_label(model, name)} (paper, {where}) | " + " | ".join(paper) + " |")
+            lines.append(f"| {row_label(model, name)} (paper, {where}) | " + " | ".join(paper) + " |")
     return "\n".join(lines)
 
 
@@ -176,28 +215,12 @@ def _paper_name(scheme: str, modalities) -> str:
     return paper_scheme(scheme, modalities) or scheme
 
 
-def _directions(records, dataset) -> list[str]:
-    keys = []
-    for r in records:
-        if r.dataset == dataset:
-            keys += [k for k in r.metrics.get("coherence", {}) if "->" in k]
-    return list(dict.fromkeys(keys))
-
-
-def _latent_keys(records, dataset) -> list[str]:
-    keys = []
-    for r in records:
-        if r.dataset == dataset:
-            keys += [k for k in r.metrics.get("latent", {}) if "/" not in k]
-    return list(dict.fromkeys(keys))
-
-
 def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: dict, path, ylabel: str, title: str):
     """One panel per key (direction or modality): mean against f per (model, scheme) with one-std
     shading, and the paper's MNIST-SVHN values dashed (Fig. 5 / Fig. 7); the y axis spans [0, 1]
     with chance (ten classes, 0.1) dashed grey, and one legend for all panels lies below them."""
-    from .curves import CHANCE
-    from .plotting import colour_map, legend_below, subplots
+    from ..curves import CHANCE
+    from ..plotting import colour_map, legend_below, subplots
 
     modalities = next(r.modalities for r in records if r.dataset == dataset)
     fig, axes = subplots(1, len(keys), figsize=(5.2 * len(keys), 4.0), squeeze=False)
@@ -214,14 +237,14 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
             mean = np.array([p[1].mean for p in points])
             std = np.array([p[1].std or 0.0 for p in points])
             colour = colours(k % 10)
-            ax.plot(f, mean, "o-", color=colour, label=f"{_label(model, scheme)} ({dataset_label(dataset)})")
+            ax.plot(f, mean, "o-", color=colour, label=f"{row_label(model, scheme)} ({dataset_label(dataset)})")
             ax.fill_between(f, mean - std, mean + std, color=colour, alpha=0.2)
             rows = paper_table.get(to_paper_names(key), {})
             ref = [(fr, _lookup(rows, model, None if scheme == FULL else paper_scheme(scheme, modalities), fr)) for fr in FRACTIONS]
             ref = sorted((fr, v[0]) for fr, v in ref if v is not None and (scheme != FULL or fr == 1.0))
             if ref:
                 ax.plot([r[0] for r in ref], [r[1] for r in ref], "x--", color=colour, alpha=0.7,
-                        label=f"{_label(model, _paper_name(scheme, modalities))} (paper, MNIST-SVHN)")
+                        label=f"{row_label(model, _paper_name(scheme, modalities))} (paper, MNIST-SVHN)")
         ax.axhline(CHANCE, color="grey", lw=1, ls="--", label="chance (ten classes)")
         ax.set_xscale("log", base=2)
         ticks = sorted(set(_fractions(records, dataset)) | set(FRACTIONS))
@@ -237,9 +260,9 @@ def plot_against_f(records, dataset, metric: str, keys: list[str], paper_table: 
     return save(fig, path)
 
 
-def _epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[float]]:
+def epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[float]]:
     """Epochs and the mean over runs of ``key`` in their metrics.jsonl (epochs every run reached)."""
-    from ..run import load_history
+    from ...run import load_history
 
     series = []
     for record in members:
@@ -254,8 +277,8 @@ def _epoch_means(members: list[RunRecord], key: str) -> tuple[list[int], list[fl
 def plot_epoch_curves(records, dataset, directions: list[str], path):
     """The per-epoch cross coherence (each run's ``metrics.jsonl``): one panel per direction and f,
     one line per (model, scheme), the mean over seeds; chance (0.1) dashed; one legend below the panels."""
-    from .curves import CHANCE
-    from .plotting import colour_map, legend_below, subplots
+    from ..curves import CHANCE
+    from ..plotting import colour_map, legend_below, subplots
 
     fractions = sorted(_fractions(records, dataset), reverse=True)
     fig, axes = subplots(len(directions), len(fractions), figsize=(4.4 * len(fractions), 3.4 * len(directions)), squeeze=False)
@@ -269,11 +292,11 @@ def plot_epoch_curves(records, dataset, directions: list[str], path):
                 if r.dataset == dataset and r.fraction == f:
                     groups[(r.model, r.scheme)].append(r)
             for (model, scheme), members in sorted(groups.items()):
-                epochs, means = _epoch_means(members, f"coherence/{key}")
+                epochs, means = epoch_means(members, f"coherence/{key}")
                 if epochs:
                     style = styles.setdefault(scheme, ("-", "--", ":", "-.")[len(styles) % 4])
                     ax.plot(epochs, means, style, marker="o", ms=3, color=colours(models.index(model) % 10),
-                            label=f"{_label(model, scheme)} (n={len(members)})")
+                            label=f"{row_label(model, scheme)} (n={len(members)})")
             ax.axhline(CHANCE, color="grey", lw=1, ls="--")
             ax.set_ylim(0, 1)
             given = key.removeprefix("mean/")
@@ -296,11 +319,11 @@ def _settings_note(records: list[RunRecord]) -> list[str]:
         differing = sorted({k for r in members for k in r.settings if any(r.settings[k] != o.settings.get(k) for o in members)})
         seeds = Counter(r.seed for r in members)
         if differing:
-            notes.append(f"- {_label(group[0], group[2])} f={group[3]:g} ({dataset_label(group[1])}): runs differ in "
+            notes.append(f"- {row_label(group[0], group[2])} f={group[3]:g} ({dataset_label(group[1])}): runs differ in "
                          f"{', '.join(differing)}; they are averaged together.")
         repeated = [s for s, c in seeds.items() if c > 1]
         if repeated:
-            notes.append(f"- {_label(group[0], group[2])} f={group[3]:g}: seed(s) {repeated} appear more than once.")
+            notes.append(f"- {row_label(group[0], group[2])} f={group[3]:g}: seed(s) {repeated} appear more than once.")
     return notes
 
 
@@ -318,7 +341,8 @@ def _budget(records: list[RunRecord]) -> str:
 
 
 def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -> str:
-    """The markdown text; figures are written into ``out``."""
+    """The markdown text; figures are written into ``out``. Per data set, each metric's section
+    (:meth:`~memevae.evaluation.metric.Metric.report`) in the metrics' order, then the other measures."""
     paper_rows = ("Rows marked *paper* are Joy et al. (ICLR 2022) on MNIST-SVHN (Tables 3 and 4) or on CUB (Table 5); on "
                   "MNIST-Textured they are for orientation only, not the same data set, and runs on different textured "
                   "renderings are reported apart. Scheme names: the modality kept for the unpaired remainder (paper Sec. "
@@ -330,42 +354,11 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
              f"{len(records)} evaluated run(s). Cells: mean ± std over runs (seeds) of a group (model, data set, unpaired "
              "scheme, f); std uses the n − 1 denominator. " + " ".join(intro), "", _budget(records), ""]
     for dataset in sorted({r.dataset for r in records}):
-        label = dataset_label(dataset)
         suffix = "" if len({r.dataset for r in records}) == 1 else "-" + dataset.replace("/", "-")
-        lines += [f"## {label}", ""]
-        directions = _directions(records, dataset)
-        many = len(next(r.modalities for r in records if r.dataset == dataset)) > 2
-        if many:
-            lines += many_modality_tables(records, dataset, out, suffix)
-        elif directions:
-            lines += ["### Cross coherence (Table 3 layout)", ""]
-            for key in directions:
-                lines += [f"**{key.replace('->', ' → ')}**", "", table(records, dataset, "coherence", key, COHERENCE), ""]
-            name = f"coherence-vs-f{suffix}.png"
-            plot_against_f(records, dataset, "coherence", directions, COHERENCE, out / name, "cross coherence",
-                           "Cross coherence against f (Fig. 5)")
-            lines += [f"![coherence against f]({name})", ""]
-            name = f"coherence-per-epoch{suffix}.png"
-            if any(_epoch_means([r], f"coherence/{directions[0]}")[0] for r in records if r.dataset == dataset):
-                plot_epoch_curves(records, dataset, directions, out / name)
-                lines += ["Along training (each run's per-epoch coherence on its first test pairs, `metrics.jsonl`):", "",
-                          f"![coherence per epoch]({name})", ""]
-        modalities = _latent_keys(records, dataset)
-        if modalities and not many:
-            lines += ["### Latent accuracy (Table 4 layout)", ""]
-            for key in modalities:
-                lines += [f"**{key}**", "", table(records, dataset, "latent", key, LATENT), ""]
-            name = f"latent-accuracy-vs-f{suffix}.png"
-            plot_against_f(records, dataset, "latent", modalities, LATENT, out / name, "linear latent accuracy",
-                           "Latent accuracy against f (Fig. 7)")
-            lines += [f"![latent accuracy against f]({name})", ""]
-        if any("cca-coherence" in r.metrics for r in records if r.dataset == dataset):
-            lines += ["### CCA coherence (Table 5 layout)", "",
-                      "Paper rows: CUB with ResNet-101 features; rows of other image features (e.g. colour-hog) "
-                      "are set beside them for orientation only.", ""]
-            for key in ("image->caption", "caption->image", "ground_truth"):
-                title = "ground truth (test pairs)" if key == "ground_truth" else key.replace("->", " → ")
-                lines += [f"**{title}**", "", table(records, dataset, "cca-coherence", key, CCA), ""]
+        lines += [f"## {dataset_label(dataset)}", ""]
+        part = Part(records, dataset, out, suffix)
+        for metric in metrics().values():
+            lines += metric().report(part)
         other = _other_measures(records, dataset)
         if other:
             lines += ["### Other measures", "", other, ""]
@@ -381,125 +374,44 @@ def build_report(records: list[RunRecord], out: Path, skipped: list[str] = ()) -
     return "\n".join(lines) + "\n"
 
 
-def _subset_mean(record, metric: str, keys: list[str]) -> float | None:
+def subset_mean(record, metric: str, keys: list[str]) -> float | None:
     """The mean of a run's ``metric`` values over ``keys`` (None unless every key has a finite value)."""
     values = [record.metrics.get(metric, {}).get(k) for k in keys]
     values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     return float(np.mean(values)) if values and len(values) == len(keys) else None
 
 
-def _coherence_keys(modalities, k: int) -> list[str]:
-    """The coherence directions from k given modalities to one missing modality."""
-    return [direction_name(s, t) for s, t in default_directions(modalities) if len(s) == k]
-
-
-def many_modality_tables(records, dataset, out: Path, suffix: str = "") -> list[str]:
-    """With more than two modalities, MoPoE-style summaries (Sutter et al. 2021) instead of a table
-    per direction: coherence averaged over the directions from k given modalities and leave-one-out
-    coherence (every other modality -> one), and latent accuracy averaged over the subsets of k
-    modalities; one row per (model, scheme, f), mean ± std over seeds. Figures: coherence against
-    the number of given modalities, and along training (the monitor's means by subset size)."""
-    members = [r for r in records if r.dataset == dataset]
-    modalities = members[0].modalities
-    sizes = range(1, len(modalities))
-
-    def block(title, metric, columns):
-        groups = sorted({r.group for r in members if metric in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
-        if not groups:
-            return []
-        out = [f"**{title}**", "", "| model | f | " + " | ".join(name for name, _ in columns) + " |",
-               "|" + "---|" * (len(columns) + 2)]
-        for group in groups:
-            runs = [r for r in members if r.group == group]
-            cells = []
-            for _, keys in columns:
-                values = [v for v in (_subset_mean(r, metric, keys) for r in runs) if v is not None]
-                cells.append(str(Cell(values)) if values else "–")
-            out.append(f"| {_label(group[0], group[2])} | {group[3]:g} | " + " | ".join(cells) + " |")
-        return out + [""]
-
-    def latent_keys(k):
-        return ["+".join(s) for s in itertools.combinations(modalities, k)]
-
-    lines = ["### Coherence from subsets of modalities (MoPoE's table)", "",
-             f"{len(modalities)} modalities ({', '.join(modalities)}). \"from k\": the mean coherence over every "
-             "direction from k given modalities to one missing modality; \"→ m\": from all the others to m.", ""]
-    lines += block("mean coherence from k given modalities", "coherence", [(f"from {k}", _coherence_keys(modalities, k)) for k in sizes])
-    others = [(f"→ {t}", [direction_name(tuple(m for m in modalities if m != t), t)]) for t in modalities]
-    lines += block("leave-one-out coherence", "coherence", others)
-    if any("coherence" in r.metrics for r in members):
-        name = f"coherence-by-subset-size{suffix}.png"
-        plot_against_subset_size(members, out / name)
-        lines += [f"![coherence against the number of given modalities]({name})", ""]
-    means = [f"mean/{k}" for k in sizes]
-    if any(_epoch_means([r], f"coherence/{means[0]}")[0] for r in members):
-        name = f"coherence-per-epoch{suffix}.png"
-        plot_epoch_curves(members, dataset, means, out / name)
-        lines += ["Along training (each run's per-epoch mean coherence from k given modalities on its first test "
-                  "items, `metrics.jsonl`):", "", f"![coherence per epoch]({name})", ""]
-    lines += ["### Latent accuracy per subset", "",
-              "The mean over the subsets of k modalities of a linear probe's test accuracy on the posterior mean given "
-              "the subset.", ""]
-    lines += block("mean latent accuracy over subsets of k modalities", "latent",
-                   [(f"{k} of {len(modalities)}", latent_keys(k)) for k in range(1, len(modalities) + 1)])
-    return lines
-
-
-def plot_against_subset_size(members: list[RunRecord], path):
-    """Mean coherence from k given modalities against k, one line per (model, scheme, f) with
-    one-std shading over seeds (MoPoE's view: more given modalities should generate more coherently);
-    chance (0.1) dashed; the legend below the panel."""
-    from .curves import CHANCE
-    from .plotting import colour_map, legend_below, subplots
-
-    modalities = members[0].modalities
-    sizes = list(range(1, len(modalities)))
-    groups = sorted({r.group for r in members if "coherence" in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
-    models = sorted({g[0] for g in groups})
-    fig, axes = subplots(1, 1, figsize=(5.6, 4.0), squeeze=False)
-    ax, colours, styles = axes[0, 0], colour_map("tab10"), {}
+def subset_table(part: Part, title: str, metric: str, columns: list[tuple[str, list[str]]]) -> list[str]:
+    """With more than two modalities: a table titled ``title`` of one row per (model, scheme, f) with
+    a value of ``metric``, one column per (name, keys), each cell the mean ± std over seeds of a
+    run's mean of ``metric`` over the column's keys (:func:`subset_mean`); [] when no run has ``metric``."""
+    members = part.members
+    groups = sorted({r.group for r in members if metric in r.metrics}, key=lambda g: (g[0], g[2], -g[3]))
+    if not groups:
+        return []
+    out = [f"**{title}**", "", "| model | f | " + " | ".join(name for name, _ in columns) + " |",
+           "|" + "---|" * (len(columns) + 2)]
     for group in groups:
         runs = [r for r in members if r.group == group]
-        cells = [Cell([v for v in (_subset_mean(r, "coherence", _coherence_keys(modalities, k)) for r in runs) if v is not None])
-                 for k in sizes]
-        points = [(k, c) for k, c in zip(sizes, cells) if c.values]
-        if not points:
-            continue
-        k = np.array([p[0] for p in points])
-        mean = np.array([p[1].mean for p in points])
-        std = np.array([p[1].std or 0.0 for p in points])
-        colour = colours(models.index(group[0]) % 10)
-        style = styles.setdefault(group[3], ("-", "--", ":", "-.")[len(styles) % 4])
-        ax.plot(k, mean, style, marker="o", color=colour, label=f"{_label(group[0], group[2])}, f = {group[3]:g} (n={len(runs)})")
-        ax.fill_between(k, mean - std, mean + std, color=colour, alpha=0.15)
-    ax.axhline(CHANCE, color="grey", lw=1, ls="--")
-    ax.set_xticks(sizes)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("given modalities k")
-    ax.set_ylabel("mean coherence to a missing modality")
-    ax.grid(alpha=0.3)
-    legend_below(fig, [ax])
-    suptitle(fig, f"Coherence from k of {len(modalities)} modalities, {dataset_label(members[0].dataset)}: mean \u00b1 1 std over seeds", 9)
-    return save(fig, path)
-
-
-OTHER = (("relatedness", "paired_closer_auc", "relatedness AUC P(d paired < d unpaired)"),
-         ("relatedness", "paired_mean", "mean W2, paired"),
-         ("relatedness", "unpaired_mean", "mean W2, unpaired"),
-         ("tsne", "knn_same_digit", "10-NN same digit"),
-         ("tsne", "knn_same_class", "10-NN same class"),
-         ("tsne", "knn_other_modality", "10-NN other modality"))
+        cells = []
+        for _, keys in columns:
+            values = [v for v in (subset_mean(r, metric, keys) for r in runs) if v is not None]
+            cells.append(str(Cell(values)) if values else "–")
+        out.append(f"| {row_label(group[0], group[2])} | {group[3]:g} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def _other_measures(records, dataset) -> str:
-    present = [(m, k, label) for m, k, label in OTHER if any(k in r.metrics.get(m, {}) for r in records if r.dataset == dataset)]
+    """One table of the values the metrics list in their ``report_columns``, a row per group."""
+    columns = [(metric.name, key, label) for metric in metrics().values() for key, label in metric.report_columns]
+    present = [(m, k, label) for m, k, label in columns if any(k in r.metrics.get(m, {}) for r in records if r.dataset == dataset)]
     if not present:
         return ""
     groups = sorted({r.group for r in records if r.dataset == dataset}, key=lambda g: (g[0], g[2], -g[3]))
     lines = ["| group | " + " | ".join(label for _, _, label in present) + " |", "|" + "---|" * (len(present) + 1)]
     for group in groups:
         cells = [summarise([r for r in records if r.group == group], m, k).get(group) for m, k, _ in present]
-        lines.append(f"| {_label(group[0], group[2])} f={group[3]:g} | " + " | ".join(str(c) if c else "–" for c in cells) + " |")
+        lines.append(f"| {row_label(group[0], group[2])} f={group[3]:g} | " + " | ".join(str(c) if c else "–" for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -524,4 +436,5 @@ def write_report(runs, out, strict: bool = False) -> Path:
     return io.write_text(out / "report.md", text)
 
 
-__all__ = ["write_report", "build_report", "read_run", "summarise", "table", "Cell", "RunRecord", "scheme_of"]
+__all__ = ["write_report", "build_report", "read_run", "summarise", "table", "plot_against_f", "plot_epoch_curves", "subset_table",
+           "Cell", "Part", "RunRecord", "scheme_of"]
