@@ -84,7 +84,7 @@ def test_flatness_compares_window_means_not_single_epochs():
 
 
 def _record(module, model, f, scheme, seed, coherence):
-    from memevae.evaluation.report import RunRecord
+    from memevae.evaluation.paper.report import RunRecord
 
     values = {"coherence": {module.TO_TEXTURED: coherence, module.TO_MNIST: coherence}}
     return RunRecord(f"runs/{model}-{f}-{scheme}-{seed}", model, module.DATASET, "full" if f == 1 else scheme, f, seed,
