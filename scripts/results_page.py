@@ -363,9 +363,10 @@ def flattening(recs) -> list[str]:
             shown = " / ".join(f"{mean[e]:.3f}" for e in (5, 10, last) if e in mean)
             change = window_change(mean, last)
             flat = flat and abs(change) <= FLAT
-            cells += [shown, f"{change:+.3f}"]
+            cells += [shown, "–" if np.isnan(change) else f"{change:+.3f}"]
+        verdict = f"not known ({last} epochs: fewer than two windows)" if last < 2 * WINDOW else "yes" if flat else "no"
         lines.append(f"| {group_label(model, scheme, f)} | {len(members)} | {last} | {cells[0]} | {cells[1]} | {cells[2]} | "
-                     f"{cells[3]} | {'yes' if flat else 'no'} |")
+                     f"{cells[3]} | {verdict} |")
     return lines
 
 
