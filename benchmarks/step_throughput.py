@@ -12,6 +12,15 @@ paired with textured digits (3x32x32, the SVHN networks), for:
 and prints the process's peak resident memory. Each case runs in its own process so that the
 peak RSS belongs to that case alone.
 
+Each case also prints its FLOPs per step (forward and backward: matrix products and convolutions
+as ``torch.utils.flop_counter`` counts them, on a copy of the model built from plain torch layers,
+because the counter does not see oneDNN's fused operators; counted once per case), the rate the
+step achieves, and that rate as a fraction of the best float32 square matrix product (sizes
+``--matmul-sizes``, each the fastest of three, before and after the timed steps) in the same
+process: how close the step comes to this CPU's float32 peak. With several ``--modalities``
+(2,3,5) it gives MEME's (or any model's) paired step against M, with the encoders' and decoders'
+FLOPs and the latents the decoders score per item next to the number the objective needs.
+
 Steps are timed as training runs them: ``--warmup`` steps on successive batches of an epoch first
 (the decoders start to saturate, which is when subnormal floats appear), then the median of
 ``--steps`` more. memevae's models use the trainer's CPU settings (memevae.training.cpu) unless
@@ -22,7 +31,9 @@ Steps are timed as training runs them: ``--warmup`` steps on successive batches 
     python benchmarks/step_throughput.py --model mvae
     python benchmarks/step_throughput.py --cpu-settings torch-defaults
     python benchmarks/step_throughput.py --precision bf16
-    python benchmarks/step_throughput.py --dataset polymnist-textured --modalities 5   # step cost against M
+    python benchmarks/step_throughput.py --model mmvae --preset official
+    python benchmarks/step_throughput.py --dataset polymnist-textured --modalities 2,3,5   # step cost against M
+    python benchmarks/step_throughput.py --model all   # MEME, MVAE, MMVAE official, MEME against M: one command
 """
 
 from __future__ import annotations
@@ -52,10 +63,7 @@ def measure(args) -> dict:
         torch.manual_seed(0)
         config = DataConfig(dataset=args.dataset, **({"modalities": args.modalities} if args.modalities else {}))
         data = config.load("train")
-        options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
-        if args.model in ("meme", "release-style"):
-            options["classifier_samples"] = args.classifier_samples
-        model = build_model("meme" if args.model == "release-style" else args.model, config.kinds(), options)
+        model = build_model("meme" if args.model == "release-style" else args.model, config.kinds(), model_options(args))
         model.initialise(data, torch.Generator().manual_seed(0))
         if args.model == "release-style":
             plain_torch_layers(model)
@@ -76,6 +84,7 @@ def measure(args) -> dict:
             loss.backward()
             optimizer.step()
 
+        rates = [matmul_rate(args.matmul_sizes)]
         times = []
         for i, rows in enumerate(batches):
             started = time.perf_counter()
@@ -83,9 +92,90 @@ def measure(args) -> dict:
             if i >= args.warmup:
                 times.append(time.perf_counter() - started)
         median = statistics.median(times)
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rates.append(matmul_rate(args.matmul_sizes))
+
+        def loss_of(counted):
+            full = data.batch(batches[0])
+            batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
+            return (release_style_loss(counted, batch, args.classifier_samples) if args.model == "release-style"
+                    else counted(batch).loss)
+
+        samples = getattr(model.config, "classifier_samples", getattr(model.config, "importance_samples", None))
         return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": took or {},
-                "batch": args.batch_size, "step_s": median,
-                "items_per_s": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                "options": model_options(args), "samples": samples,
+                "batch": args.batch_size, "step_s": median, "items_per_s": args.batch_size / median, "peak_rss_mb": peak_rss,
+                **step_flops(model, loss_of), "matmul_flops_per_s": max(rates)}
+
+
+def model_options(args) -> dict:
+    """The model's options: the benchmark's latent size and networks, under ``--preset``'s options,
+    under the options given on the command line."""
+    from memevae.models import preset_options
+
+    given = {"latent_dim": args.latent_dim, "architecture": args.architecture}
+    if args.model in ("meme", "release-style"):
+        given["classifier_samples"] = args.classifier_samples
+    preset = preset_options("meme" if args.model == "release-style" else args.model, args.preset)
+    return {"latent_dim": 64, "architecture": "release", **preset, **{k: v for k, v in given.items() if v is not None}}
+
+
+def matmul_rate(sizes, repeats: int = 3) -> float:
+    """The best float32 rate (FLOP/s) of square matrix products n x n @ n x n over ``sizes``, each
+    the fastest of ``repeats`` products after one unmeasured: this CPU's float32 peak as torch
+    reaches it, in this process, with its threads."""
+    import torch
+
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = max(best, 2 * n**3 / (time.perf_counter() - started))
+    return best
+
+
+def step_flops(model, loss_of) -> dict:
+    """The floating-point operations of one training step's forward and backward (matrix products
+    and convolutions, as ``torch.utils.flop_counter`` counts them), counted on a copy of ``model``
+    built from plain torch layers (the counter does not see oneDNN's fused operators); those of
+    its encoder passes and of its decoder passes; and the latents each decoder decodes in that
+    step. Adam's elementwise update is not counted."""
+    import copy
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    plain = copy.deepcopy(model)
+    plain_torch_layers(plain)
+    rows = {"encoder": {}, "decoder": {}}
+
+    def counting(part, name):
+        return lambda _, inputs: rows[part].__setitem__(name, rows[part].get(name, 0) + len(inputs[0]))
+
+    hooks = [getattr(mod, part).register_forward_pre_hook(counting(part, name))
+             for name, mod in plain.modalities.items() for part in rows]
+    with FlopCounterMode(display=False) as counter:
+        loss_of(plain).backward()
+    for hook in hooks:
+        hook.remove()
+    # the FLOPs of those passes, each network counted alone at the rows the step gave it
+    # (the data do not need a gradient, the latents do)
+    parts = {"encoder": 0.0, "decoder": 0.0}
+    for part, seen in rows.items():
+        for name, n in seen.items():
+            mod = plain.modalities[name]
+            inputs = (torch.rand(n, *mod.shape) if part == "encoder"
+                      else torch.randn(n, plain.config.latent_dim, requires_grad=True))
+            with FlopCounterMode(display=False) as alone:
+                out = getattr(mod, part)(inputs)
+                sum(t.sum() for t in (out if isinstance(out, tuple) else (out,))).backward()
+            parts[part] += alone.get_total_flops()
+    return {"flops": float(counter.get_total_flops()), "encoder_flops": parts["encoder"], "decoder_flops": parts["decoder"],
+            "decoded_latents": rows["decoder"]}
 
 
 def plain_torch_layers(module) -> None:
@@ -146,42 +236,126 @@ def release_style_loss(model, batch, samples: int):
     return -total
 
 
+def run_case(options: dict) -> dict:
+    """One case measured in a process of its own (so that its peak RSS is its own)."""
+    command = [sys.executable, __file__, "--child", json.dumps(options)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def rate_line(result: dict) -> str:
+    """GFLOP per step, the rate achieved, and its fraction of the float32 matrix-product rate."""
+    achieved = result["flops"] / result["step_s"]
+    return (f"{result['flops'] / 1e9:6.1f} GFLOP/step  {achieved / 1e9:6.1f} GFLOP/s = "
+            f"{achieved / result['matmul_flops_per_s']:4.0%} of float32 matmul ({result['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s)")
+
+
+def objective_latents(model: str, k: int, samples: int) -> int | None:
+    """Latents per item the paired objective decodes with k observed modalities: MEME k (1 + (k-1)(K+1))
+    (every other observed decoder scores a term's K+1 classifier samples, its own decoder its
+    likelihood sample), MVAE 2k (the joint ELBO's sample and each unimodal one), MMVAE k^2 K."""
+    return {"meme": k * (1 + (k - 1) * (samples + 1)), "mvae": 2 * k, "mmvae": k * k * samples}.get(model)
+
+
+def describe(args) -> str:
+    preset = f" --preset {args.preset}" if args.preset else ""
+    return (f"{args.model}{preset}, {args.dataset}, batch {args.batch_size}, {args.threads} threads, {args.precision}, "
+            f"{args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
+
+
+def report_cases(args) -> None:
+    cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
+    print(describe(args))
+    for case in cases:
+        result = run_case({**vars(args), "case": case})
+        if case == "paired":
+            print(f"  model options {result['options']}")
+        unit = "pairs/s" if case == "paired" else "items/s"
+        print(f"  {case:9s} step {result['step_s'] * 1000:7.1f} ms   {result['items_per_s']:7.1f} {unit}   "
+              f"peak RSS {result['peak_rss_mb']:5.0f} MB   {rate_line(result)}")
+
+
+def report_scaling(args, counts: list[int]) -> None:
+    """The paired step against the number of modalities M, with its FLOPs and how much of them the
+    objective's own passes account for."""
+    print(describe(args) + ", paired step against M")
+    first = None
+    for m in counts:
+        result = run_case({**vars(args), "case": "paired", "modalities": str(m)})
+        if first is None:
+            first = result
+            print(f"  model options {result['options']}")
+        latents = sum(result["decoded_latents"].values()) / args.batch_size
+        needed = objective_latents(args.model, m, result["samples"])
+        print(f"  M={m}  step {result['step_s'] * 1000:8.1f} ms  peak RSS {result['peak_rss_mb']:5.0f} MB  {rate_line(result)}  "
+              f"x{result['flops'] / first['flops']:.1f} FLOPs of M={counts[0]}; encoders {result['encoder_flops'] / 1e9:.1f}, "
+              f"decoders {result['decoder_flops'] / 1e9:.1f} GFLOP over {latents:.0f} latents per item"
+              + (f" (the objective's {needed})" if needed is not None else ""))
+    if args.model == "meme":
+        print(f"  MEME's objective (Eq. 11) has one term per observed modality s; its conditional prior p(z|T) is the other "
+              f"encoders' product and its classifier q(T|z) = prod_t q(t|z) scores the term's K+1 = {first['samples'] + 1} samples "
+              f"with every other decoder, so with k modalities the decoders score k(1 + (k-1)(K+1)) latents per item (grows as "
+              f"k^2 K) and the encoders run k times (grows as k). Where the latents counted equal the objective's, "
+              f"the whole FLOP growth is what the objective needs; the step adds no passes of its own.")
+
+
+QUIET_SET = [{"model": "meme"}, {"model": "mvae"}, {"model": "mmvae", "preset": "official"},
+             {"model": "meme", "dataset": "polymnist-textured", "modalities": "2,3,5"}]
+"""What ``--model all`` measures: every model's steps on MNIST-Textured (MMVAE as its official
+code trains it) and MEME's paired step against the number of modalities."""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="meme", help="meme, mvae, mmvae, or release-style (see above)")
+    parser.add_argument("--model", default="meme",
+                        help="meme, mvae, mmvae, release-style (see above), or all: " + "; ".join(
+                            " ".join(f"--{key} {value}" for key, value in case.items()) for case in QUIET_SET))
+    parser.add_argument("--preset", default=None, help="the model's named set of options (mmvae: official); "
+                                                       "--latent-dim, --architecture and --classifier-samples given override it")
     parser.add_argument("--case", choices=["paired", "unpaired", "all"], default="all")
     parser.add_argument("--dataset", default="mnist-textured",
                         help="the shipped sample's data set: mnist-textured (default) or polymnist-textured")
-    parser.add_argument("--modalities", default=None, help="polymnist-textured: how many modalities (2 to 5)")
+    parser.add_argument("--modalities", default=None,
+                        help="polymnist-textured: how many modalities (2 to 5), or several (2,3,5): the paired step against M")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--classifier-samples", type=int, default=10, help="MEME's K")
-    parser.add_argument("--latent-dim", type=int, default=64)
-    parser.add_argument("--architecture", default="release")
+    parser.add_argument("--classifier-samples", type=int, default=None, help="MEME's K (default 10)")
+    parser.add_argument("--latent-dim", type=int, default=None, help="default 64, or the preset's")
+    parser.add_argument("--architecture", default=None, help="default release, or the preset's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["float32", "bf16"], default="float32",
                         help="bf16: the trainer's mixed precision (autocast to bfloat16), as --precision bf16 trains")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (their median is reported)")
     parser.add_argument("--warmup", type=int, default=30, help="training steps before the timed ones")
+    parser.add_argument("--matmul-sizes", default="1024,2048,4096",
+                        help="square float32 matrix products timed before and after the steps; the best rate is the reference")
     parser.add_argument("--cpu-settings", choices=["trainer", "torch-defaults"], default=None,
                         help="trainer: memevae's trainer settings (malloc keeps freed memory, subnormals flushed; "
                              "the default for memevae's models); torch-defaults: neither (the release-style default)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one case, in its own process: its options as JSON
     args = parser.parse_args()
-    if args.cpu_settings is None:
-        args.cpu_settings = "torch-defaults" if args.model == "release-style" else "trainer"
-    if args.case != "all":
+    if args.child:
+        args = argparse.Namespace(**json.loads(args.child))
+        args.matmul_sizes = [int(n) for n in args.matmul_sizes.split(",")]
         print(json.dumps(measure(args)))
         return
-    cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
-    print(f"{args.model}, {args.dataset}" + (f" with {args.modalities} modalities" if args.modalities else "")
-          + f", batch {args.batch_size}, latent {args.latent_dim}, {args.architecture} networks, "
-          f"{args.threads} threads" + (f", K={args.classifier_samples}" if args.model in ("meme", "release-style") else "")
-          + f", {args.precision}, {args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
-    for case in cases:
-        command = [sys.executable, __file__, *sys.argv[1:], "--case", case]
-        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        unit = "pairs/s" if case == "paired" else "items/s"
-        print(f"  {case:9s} step {result['step_s'] * 1000:7.1f} ms   {result['items_per_s']:7.1f} {unit}   "
-              f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    if args.model == "all":
+        for case in QUIET_SET:
+            report(argparse.Namespace(**{**vars(args), "preset": None, **case}))
+        return
+    report(args)
+
+
+def report(args) -> None:
+    if args.cpu_settings is None:
+        args.cpu_settings = "torch-defaults" if args.model == "release-style" else "trainer"
+    if args.classifier_samples is None and args.model in ("meme", "release-style"):
+        args.classifier_samples = 10
+    counts = [int(m) for m in str(args.modalities).split(",")] if args.modalities else []
+    if len(counts) > 1:
+        report_scaling(args, counts)
+    elif args.case != "all":
+        print(json.dumps(run_case(vars(args))))
+    else:
+        report_cases(args)
 
 
 if __name__ == "__main__":

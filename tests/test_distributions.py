@@ -1,10 +1,11 @@
 import math
 
+import pytest
 import torch
 import torch.distributions as D
 
-from memevae.distributions import (DiagonalGaussian, gaussian_kl, gaussian_log_prob, gaussian_mixture_log_prob,
-                                   laplace_log_prob)
+from memevae.distributions import (DiagonalGaussian, absolute_error_sum, gaussian_kl, gaussian_log_prob,
+                                   gaussian_mixture_log_prob, laplace_log_prob)
 
 
 def test_gaussian_log_prob_matches_torch():
@@ -36,6 +37,31 @@ def test_laplace_log_prob_matches_torch():
     x, loc = torch.rand(4, 1, 5, 5, generator=g), torch.rand(3, 4, 1, 5, 5, generator=g)
     expected = D.Laplace(loc, torch.full_like(loc, 0.7)).log_prob(x).sum((-3, -2, -1))
     torch.testing.assert_close(laplace_log_prob(x, loc, 0.7, event_dims=3), expected)
+
+
+@pytest.mark.parametrize("x_shape, loc_shape", [((4, 3, 5, 5), (6, 4, 3, 5, 5)), ((6, 4, 3, 5, 5), (4, 3, 5, 5)),
+                                                ((4, 3, 5, 5), (4, 3, 5, 5))])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_absolute_error_sum_has_the_values_and_gradients_of_autograds_form(x_shape, loc_shape, memory_format):
+    """float64: the fused sum |loc - x| (the sign saved in place for the backward) equals
+    (loc - x).abs().sum(dims) and its autograd gradients to 1e-12, for x and loc broadcast either
+    way, with ties (loc = x, where both give gradient 0), in either memory order."""
+    g = torch.Generator().manual_seed(5)
+
+    def tensor(shape):  # values on a grid of 8, so that many entries of loc equal those of x
+        t = torch.randint(0, 8, shape, generator=g).double() / 8
+        return (t.contiguous(memory_format=memory_format) if t.dim() == 4 else t).requires_grad_()
+
+    x, loc = tensor(x_shape), tensor(loc_shape)
+    weights = torch.rand(torch.broadcast_shapes(x_shape, loc_shape)[:-3], generator=g, dtype=torch.float64)
+    results = []
+    for total in (absolute_error_sum(x, loc, 3), (loc - x).abs().sum((-3, -2, -1))):
+        results.append((total, *torch.autograd.grad((weights * total).sum(), (x, loc))))
+    assert (loc == x).any()  # the ties are there
+    for fused, plain in zip(*results):
+        torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(absolute_error_sum(x, loc, 3), results[1][0], rtol=1e-12, atol=1e-12)
 
 
 def test_rsample_is_reparameterised():

@@ -202,7 +202,48 @@ def gaussian_mixture_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.T
 
 
 def laplace_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: float, event_dims: int) -> torch.Tensor:
-    """log Laplace(x; loc, scale) summed over the last ``event_dims`` dimensions (fixed scalar scale)."""
-    # Sum |x - loc| first and scale the sum: two full-size passes fewer than scaling each element.
-    absolute_error = (x - loc).abs().sum(dim=tuple(range(-event_dims, 0)))
+    """log Laplace(x; loc, scale) summed over the last ``event_dims`` dimensions (fixed scalar scale).
+
+    Sums |x - loc| first and scales the sum (two full-size passes fewer than scaling each
+    element), by :func:`absolute_error_sum`."""
+    absolute_error = absolute_error_sum(x, loc, event_dims)
     return absolute_error / -scale - math.log(2.0 * scale) * math.prod(x.shape[-event_dims:])
+
+
+def absolute_error_sum(x: torch.Tensor, loc: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """sum |loc - x| over the last ``event_dims`` dimensions, ``x`` broadcast against ``loc``: the
+    value (the same operations) and gradients of ``(loc - x).abs().sum(dims)`` (the gradient at
+    loc = x is 0, as torch's), with a backward of one full-size pass instead of three.
+
+    A likelihood scores every decoded latent of a step (MEME: (K+2) B per decoder; MMVAE: M K B),
+    so these tensors are the largest of the step and each pass over them is memory traffic.
+    Autograd's backward takes the sign of the saved difference, multiplies it by the gradient and
+    negates the product for loc; here the forward turns the difference into its sign in place once
+    it has summed the absolute values, and the backward is one product with that sign.
+    (``torch.linalg.vector_norm`` with ord 1 would sum the absolute values without the temporary,
+    but its float32 sum is about 20x less accurate than ``sum``'s, measured over 3,072 pixels.)
+    """
+    dims = tuple(range(-event_dims, 0))
+    if not torch.is_grad_enabled() or not (loc.requires_grad or x.requires_grad):
+        return (loc - x).abs().sum(dims)
+    return _AbsoluteErrorSum.apply(x, loc, dims)
+
+
+class _AbsoluteErrorSum(torch.autograd.Function):
+    """:func:`absolute_error_sum` with its sign saved from the forward (see there)."""
+
+    @staticmethod
+    def forward(ctx, x, loc, dims):
+        difference = loc - x
+        total = difference.abs().sum(dims)
+        ctx.save_for_backward(difference.sign_())
+        ctx.x_shape, ctx.loc_shape, ctx.dims = x.shape, loc.shape, dims
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        sign, = ctx.saved_tensors
+        grad_difference = sign * grad.reshape(grad.shape + (1,) * len(ctx.dims))
+        grad_x = -grad_difference.sum_to_size(ctx.x_shape) if ctx.needs_input_grad[0] else None
+        grad_loc = grad_difference.sum_to_size(ctx.loc_shape) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_loc, None
