@@ -490,12 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The ``memevae`` command. Run on the process's own command line (``argv`` None: the
+    installed command, ``python -m memevae.cli``, a sweep's runs), memevae owns the process, so its
+    training keeps malloc's freed memory (:func:`memevae.training.cpu.own_process`); called with an
+    ``argv`` list from another program, it leaves that program's malloc as it is."""
     from .data import DataError
     from .training.rundir import RunError
     from .training.trainer import TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:
+        from .training.cpu import own_process
+
+        own_process()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -91,27 +91,113 @@ def test_docstring_examples():
     assert subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.split()[-1] == "0"
 
 
-def test_the_trainer_holds_the_settings_while_fitting_and_restores_them():
+_FIT = textwrap.dedent("""
+    import torch
+    from memevae.data import load_pairs
+    from memevae.models import MEME, MEMEConfig
+    from memevae.training.trainer import Callback, Trainer, TrainConfig
+    torch.set_num_threads(2)
+    def fit(callbacks=(), **options):
+        data = load_pairs("mnist-textured", "test").subset(torch.arange(32))
+        trainer = Trainer(MEME(MEMEConfig(latent_dim=4, pseudo_samples=4)), data,
+                          TrainConfig(epochs=1, batch_size=32, **options), callbacks=list(callbacks))
+        trainer.fit()
+        return trainer
+""")
+
+
+def _run(script: str, *args: str) -> list[str]:
+    """The output lines of ``script`` run with ``args`` in a fresh Python process."""
+    return subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True,
+                          cwd=os.path.dirname(__file__)).stdout.splitlines()
+
+
+def test_the_trainer_holds_the_subnormal_setting_while_fitting_and_restores_it():
     """In a fresh process: subnormals are flushed during fit() (not with subnormals="keep"), and
-    computed with again once fit() returns; the trainer reports what took effect."""
-    script = textwrap.dedent("""
-        import torch
-        from memevae.data import load_pairs
-        from memevae.models import MEME, MEMEConfig
-        from memevae.training.trainer import Callback, Trainer, TrainConfig
-        torch.set_num_threads(2)
+    computed with again once fit() returns; the trainer reports what it applied (in library use,
+    no malloc setting)."""
+    script = _FIT + textwrap.dedent("""
         flushed = lambda: bool(((torch.full((2**20,), 1e-39) * 1.0) == 0).all())
         class Probe(Callback):
             def on_epoch_end(self, trainer, record):
                 self.during = flushed()
-        data = load_pairs("mnist-textured", "test").subset(torch.arange(32))
         for setting in ("flush", "keep"):
             probe = Probe()
-            trainer = Trainer(MEME(MEMEConfig(latent_dim=4, pseudo_samples=4)), data,
-                              TrainConfig(epochs=1, batch_size=32, subnormals=setting), callbacks=[probe])
-            trainer.fit()
+            trainer = fit([probe], subnormals=setting)
             print(setting, probe.during, flushed(), sorted(trainer.cpu_settings.items()))
     """)
-    lines = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.splitlines()[-2:]
-    assert lines == ["flush True False [('freed_memory', True), ('subnormals_flushed', True)]",
-                     "keep False False [('freed_memory', True)]"]
+    assert _run(script)[-2:] == ["flush True False [('subnormals_flushed', True)]", "keep False False []"]
+
+
+def test_fit_gives_each_thread_back_its_subnormal_state():
+    """Whatever the threads of torch's pool did before fit() (all flushing; only the calling thread,
+    as torch.set_flush_denormal alone does once the pool exists; none), each does the same after:
+    the fraction of a two-thread product of subnormals that comes out zero is unchanged."""
+    script = _FIT + textwrap.dedent("""
+        import sys
+        from memevae.training.cpu import flush_subnormals
+        x = torch.full((2**22,), 1e-39)
+        x * 1.0  # the pool now exists
+        if sys.argv[1] == "all":
+            assert flush_subnormals()
+        elif sys.argv[1] == "calling-thread":
+            torch.set_flush_denormal(True)
+        zero_fraction = lambda: ((x * 1.0) == 0).float().mean().item()
+        before = zero_fraction()
+        fit()
+        print(before, zero_fraction())
+    """)
+    found = {state: tuple(map(float, _run(script, state)[-1].split())) for state in ("all", "calling-thread", "none")}
+    assert found == {"all": (1.0, 1.0), "calling-thread": (0.5, 0.5), "none": (0.0, 0.0)}
+
+
+_MMAP_PROBE = textwrap.dedent("""
+    import ctypes
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype, libc.malloc.restype = Mallinfo2, ctypes.c_void_p
+    libc.malloc.argtypes, libc.free.argtypes = (ctypes.c_size_t,), (ctypes.c_void_p,)
+    def mapped(size):
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(size)
+        after = libc.mallinfo2().hblks
+        libc.free(block)
+        return after > before
+    def probe():
+        # glibc's adaptive threshold: a freed mapped block of 24 MB raises the threshold past it, so
+        # the second one comes from the heap; a threshold fixed by mallopt maps both (a low one) or
+        # neither (memevae's 32 MB)
+        print([mapped(24 * 2**20) for _ in range(2)])
+""")
+
+
+def test_malloc_is_left_as_found_in_library_use_and_kept_where_memevae_owns_the_process():
+    """glibc's malloc settings cannot be read back or restored, so a program that calls fit()
+    (default freed_memory="auto") must find malloc untouched after it: glibc's adaptive mmap
+    threshold still works, as in a process that never trained (observed through mallinfo2's count
+    of mapped blocks). The ``memevae`` command (main() on the process's command line) owns its
+    process and keeps freed memory, and so does freed_memory="keep" in library use."""
+    pytest.importorskip("ctypes")
+    if not sys.platform.startswith("linux") or not hasattr(__import__("ctypes").CDLL("libc.so.6"), "mallinfo2"):
+        pytest.skip("needs glibc 2.33 or later (mallinfo2)")
+    script = _FIT + _MMAP_PROBE + textwrap.dedent("""
+        import sys, tempfile
+        case = sys.argv[1]
+        if case == "library":
+            fit()
+        elif case == "library-keep":
+            fit(freed_memory="keep")
+        elif case == "command":
+            from memevae.cli import main
+            with tempfile.TemporaryDirectory() as folder:
+                sys.argv = ["memevae", "train", "--out", folder + "/run", "--epochs", "1", "--limit", "32",
+                            "--batch-size", "32", "--latent-dim", "4", "--pseudo-samples", "4", "--coherence-items", "0",
+                            "--quiet"]
+                assert main() == 0
+        probe()
+    """)
+    found = {case: _run(script, case)[-1] for case in ("no-training", "library", "library-keep", "command")}
+    assert found == {"no-training": "[True, False]", "library": "[True, False]",
+                     "library-keep": "[False, False]", "command": "[False, False]"}

@@ -1,10 +1,20 @@
 """CPU settings that make training steps fast without changing what they compute.
 
-Two settings, both process-wide, which the trainer applies while it trains on the CPU
-(:func:`cpu_settings`, restored when training ends; each can be turned off:
-``TrainConfig.freed_memory="release"``, ``TrainConfig.subnormals="keep"``):
+Two settings, both process-wide. They differ in whether they can be undone:
 
-**Keep freed memory** (:func:`keep_freed_memory`). A training step allocates and frees tensors
+**Flush subnormals** (:func:`flush_subnormals`) can be read and restored exactly, so the trainer
+holds it while it fits on the CPU and afterwards puts back, thread by thread, what it found
+(:func:`cpu_settings`; ``TrainConfig.subnormals="keep"`` leaves it alone).
+
+**Keep freed memory** (:func:`keep_freed_memory`) cannot: glibc's malloc settings cannot be read
+back, and setting ``M_MMAP_THRESHOLD`` ends glibc's adaptive mmap threshold for the rest of the
+process, so no call restores what was there before. It is therefore applied only where memevae
+owns the process: the ``memevae`` command (and so every run of a sweep, each its own ``memevae``
+process; :func:`own_process`). A program that trains through the Python API
+(``memevae.train``, ``Trainer.fit``) finds malloc as it left it, unless it asks
+(``TrainConfig.freed_memory="keep"``, which then holds for the rest of that program's process).
+
+Keep freed memory. A training step allocates and frees tensors
 of tens of megabytes (a decoder's activations over (K+2)B latents). With its default settings
 glibc maps such blocks afresh (``mmap``) or gives freed heap back to the system, so every step the
 kernel maps and zeroes the same memory again: measured on the benchmark's MEME step (2 threads,
@@ -19,7 +29,7 @@ anything. It changes no computed value; peak memory can grow a little, because a
 with malloc's defaults saw 1.6 GB). Serving every block from the heap (``M_MMAP_MAX = 0``) was as
 fast for MEME but grew MMVAE's peak to 2.6 GB.
 
-**Flush subnormals** (:func:`flush_subnormals`). Images have saturated pixels, so decoders learn
+Flush subnormals. Images have saturated pixels, so decoders learn
 sigmoid inputs below -87, whose outputs and gradients are subnormal floats (|x| < 1.2e-38). x86
 processors compute with subnormals through slow microcode: as training went on, the benchmark's
 MEME step slowed from 0.30 s to 1.0 s. Flush-to-zero and denormals-are-zero (FTZ/DAZ) treat them
@@ -47,13 +57,27 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _LARGEST_HEAP_BLOCK = 32 * 2**20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit systems
 _KEEP_UP_TO = 2**31 - 1  # bytes of free heap top malloc may keep (the largest value mallopt takes)
-_GLIBC_DEFAULT = 128 * 1024  # glibc's default for both thresholds
+
+_owned = False
 
 
-def keep_freed_memory(enabled: bool = True) -> bool:
-    """Make glibc's malloc keep freed memory for reuse (``enabled=False``: glibc's default
-    thresholds again, 128 KiB each; its adaptive mmap threshold stays off once set); True if the
-    setting took effect.
+def own_process() -> None:
+    """Declare this process memevae's own: from now on a trainer whose ``freed_memory`` is "auto"
+    keeps freed memory (:func:`keep_freed_memory`). The ``memevae`` command does this before it runs
+    a command; a program that uses memevae as a library does not."""
+    global _owned
+    _owned = True
+
+
+def owns_process() -> bool:
+    """True once :func:`own_process` was called in this process."""
+    return _owned
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse, for the rest of the process; True if the
+    setting took effect. Nothing undoes it: glibc's settings cannot be read back, and setting
+    ``M_MMAP_THRESHOLD`` ends glibc's adaptive mmap threshold for good.
 
     Example (on Linux with glibc):
         >>> keep_freed_memory()
@@ -67,8 +91,7 @@ def keep_freed_memory(enabled: bool = True) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    mmap_threshold, trim_threshold = (_LARGEST_HEAP_BLOCK, _KEEP_UP_TO) if enabled else (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return bool(mallopt(_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO))
 
 
 def _openmp_runtime_path() -> str | None:
@@ -98,6 +121,47 @@ def _subnormals_flushed() -> bool | None:
     return True if bool(zero.all()) else False if not bool(zero.any()) else None
 
 
+def _on_each_pool_thread(function) -> bool:
+    """Call ``function(n)`` on each thread n of an OpenMP team as large as torch's pool (thread 0 is
+    the calling thread; threads the pool creates later copy the creating thread's state); False if
+    torch's OpenMP runtime cannot be reached."""
+    path = _openmp_runtime_path()
+    if path is None:
+        return False
+    try:
+        runtime = ctypes.CDLL(path)
+        parallel, thread_number = runtime.GOMP_parallel, runtime.omp_get_thread_num
+    except (OSError, AttributeError):
+        return False
+    thread_number.restype = ctypes.c_int
+    callback_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+    parallel.argtypes, parallel.restype = (callback_type, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint), None
+    parallel(callback_type(lambda _: function(thread_number())), None, torch.get_num_threads(), 0)
+    return True
+
+
+_SUBNORMAL = 1e-310  # a subnormal double: x86's FTZ/DAZ flags govern float64 arithmetic too
+
+
+def _thread_flushes(one: float = 1.0) -> bool:
+    """Whether the calling thread flushes subnormals (its FTZ/DAZ flags), read off one product."""
+    return _SUBNORMAL * one == 0.0
+
+
+def subnormal_states() -> list[bool] | None:
+    """Whether each thread of torch's pool flushes subnormals, by OpenMP thread number (0: the
+    calling thread); None if torch's OpenMP runtime cannot be reached."""
+    states: dict[int, bool] = {}
+    if not _on_each_pool_thread(lambda n: states.__setitem__(n, _thread_flushes())):
+        return None
+    return [states[n] for n in sorted(states)]
+
+
+def _set_subnormal_states(states: list[bool]) -> None:
+    """Give each thread of torch's pool the state ``states[n]`` (threads beyond: ``states[0]``)."""
+    _on_each_pool_thread(lambda n: torch.set_flush_denormal(states[n] if n < len(states) else states[0]))
+
+
 def flush_subnormals(enabled: bool = True) -> bool:
     """Treat subnormal floats as zero (FTZ/DAZ) in this thread and in every thread of torch's
     OpenMP pool (``enabled=False``: compute with them again, IEEE arithmetic); True if the setting
@@ -109,46 +173,41 @@ def flush_subnormals(enabled: bool = True) -> bool:
         True
         >>> torch.full((3,), 1e-39) * 1.0
         tensor([0., 0., 0.])
+        >>> flush_subnormals(False)
+        True
     """
     if not torch.set_flush_denormal(enabled):
         return not enabled and _subnormals_flushed() is False
-    path = _openmp_runtime_path()
-    if path is None:
+    if not _on_each_pool_thread(lambda _: torch.set_flush_denormal(enabled)):
         return False
-    try:
-        parallel = ctypes.CDLL(path).GOMP_parallel
-    except (OSError, AttributeError):
-        return False
-    callback_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-    parallel.argtypes, parallel.restype = (callback_type, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint), None
-    # Run torch.set_flush_denormal on each thread of a team as large as torch's pool; threads
-    # the pool creates later copy the creating thread's setting.
-    parallel(callback_type(lambda _: torch.set_flush_denormal(enabled)), None, torch.get_num_threads(), 0)
     return _subnormals_flushed() is enabled
 
 
 @contextlib.contextmanager
 def cpu_settings(freed_memory: bool = True, subnormals_flushed: bool = True):
-    """Apply the settings for the duration of a ``with`` block and restore the defaults after
-    (malloc's thresholds, IEEE subnormals). Yields ``{setting: took effect}`` for the settings
-    asked for, so a caller can say when one did not.
+    """Apply the settings for the duration of a ``with`` block. Subnormals: each thread of torch's
+    pool gets back the state it had (flushing or not) when the block began. Freed memory: kept for
+    the rest of the process (:func:`keep_freed_memory` cannot be undone). Yields ``{setting: took
+    effect}`` for the settings asked for, so a caller can say when one did not.
 
-    Example (Linux, glibc, x86):
-        >>> with cpu_settings() as took:
+    Example (x86; the subnormal 1e-39 survives a product before and after the block):
+        >>> with cpu_settings(freed_memory=False) as took:
         ...     print(took, torch.full((3,), 1e-39) * 1.0)
-        {'freed_memory': True, 'subnormals_flushed': True} tensor([0., 0., 0.])
-        >>> bool((torch.full((3,), 1e-39) * 1.0 != 0).all())  # restored
+        {'subnormals_flushed': True} tensor([0., 0., 0.])
+        >>> bool((torch.full((3,), 1e-39) * 1.0 != 0).all())  # as it was before the block
         True
     """
     took = {}
     if freed_memory:
-        took["freed_memory"] = keep_freed_memory(True)
+        took["freed_memory"] = keep_freed_memory()
     if subnormals_flushed:
+        calling_thread, pool = _thread_flushes(), subnormal_states()
         took["subnormals_flushed"] = flush_subnormals(True)
     try:
         yield took
     finally:
         if subnormals_flushed:
-            flush_subnormals(False)
-        if freed_memory:
-            keep_freed_memory(False)
+            if pool is None:
+                torch.set_flush_denormal(calling_thread)
+            else:
+                _set_subnormal_states(pool)

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ..options import FLAG, check_choices
-from .cpu import cpu_settings
+from .cpu import cpu_settings, owns_process
 from .schedule import epoch_batches
 
 
@@ -68,10 +68,13 @@ class TrainConfig:
     """On the CPU, "flush" treats subnormal floats (|x| < 1.2e-38, from saturated sigmoids) as
     zero in every torch thread, so steps do not slow down up to 3x as decoders saturate; "keep"
     computes with them, IEEE-exact (:mod:`memevae.training.cpu`)."""
-    freed_memory: Literal["keep", "release"] = "keep"
-    """On the CPU (glibc), "keep" lets malloc keep freed memory for the next step instead of
-    mapping it afresh (about 70,000 page faults a step fewer); "release": malloc's defaults. Both
-    CPU settings hold while :meth:`Trainer.fit` runs and are restored after."""
+    freed_memory: Literal["auto", "keep", "release"] = "auto"
+    """On the CPU (glibc): whether malloc keeps freed memory for the next step instead of mapping it
+    afresh (about 70,000 page faults a step fewer). A process-wide setting that nothing can undo
+    (:mod:`memevae.training.cpu`), so "auto" (default) applies it only where memevae owns the
+    process (the ``memevae`` command, each run of a sweep) and leaves malloc as it is in a program
+    that trains through the Python API; "keep": always (in such a program, for the rest of its
+    process); "release": never."""
     precision: Literal["float32", "bf16"] = "float32"
     """"float32" (default), or "bf16": mixed precision for the training steps (``torch.autocast``
     with bfloat16: matrix products and convolutions in bfloat16, parameters, densities and the
@@ -229,10 +232,12 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         """Train from ``self.epoch`` up to ``config.epochs``; returns the per-epoch history. On the
-        CPU the settings of :mod:`memevae.training.cpu` hold meanwhile and are restored after."""
+        CPU the settings of :mod:`memevae.training.cpu` apply: subnormals as ``config.subnormals``
+        says while fitting, restored after; malloc's freed memory as ``config.freed_memory`` says."""
         on_cpu = self.device.type == "cpu"
-        settings = cpu_settings(freed_memory=self.config.freed_memory == "keep",
-                                subnormals_flushed=self.config.subnormals == "flush") if on_cpu else contextlib.nullcontext({})
+        keep = self.config.freed_memory == "keep" or (self.config.freed_memory == "auto" and owns_process())
+        settings = cpu_settings(freed_memory=keep, subnormals_flushed=self.config.subnormals == "flush") if on_cpu \
+            else contextlib.nullcontext({})
         with settings as took:
             self.cpu_settings = took
             self._emit("on_fit_start")
