@@ -22,6 +22,7 @@ Steps are timed as training runs them: ``--warmup`` steps on successive batches 
     python benchmarks/step_throughput.py --model mvae
     python benchmarks/step_throughput.py --cpu-settings torch-defaults
     python benchmarks/step_throughput.py --precision bf16
+    python benchmarks/step_throughput.py --model mmvae --preset official --precision ab   # bf16 speed-up, paired A/B
     python benchmarks/step_throughput.py --dataset polymnist-textured --modalities 5   # step cost against M
 """
 
@@ -40,52 +41,83 @@ import time
 def measure(args) -> dict:
     import torch
 
-    from memevae.data import DataConfig
-    from memevae.runs import build_model
     from memevae.training.cpu import cpu_settings
-    from memevae.training.schedule import epoch_batches
-    from memevae.training.trainer import TrainConfig, autocast, make_optimizer
 
     torch.set_num_threads(args.threads)
     settings = cpu_settings() if args.cpu_settings == "trainer" else contextlib.nullcontext()
     with settings as took:  # as the trainer holds them while it fits
+        batches, steps = training_steps(args, [args.precision] if args.precision != "ab" else ["float32", "bf16"])
+        times = [[] for _ in steps]
+        for i, rows in enumerate(batches):
+            for step, kept in zip(steps, times):  # with --precision ab: float32 then bf16 on each batch
+                started = time.perf_counter()
+                step(rows)
+                if i >= args.warmup:
+                    kept.append(time.perf_counter() - started)
+        result = {"model": args.model, "preset": args.preset, "case": args.case, "precision": args.precision,
+                  "cpu_settings": took or {}, "batch": args.batch_size,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if args.precision == "ab":
+            ratios = [a / b for a, b in zip(*times)]
+            return {**result, "float32_step_s": statistics.median(times[0]), "bf16_step_s": statistics.median(times[1]),
+                    "speedup": statistics.median(ratios), "speedup_range": [min(ratios), max(ratios)]}
+        median = statistics.median(times[0])
+        return {**result, "step_s": median, "items_per_s": args.batch_size / median}
+
+
+def training_steps(args, precisions: list[str]):
+    """The batches of the timed epochs and one step function per precision, each with its own
+    model (the same initialisation) and optimiser, so that alternating them compares the two
+    precisions on the same batches and the same machine load."""
+    import torch
+
+    from memevae.data import DataConfig
+    from memevae.runs import build_model
+    from memevae.training.schedule import epoch_batches
+    from memevae.training.trainer import TrainConfig, autocast, make_optimizer
+
+    config = DataConfig(dataset=args.dataset, **({"modalities": args.modalities} if args.modalities else {}))
+    data = config.load("train")
+    options = model_options(args)
+    modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
+    batches = [rows for epoch in (1, 2, 3) for rows in epoch_batches(data, args.batch_size, 0, epoch)
+               if len(rows) == args.batch_size][: args.warmup + args.steps]
+    if len(batches) < args.warmup + args.steps:
+        raise SystemExit(f"the sample has only {len(batches)} full batches; lower --warmup or --steps")
+
+    def make_step(precision):
         torch.manual_seed(0)
-        config = DataConfig(dataset=args.dataset, **({"modalities": args.modalities} if args.modalities else {}))
-        data = config.load("train")
-        options = {"latent_dim": args.latent_dim, "architecture": args.architecture}
-        if args.model in ("meme", "release-style"):
-            options["classifier_samples"] = args.classifier_samples
         model = build_model("meme" if args.model == "release-style" else args.model, config.kinds(), options)
         model.initialise(data, torch.Generator().manual_seed(0))
         if args.model == "release-style":
             plain_torch_layers(model)
             model.to(memory_format=torch.contiguous_format)
         optimizer = make_optimizer(model.parameters(), TrainConfig())
-        modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
-        batches = [rows for epoch in (1, 2, 3) for rows in epoch_batches(data, args.batch_size, 0, epoch)
-                   if len(rows) == args.batch_size][: args.warmup + args.steps]
-        if len(batches) < args.warmup + args.steps:
-            raise SystemExit(f"the sample has only {len(batches)} full batches; lower --warmup or --steps")
 
         def step(rows):
             full = data.batch(rows)
             batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
-            with autocast("cpu", args.precision):
+            with autocast("cpu", precision):
                 loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        return step
 
-        times = []
-        for i, rows in enumerate(batches):
-            started = time.perf_counter()
-            step(rows)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - started)
-        median = statistics.median(times)
-        return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": took or {},
-                "batch": args.batch_size, "step_s": median,
-                "items_per_s": args.batch_size / median, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return batches, [make_step(precision) for precision in precisions]
+
+
+def model_options(args) -> dict:
+    """The model's options: latent 64 and the release networks unless the preset or the command
+    line says otherwise, MEME's K, MMVAE's K when given."""
+    from memevae.models import preset_options
+
+    given = {"latent_dim": args.latent_dim, "architecture": args.architecture, "importance_samples": args.importance_samples}
+    options = {"latent_dim": 64, "architecture": "release", **preset_options(args.model, args.preset),
+               **{name: value for name, value in given.items() if value is not None}}
+    if args.model in ("meme", "release-style"):
+        options["classifier_samples"] = args.classifier_samples
+    return options
 
 
 def plain_torch_layers(module) -> None:
@@ -155,11 +187,16 @@ def main():
     parser.add_argument("--modalities", default=None, help="polymnist-textured: how many modalities (2 to 5)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--classifier-samples", type=int, default=10, help="MEME's K")
-    parser.add_argument("--latent-dim", type=int, default=64)
-    parser.add_argument("--architecture", default="release")
+    parser.add_argument("--latent-dim", type=int, default=None, help="default: the preset's, else 64")
+    parser.add_argument("--architecture", default=None, help="default: the preset's, else release")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", choices=["float32", "bf16"], default="float32",
-                        help="bf16: the trainer's mixed precision (autocast to bfloat16), as --precision bf16 trains")
+    parser.add_argument("--precision", choices=["float32", "bf16", "ab"], default="float32",
+                        help="bf16: the trainer's mixed precision (autocast to bfloat16), as --precision bf16 trains; "
+                             "ab: float32 and bf16 steps alternated in one process (two copies of the model on the "
+                             "same batches), reporting the median of the per-batch float32/bf16 time ratios, which "
+                             "a machine whose load drifts still compares fairly")
+    parser.add_argument("--preset", default=None, help="the model's named set of options (e.g. mmvae's official)")
+    parser.add_argument("--importance-samples", type=int, default=None, help="MMVAE's K (default: the model's or preset's)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (their median is reported)")
     parser.add_argument("--warmup", type=int, default=30, help="training steps before the timed ones")
     parser.add_argument("--cpu-settings", choices=["trainer", "torch-defaults"], default=None,
@@ -171,15 +208,23 @@ def main():
     if args.case != "all":
         print(json.dumps(measure(args)))
         return
+    options = model_options(args)
     cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
-    print(f"{args.model}, {args.dataset}" + (f" with {args.modalities} modalities" if args.modalities else "")
-          + f", batch {args.batch_size}, latent {args.latent_dim}, {args.architecture} networks, "
-          f"{args.threads} threads" + (f", K={args.classifier_samples}" if args.model in ("meme", "release-style") else "")
+    print(f"{args.model}" + (f" ({args.preset} preset)" if args.preset else "") + f", {args.dataset}" + (f" with {args.modalities} modalities" if args.modalities else "")
+          + f", batch {args.batch_size}, latent {options['latent_dim']}, {options['architecture']} networks, "
+          f"{args.threads} threads" + (f", K={options['classifier_samples']}" if "classifier_samples" in options else "")
+          + (f", K={options['importance_samples']} per expert" if "importance_samples" in options else "")
           + f", {args.precision}, {args.cpu_settings} CPU settings, median of {args.steps} steps after {args.warmup}")
     for case in cases:
         command = [sys.executable, __file__, *sys.argv[1:], "--case", case]
         result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         unit = "pairs/s" if case == "paired" else "items/s"
+        if args.precision == "ab":
+            low, high = result["speedup_range"]
+            print(f"  {case:9s} float32 {result['float32_step_s'] * 1000:7.1f} ms   bf16 {result['bf16_step_s'] * 1000:7.1f} ms   "
+                  f"float32/bf16 {result['speedup']:.2f}x (per-batch ratios {low:.2f}-{high:.2f}x)   "
+                  f"peak RSS of both {result['peak_rss_mb']:.0f} MB")
+            continue
         print(f"  {case:9s} step {result['step_s'] * 1000:7.1f} ms   {result['items_per_s']:7.1f} {unit}   "
               f"peak RSS {result['peak_rss_mb']:.0f} MB")
 
