@@ -210,7 +210,8 @@ def main():
         return
     options = model_options(args)
     cases = ["paired"] + (["unpaired"] if args.model not in ("mmvae", "release-style") else [])
-    print(f"{args.model}" + (f" ({args.preset} preset)" if args.preset else "") + f", {args.dataset}" + (f" with {args.modalities} modalities" if args.modalities else "")
+    print(f"{args.model}" + (f" ({args.preset} preset)" if args.preset else "") + f", {args.dataset}"
+          + (f" with {args.modalities} modalities" if args.modalities else "")
           + f", batch {args.batch_size}, latent {options['latent_dim']}, {options['architecture']} networks, "
           f"{args.threads} threads" + (f", K={options['classifier_samples']}" if "classifier_samples" in options else "")
           + (f", K={options['importance_samples']} per expert" if "importance_samples" in options else "")
