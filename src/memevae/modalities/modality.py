@@ -50,16 +50,22 @@ class Modality(nn.Module):
         as one-hot vectors over the vocabulary."""
         return get_format(self.format).relax(x, self.shape)
 
-    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        """Posterior q(z|x) = N(loc, softplus(raw).clamp(min_scale)) for a batch x of shape (B, *shape),
-        or (B, *data_shape) where the two differ (token ids)."""
+    def encoder_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's (loc, raw_scale), each (B, latent_dim), for a batch x of shape (B, *shape),
+        or (B, *data_shape) where the two differ (token ids), in the precision densities are
+        computed in: under mixed precision (``--precision bf16``) the network computes in bfloat16,
+        and its outputs, and so every density, scale link and objective built on them, are float32
+        (a no-op in float32 and float64)."""
         if tuple(x.shape[1:]) not in (self.shape, self.data_shape):
             raise ValueError(f"modality {self.name!r} expects inputs of shape (batch, {', '.join(map(str, self.data_shape))}), "
                              f"got {tuple(x.shape)}")
         loc, raw_scale = self.encoder(x)
-        # under mixed precision (``--precision bf16``) the networks compute in bfloat16, the
-        # densities and the objective in float32 (a no-op in float32 and float64)
-        return DiagonalGaussian(_densities_dtype(loc), F.softplus(_densities_dtype(raw_scale)).clamp(min=self.min_scale))
+        return _densities_dtype(loc), _densities_dtype(raw_scale)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """Posterior q(z|x) = N(loc, softplus(raw).clamp(min_scale)) from :meth:`encoder_outputs`."""
+        loc, raw_scale = self.encoder_outputs(x)
+        return DiagonalGaussian(loc, F.softplus(raw_scale).clamp(min=self.min_scale))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latents z of shape (*S, B, L) -> (*S, B, *shape), in one network pass."""
