@@ -67,15 +67,19 @@ def batches(n: int, batch_size: int):
         yield slice(start, min(start + batch_size, n))
 
 
+PROGRESS_EVERY_S = 60.0
+"""Seconds between the plain progress lines of a metric whose output is not a terminal."""
+
+
 class Progress:
     """Progress of a metric's loop: a tqdm bar on a terminal; when ``stream`` (stderr by default) is
-    not one (e.g. redirected to a log file) a plain line at most every ``every_s`` seconds of
-    ``clock`` instead, such as ``log-likelihood (K=1000): 12/128 batches, 61 s`` (with the
+    not one (e.g. redirected to a log file) a plain line at most every ``every_s`` seconds
+    (:data:`PROGRESS_EVERY_S` by default) of ``clock`` instead, such as ``log-likelihood (K=1000): 12/128 batches, 61 s`` (with the
     postfix, e.g. ``, loss 16165.1``), as training's progress does; nothing when ``progress`` is
     False. ``update``, ``set_postfix`` and ``close`` as tqdm's."""
 
     def __init__(self, total: int, description: str, progress: bool = True, unit: str = "batch", stream=None,
-                 every_s: float = 60.0, clock=time.monotonic):
+                 every_s: float | None = None, clock=time.monotonic):
         from tqdm.auto import tqdm
 
         from ..training.callbacks import _is_terminal
@@ -85,7 +89,8 @@ class Progress:
         self.bar = tqdm(total=total, desc=description, unit=unit, file=self.stream, disable=not (progress and terminal),
                         leave=False, dynamic_ncols=True)
         self.lines = progress and not terminal
-        self.total, self.description, self.unit, self.every_s, self.clock = total, description, unit, every_s, clock
+        self.total, self.description, self.unit, self.clock = total, description, unit, clock
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
         self.done, self.postfix = 0, {}
         self.started = self.shown = clock()
 
