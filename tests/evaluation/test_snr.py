@@ -202,3 +202,49 @@ def test_progress_shows_in_a_log(monkeypatch, capsys):
     # two steps and two measurements (steps 0 and 2); the running loss once a step was taken
     assert [line.split(",")[0] for line in lines] == [f"SNR stop-gradient: {k}/4 steps" for k in range(1, 5)]
     assert "loss" not in lines[0] and "loss" in lines[1]
+
+
+def reference_snr_at(loss_fn, groups, repeats):
+    """The statistic as first written: every repeat's gradients copied to float64 and concatenated,
+    then Welford's update on the whole vector."""
+    from memevae.evaluation.metrics.snr import _snr_statistics
+
+    params = [p for ps in groups.values() for p in ps]
+    sizes = [sum(p.numel() for p in ps) for ps in groups.values()]
+    mean = torch.zeros(sum(sizes), dtype=torch.float64)
+    m2 = torch.zeros_like(mean)
+    for r in range(1, repeats + 1):
+        for p in params:
+            p.grad = None
+        loss_fn().backward()
+        g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in params])
+        delta = g - mean
+        mean += delta / r
+        m2 += delta * (g - mean)
+    var = m2 / (repeats - 1)
+    return {name: _snr_statistics(m, v) for name, m, v in zip(groups, mean.split(sizes), var.split(sizes))}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_per_parameter_accumulation_equals_the_reference(dtype):
+    """Welford's update per parameter (no float64 copy and concatenation of all gradients per
+    repeat) gives the statistics of the whole-vector update; float32 gradients exactly so."""
+    torch.manual_seed(0)
+    model = toy_meme().to(dtype)
+    from memevae.data import Batch
+
+    rows = toy_data().batch(torch.arange(16))
+    x = Batch({m: v.to(dtype) for m, v in rows.data.items()}, rows.labels)
+    groups = network_groups(model)
+    results = []
+    for estimate in (gradient_snr_at, reference_snr_at):
+        torch.manual_seed(3)
+        results.append(estimate(lambda: model(x).loss, groups, repeats=6))
+    new, old = results
+    for name in groups:
+        for statistic in ("mean", "median", "norm"):
+            if dtype == torch.float32:
+                assert new[name][statistic] == old[name][statistic]
+            else:
+                assert new[name][statistic] == pytest.approx(old[name][statistic], rel=1e-10, abs=0)
+        assert math.isfinite(new[name]["mean"]) and new[name]["entries"] == old[name]["entries"] > 0
