@@ -112,19 +112,14 @@ def gradient_snr_at(loss_fn, groups: dict[str, list[torch.Tensor]], repeats: int
     total = sum(sizes.values())
     mean = torch.zeros(total, dtype=torch.float64)
     m2 = torch.zeros(total, dtype=torch.float64)
-    # Welford's update parameter by parameter, on views of the float64 accumulators: a float32
-    # gradient enters the float64 arithmetic exactly as its float64 copy would, without making
-    # that copy and a concatenation of every gradient each repeat.
-    parts = list(zip(params, mean.split([p.numel() for p in params]), m2.split([p.numel() for p in params])))
     for r in range(1, int(repeats) + 1):
         for p in params:
             p.grad = None
         loss_fn().backward()
-        for p, mean_p, m2_p in parts:
-            g = (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(mean.device)
-            delta = g - mean_p
-            mean_p += delta / r
-            m2_p += delta * (g - mean_p)
+        g = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double().cpu() for p in params])
+        delta = g - mean
+        mean += delta / r
+        m2 += delta * (g - mean)
     for p in params:
         p.grad = None
     var = m2 / (repeats - 1)
