@@ -190,3 +190,15 @@ def test_cli_on_the_shipped_sample_with_real_networks(tmp_path):
     saved = json.loads((out / "snr.json").read_text())
     assert saved["dataset"] == "mnist-textured" and saved["curves"]["full"]["step"] == [0, 1]
     assert (out / "snr.png").exists()
+
+
+def test_progress_shows_in_a_log(monkeypatch, capsys):
+    """Before, stderr redirected to a file got tqdm's carriage-return frames (and no line a minute)."""
+    import memevae.evaluation._common as common
+
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 0.0)  # a line at every update
+    gradient_snr(toy_meme, toy_data(), steps=2, every=2, repeats=2, batch_size=8, estimators=("stop-gradient",))
+    lines = capsys.readouterr().err.splitlines()
+    # two steps and two measurements (steps 0 and 2); the running loss once a step was taken
+    assert [line.split(",")[0] for line in lines] == [f"SNR stop-gradient: {k}/4 steps" for k in range(1, 5)]
+    assert "loss" not in lines[0] and "loss" in lines[1]

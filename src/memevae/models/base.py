@@ -148,8 +148,15 @@ class MultimodalVAE(nn.Module):
         return mod.log_likelihood(x, mod.decode(z))
 
     # -- importance weights of the likelihood tables (Table 2, App. C) ---------------------------
-    # Each returns log w at ``samples`` fresh draws from its proposal, shape (samples, B); the
-    # IWAE estimate of the log marginal is logsumexp over the draws minus log(samples).
+    # Each ``*_log_weights`` returns log w at ``samples`` fresh draws from its proposal, shape
+    # (samples, B); the IWAE estimate of the log marginal is logsumexp over the draws minus
+    # log(samples). Each ``*_importance`` returns the same as a function ``k -> (k, B)`` of the
+    # number of draws, with what does not depend on the draws (the encoders: proposal, prior,
+    # pseudo-sample mixture) computed once, so an estimate drawn in chunks runs them once per batch.
+    # A model that defines only a ``*_log_weights`` method gets it, called once per chunk.
+    def _defines_own(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(MultimodalVAE, method)
+
     def conditional_directions(self) -> list[tuple[str, str, bool]]:
         """The (s, t, trained) for which the model defines a conditional density p(s | t) of its own
         (MEME: every direction, ``trained`` False for a direction it was not trained in); [] for
@@ -160,34 +167,73 @@ class MultimodalVAE(nn.Module):
     def conditional_log_weights(self, data: dict[str, torch.Tensor], source: str, target: str, samples: int) -> torch.Tensor:
         """log p(s|z) + log p(z|t) - log q(z|s) for the model's conditional p(s | t) (see
         :meth:`conditional_directions`)."""
+        return self.conditional_importance(data, source, target)(samples)
+
+    def conditional_importance(self, data: dict[str, torch.Tensor], source: str, target: str):
+        """:meth:`conditional_log_weights` as a function of the number of draws (see above)."""
+        if self._defines_own("conditional_log_weights"):
+            return lambda samples: self.conditional_log_weights(data, source, target, samples)
         raise NotImplementedError(f"{type(self).__name__} defines no conditional density p({source} | {target}) of its own")
 
     def marginal_prior_log_prob(self, modality: str, z: torch.Tensor) -> torch.Tensor:
         """log p(z) in the model's density of ``modality`` observed alone (default: :meth:`prior`)."""
         return self.prior(z).log_prob(z)
 
+    def marginal_prior_density(self, modality: str):
+        """:meth:`marginal_prior_log_prob` of ``modality`` as a function of z, with what does not
+        depend on z computed once."""
+        return lambda z: self.marginal_prior_log_prob(modality, z)
+
     @torch.no_grad()
     def marginal_log_weights(self, data: dict[str, torch.Tensor], modality: str, samples: int) -> torch.Tensor:
         """log p(x|z) + log p(z) - log q(z|x) at z ~ q(z|x), for log p(x) of one modality alone
         (p(z) from :meth:`marginal_prior_log_prob`)."""
+        return self.marginal_importance(data, modality)(samples)
+
+    def marginal_importance(self, data: dict[str, torch.Tensor], modality: str):
+        """:meth:`marginal_log_weights` as a function of the number of draws (see above)."""
+        if self._defines_own("marginal_log_weights"):
+            return lambda samples: self.marginal_log_weights(data, modality, samples)
         x = data[modality]
-        proposal = self.posterior({modality: x})
-        z = proposal.rsample((samples,))
-        return self.log_likelihood(modality, x, z) + self.marginal_prior_log_prob(modality, z) - proposal.log_prob(z)
+        with torch.no_grad():
+            proposal, prior = self.posterior({modality: x}), self.marginal_prior_density(modality)
+
+        @torch.no_grad()
+        def log_weights(samples: int) -> torch.Tensor:
+            z = proposal.rsample((samples,))
+            return self.log_likelihood(modality, x, z) + prior(z) - proposal.log_prob(z)
+
+        return log_weights
 
     @torch.no_grad()
     def joint_log_weights(self, data: dict[str, torch.Tensor], samples: int) -> torch.Tensor:
         """sum_m log p(x_m|z) + log p(z) - log q(z|X) at z ~ q(z|X) (the joint posterior of every
         modality), the likelihoods unweighted: the weights of log p(X)."""
+        return self.joint_importance(data)(samples)
+
+    def _all_modalities(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         missing = [name for name in self.modality_names if name not in data]
         if missing:
             raise ValueError(f"joint_log_weights needs every modality; missing {', '.join(missing)}")
-        proposal = self.posterior({name: data[name] for name in self.modality_names})
-        z = proposal.rsample((samples,))
-        total = self.prior(z).log_prob(z) - proposal.log_prob(z)
-        for name in self.modality_names:
-            total = total + self.log_likelihood(name, data[name], z)
-        return total
+        return {name: data[name] for name in self.modality_names}
+
+    def joint_importance(self, data: dict[str, torch.Tensor]):
+        """:meth:`joint_log_weights` as a function of the number of draws (see above)."""
+        if self._defines_own("joint_log_weights"):
+            return lambda samples: self.joint_log_weights(data, samples)
+        data = self._all_modalities(data)
+        with torch.no_grad():
+            proposal = self.posterior(data)
+
+        @torch.no_grad()
+        def log_weights(samples: int) -> torch.Tensor:
+            z = proposal.rsample((samples,))
+            total = self.prior(z).log_prob(z) - proposal.log_prob(z)
+            for name in self.modality_names:
+                total = total + self.log_likelihood(name, data[name], z)
+            return total
+
+        return log_weights
 
     def with_options(self, **changes) -> "MultimodalVAE":
         """A copy of this model (same networks, parameters and buffers) whose config has ``changes``,

@@ -43,9 +43,10 @@ prior) get the standard joint estimate with their joint posterior as proposal,
     log p(s, t) ~= logsumexp_k [sum_m log p(x_m|z_k) + log p(z_k) - log q(z_k|s, t)] - log K.
 
 Every density comes from the model (:class:`~memevae.models.MultimodalVAE`): its
-``conditional_directions``/``conditional_log_weights`` (MEME), ``marginal_log_weights`` and
-``joint_log_weights`` (MMVAE's draws its samples stratified over the experts); a model whose
-``joint_log_weights`` raises NotImplementedError is reported as skipped, with the reason. The
+``conditional_directions``/``conditional_importance`` (MEME), ``marginal_importance`` and
+``joint_importance`` (MMVAE's draws its samples stratified over the experts), each of which
+encodes a batch once and then draws its log-weights chunk by chunk; a model whose
+``joint_importance`` raises NotImplementedError is reported as skipped, with the reason. The
 numbers of the two kinds are not comparable: one is a conditional log-likelihood without log p(t),
 the other a joint one.
 """
@@ -54,13 +55,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import contextlib
 import math
-import sys
 
 import torch
-from tqdm.auto import tqdm
 
 from ...data.formats import as_float_images
+from ...training.cpu import cpu_settings
+from .._common import progress_bar
 from ..metric import Metric
 
 
@@ -188,18 +190,18 @@ def _with_joint(conditional: dict, marginal: dict, quantity: str) -> dict:
 
 def _plan(model, direction, joint: bool) -> tuple[dict, dict, dict]:
     """What to estimate: the table's entries {key: description}, the importance-sampling tasks
-    {task: log_weights(x, k) -> (k, B)}, and facts for the result (the trained direction)."""
+    {task: importance(x) -> (k -> (k, B) log-weights)}, and facts for the result (the trained direction)."""
     directions = _directions(model, direction)
     if not directions:
         entries = {"joint": {"quantity": "log p(" + ", ".join(model.modality_names) + ")", "flipped": False}}
-        return entries, {"joint": model.joint_log_weights}, {}
+        return entries, {"joint": model.joint_importance}, {}
     entries, tasks = {}, {}
     for s, t, trained in directions:  # the conditionals, then (with ``joint``) each target's marginal
         entries[f"{s}->{t}"] = {"quantity": f"log p({s} | {t})", "flipped": not trained}
-        tasks[f"{s}->{t}"] = lambda x, k, s=s, t=t: model.conditional_log_weights(x, s, t, k)
+        tasks[f"{s}->{t}"] = lambda x, s=s, t=t: model.conditional_importance(x, s, t)
     for s, t, _ in directions if joint else ():
         entries[f"{s}->{t}"]["marginal_task"] = f"marginal:{t}"
-        tasks[f"marginal:{t}"] = lambda x, k, t=t: model.marginal_log_weights(x, t, k)
+        tasks[f"marginal:{t}"] = lambda x, t=t: model.marginal_importance(x, t)
     trained = [f"{s}->{t}" for s, t, was in model.conditional_directions() if was]
     return entries, tasks, {"trained_direction": "both" if len(trained) > 1 else trained[0]}
 
@@ -207,22 +209,25 @@ def _plan(model, direction, joint: bool) -> tuple[dict, dict, dict]:
 def _estimate(model, tensors: dict, tasks: dict, samples: int, batch_size: int, chunk_size: int, seed: int,
               progress: bool) -> dict:
     """Each task's per-item IWAE estimate and mean log-weight over every item, {task: summary},
-    in eval mode with the noise seeded by ``seed`` (the caller's RNG state is left untouched)."""
+    in eval mode with the noise seeded by ``seed`` (the caller's RNG state is left untouched).
+    Each task's encoders run once per batch (``importance(x)``), its draws in chunks; on the CPU
+    freed memory is kept for reuse (:func:`~memevae.training.cpu.keep_freed_memory`: the chunks'
+    decodings allocate the same tens of megabytes again and again), which changes no value."""
     n = len(next(iter(tensors.values())))
     device = next(model.parameters()).device
     results = {key: ([], []) for key in tasks}
     batches = list(torch.arange(n).split(batch_size))
-    bar = tqdm(total=len(batches) * len(tasks), desc=f"log-likelihood (K={samples})", unit="batch",
-               file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(len(batches) * len(tasks), f"log-likelihood (K={samples})", progress)
+    settings = cpu_settings(subnormals_flushed=False) if device.type == "cpu" else contextlib.nullcontext()
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with settings, torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for rows in batches:
                 x = {m: t[rows].to(device) for m, t in tensors.items()}
-                for key, log_weights in tasks.items():
-                    est, elbo = importance_log_likelihood(lambda k: log_weights(x, k), samples, chunk_size)
+                for key, importance in tasks.items():
+                    est, elbo = importance_log_likelihood(importance(x), samples, chunk_size)
                     results[key][0].append(est.cpu())
                     results[key][1].append(elbo.cpu())
                     bar.update(1)

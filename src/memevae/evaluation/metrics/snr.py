@@ -38,13 +38,12 @@ from typing import Literal
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ...training.trainer import Callback, NonFiniteError, Trainer, TrainConfig
+from .._common import progress_bar
 from ..metric import Metric
 
 
@@ -210,8 +209,8 @@ class _SNRProbe(Callback):
     def on_batch_end(self, trainer, step, loss):
         self.step += 1
         self.curve["loss"].append(loss)
-        self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.1f}", refresh=False)
+        self.bar.update(1)
         if self.step in self.points:
             self.measure(trainer)
         trainer.should_stop = self.step >= self.steps
@@ -225,8 +224,7 @@ def _estimator_curve(net, paired, measure_rows, *, steps, repeats, every, batch_
     points = sorted(set(range(0, steps + 1, every)) | {steps})
     config = TrainConfig(epochs=steps // max(1, len(paired) // batch_size) + 2, batch_size=batch_size, learning_rate=learning_rate,
                          seed=seed, device=str(device), coherence_items=0)
-    bar = tqdm(total=steps + len(points), desc=f"SNR {estimator}", unit="step", file=sys.stderr,
-               disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(steps + len(points), f"SNR {estimator}", progress, unit="step")
     probe = _SNRProbe(paired.batch(measure_rows).to(device), repeats, points, steps, bar)
     trainer = Trainer(net, paired, config, callbacks=[probe])
     torch.manual_seed(seed)

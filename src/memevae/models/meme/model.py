@@ -169,19 +169,29 @@ class MEME(MultimodalVAE):
         trained = {(s, others[0]) for s, others in self.config.directions()} if len(self.modality_names) == 2 else None
         return [(s, t, trained is None or (s, t) in trained) for s in self.modality_names for t in self.modality_names if s != t]
 
-    @torch.no_grad()
-    def conditional_log_weights(self, data: dict[str, torch.Tensor], source: str, target: str, samples: int) -> torch.Tensor:
+    def conditional_importance(self, data: dict[str, torch.Tensor], source: str, target: str):
         """log p(s|z) + log p(z|t) - log q(z|s) at z ~ q(z|s) = enc_s(s), with p(s|z) = dec_s and the
-        conditional prior p(z|t) = enc_t(t) (Sec. 3.1; the constant log p(t) of Eq. 6 dropped)."""
-        proposal, prior = self.encode(source, data[source]), self.encode(target, data[target])
-        z = proposal.rsample((samples,))
-        return self.log_likelihood(source, data[source], z) + prior.log_prob(z) - proposal.log_prob(z)
+        conditional prior p(z|t) = enc_t(t) (Sec. 3.1; the constant log p(t) of Eq. 6 dropped), as a
+        function of the number of draws; each encoder runs once."""
+        with torch.no_grad():
+            proposal, prior = self.encode(source, data[source]), self.encode(target, data[target])
+
+        @torch.no_grad()
+        def log_weights(samples: int) -> torch.Tensor:
+            z = proposal.rsample((samples,))
+            return self.log_likelihood(source, data[source], z) + prior.log_prob(z) - proposal.log_prob(z)
+
+        return log_weights
 
     def marginal_prior_log_prob(self, modality: str, z: torch.Tensor) -> torch.Tensor:
         """log p_lambda(z) = log (1/N) sum_i p(z | u_i): the mixture of the other modality's encoder at
         its pseudo-samples u_i, the prior of a modality observed alone (Eq. 4); with more than two
         modalities, the equal-weight mixture over every other modality's encoder at its N
         pseudo-samples ((M-1) N components: Eq. 4 generalised, as App. E leaves it open)."""
-        priors = [self.encode(other, self.pseudo_samples[other]) for other in self.modality_names if other != modality]
-        return gaussian_mixture_log_prob(z, torch.cat([p.loc for p in priors]), torch.cat([p.scale for p in priors]))
+        return self.marginal_prior_density(modality)(z)
 
+    def marginal_prior_density(self, modality: str):
+        """:meth:`marginal_prior_log_prob` as a function of z, the pseudo-samples encoded once."""
+        priors = [self.encode(other, self.pseudo_samples[other]) for other in self.modality_names if other != modality]
+        loc, scale = torch.cat([p.loc for p in priors]), torch.cat([p.scale for p in priors])
+        return lambda z: gaussian_mixture_log_prob(z, loc, scale)

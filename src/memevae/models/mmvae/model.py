@@ -145,21 +145,25 @@ class MMVAE(MultimodalVAE):
             metrics[f"paired/{name}/log_likelihood"] = value.mean().item()
         return ModelOutput(loss, metrics)
 
-    @torch.no_grad()
-    def joint_log_weights(self, data: dict[str, torch.Tensor], samples: int) -> torch.Tensor:
-        """log p(X, z) - log q(z|X) at ``samples`` draws z from the mixture, (samples, B): the
-        importance weights of a marginal-likelihood estimate, with the likelihoods unweighted
-        (lambda_m = 1, whatever ``likelihood_scaling``). Stratified (samples / M per expert)
-        when M divides ``samples``; otherwise each draw picks its expert uniformly at random.
-        Either way the mean of the weights is unbiased for p(X)."""
-        missing = [name for name in self.modality_names if name not in data]
-        if missing:
-            raise ValueError(f"joint_log_weights needs every modality; missing {', '.join(missing)}")
-        mixture = self.posterior({name: data[name] for name in self.modality_names})
-        M = len(mixture.experts)
-        if samples % M == 0:
-            z = torch.cat([q.rsample((samples // M,)) for q in mixture.experts])
-        else:
-            z = mixture.rsample((samples,))
-        _, log_prior, log_posterior, log_likelihoods = self.log_weights(data, mixture.experts, z, detach_experts=False)
-        return log_prior + sum(log_likelihoods.values()) - log_posterior  # the unweighted joint density
+    def joint_importance(self, data: dict[str, torch.Tensor]):
+        """log p(X, z) - log q(z|X) at ``samples`` draws z from the mixture, (samples, B), as a
+        function of ``samples`` (the experts encoded once): the importance weights of a
+        marginal-likelihood estimate, with the likelihoods unweighted (lambda_m = 1, whatever
+        ``likelihood_scaling``). Stratified (samples / M per expert) when M divides ``samples``;
+        otherwise each draw picks its expert uniformly at random. Either way the mean of the
+        weights is unbiased for p(X)."""
+        data = self._all_modalities(data)
+        with torch.no_grad():
+            mixture = self.posterior(data)
+
+        @torch.no_grad()
+        def log_weights(samples: int) -> torch.Tensor:
+            M = len(mixture.experts)
+            if samples % M == 0:
+                z = torch.cat([q.rsample((samples // M,)) for q in mixture.experts])
+            else:
+                z = mixture.rsample((samples,))
+            _, log_prior, log_posterior, log_likelihoods = self.log_weights(data, mixture.experts, z, detach_experts=False)
+            return log_prior + sum(log_likelihoods.values()) - log_posterior  # the unweighted joint density
+
+        return log_weights
