@@ -57,12 +57,19 @@ def expected_runs() -> list[str]:
     return [spec.path.name for file in sorted(SWEEPS.glob("*.toml")) for spec in expand(load_sweep(file))]
 
 
+def settled(run: Path) -> bool:
+    """Whether a run's evaluation is of its latest epoch (not a run trained further since)."""
+    evaluated = json.loads((run / "evaluation" / "metrics.json").read_text()).get("epoch")
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return bool(epochs) and evaluated == max(epochs)
+
+
 def collect(sweep_folders: list[Path]) -> list[str]:
     """Copy the record of every evaluated run of the sweeps into :data:`RECORDS`; returns their names."""
     copied = []
     for folder in sweep_folders:
         for run in sorted((Path(folder) / "runs").glob("*")):
-            if not all((run / name).is_file() for name in RECORD_FILES):
+            if not all((run / name).is_file() for name in RECORD_FILES) or not settled(run):
                 continue
             for name in RECORD_FILES:
                 target = RECORDS / run.name / name
@@ -75,7 +82,7 @@ def collect(sweep_folders: list[Path]) -> list[str]:
 def evaluated_runs(sweep_folders: list[Path]):
     """The evaluated runs of sweep folders, read where they are (not yet recorded)."""
     return [read_run(run) for folder in sweep_folders for run in sorted((Path(folder) / "runs").glob("*"))
-            if all((run / name).is_file() for name in RECORD_FILES)]
+            if all((run / name).is_file() for name in RECORD_FILES) and settled(run)]
 
 
 def records():

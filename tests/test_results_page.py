@@ -112,3 +112,19 @@ def test_a_third_seed_goes_to_the_groups_whose_seeds_disagree(tmp_path):
     # once seed 2 is there, the group is not asked for again
     recs += [_record(module, "meme", 0.25, "split", 2, 0.6), _record(module, "mvae", 0.25, "split", 2, 0.5)]
     assert module.third_seed_groups(module.Cells(recs)) == []
+
+
+def test_a_run_trained_past_its_evaluation_is_not_collected(tmp_path):
+    """A sweep that raised its epochs trains a run past its evaluated epoch: its record would pair
+    the new curve with the old evaluation, so it is left out until it is evaluated again."""
+    import json
+
+    module = results_page()
+    run = tmp_path / "runs" / "meme-x-seed0"
+    (run / "evaluation").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3)))
+    (run / "evaluation" / "metrics.json").write_text(json.dumps({"epoch": 2}))
+    assert not module.settled(run)
+    (run / "evaluation" / "metrics.json").write_text(json.dumps({"epoch": 3}))
+    assert module.settled(run)
