@@ -296,7 +296,8 @@ def objective_latents(model: str, k: int, samples: int) -> int | None:
     """Latents per item the paired objective decodes with k observed modalities: MEME k (1 + (k-1)(K+1))
     (every other observed decoder scores a term's K+1 classifier samples, its own decoder its
     likelihood sample), MVAE 2k (the joint ELBO's sample and each unimodal one), MMVAE k^2 K."""
-    return {"meme": k * (1 + (k - 1) * (samples + 1)), "mvae": 2 * k, "mmvae": k * k * samples}.get(model)
+    counts = {"meme": lambda: k * (1 + (k - 1) * (samples + 1)), "mvae": lambda: 2 * k, "mmvae": lambda: k * k * samples}
+    return counts[model]() if model in counts else None  # MVAE has no samples to count (None)
 
 
 def describe(args) -> str:
