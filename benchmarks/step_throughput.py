@@ -21,6 +21,12 @@ process: how close the step comes to this CPU's float32 peak. With several ``--m
 (2,3,5) it gives MEME's (or any model's) paired step against M, with the encoders' and decoders'
 FLOPs and the latents the decoders score per item next to the number the objective needs.
 
+``--precision ab`` alternates a float32 step and a bf16 step on each batch in one process (two
+copies of the model with the same initialisation, each with its own optimiser) and reports both
+medians, the median of the per-batch float32/bf16 time ratios with their range, and the GFLOP/s of
+each precision (the same FLOPs per step; the fraction is of the float32 matrix product, so bf16
+can exceed 100%): a machine whose load drifts still compares the two precisions fairly.
+
 Steps are timed as training runs them: ``--warmup`` steps on successive batches of an epoch first
 (the decoders start to saturate, which is when subnormal floats appear), then the median of
 ``--steps`` more. memevae's models use the trainer's CPU settings (memevae.training.cpu) unless
@@ -32,6 +38,8 @@ Steps are timed as training runs them: ``--warmup`` steps on successive batches 
     python benchmarks/step_throughput.py --cpu-settings torch-defaults
     python benchmarks/step_throughput.py --precision bf16
     python benchmarks/step_throughput.py --model mmvae --preset official
+    python benchmarks/step_throughput.py --model mvae --precision ab --threads 1   # bf16 speed-up, paired A/B
+    python benchmarks/step_throughput.py --model mmvae --preset official --importance-samples 10
     python benchmarks/step_throughput.py --dataset polymnist-textured --modalities 2,3,5   # step cost against M
     python benchmarks/step_throughput.py --model all   # MEME, MVAE, MMVAE official, MEME against M: one command
 """
@@ -63,35 +71,43 @@ def measure(args) -> dict:
         torch.manual_seed(0)
         config = DataConfig(dataset=args.dataset, **({"modalities": args.modalities} if args.modalities else {}))
         data = config.load("train")
-        model = build_model("meme" if args.model == "release-style" else args.model, config.kinds(), model_options(args))
-        model.initialise(data, torch.Generator().manual_seed(0))
-        if args.model == "release-style":
-            plain_torch_layers(model)
-            model.to(memory_format=torch.contiguous_format)
-        optimizer = make_optimizer(model.parameters(), TrainConfig())
         modalities = tuple(data.modalities) if args.case == "paired" else (data.modalities[0],)
         batches = [rows for epoch in (1, 2, 3) for rows in epoch_batches(data, args.batch_size, 0, epoch)
                    if len(rows) == args.batch_size][: args.warmup + args.steps]
         if len(batches) < args.warmup + args.steps:
             raise SystemExit(f"the sample has only {len(batches)} full batches; lower --warmup or --steps")
 
-        def step(rows):
-            full = data.batch(rows)
-            batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
-            with autocast("cpu", args.precision):
-                loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        def make_step(precision):
+            """A model (the same initialisation for every precision), its optimiser, and its training step."""
+            torch.manual_seed(0)
+            model = build_model("meme" if args.model == "release-style" else args.model, config.kinds(), model_options(args))
+            model.initialise(data, torch.Generator().manual_seed(0))
+            if args.model == "release-style":
+                plain_torch_layers(model)
+                model.to(memory_format=torch.contiguous_format)
+            optimizer = make_optimizer(model.parameters(), TrainConfig())
 
+            def step(rows):
+                full = data.batch(rows)
+                batch = type(full)({m: full.data[m] for m in modalities}, full.labels)
+                with autocast("cpu", precision):
+                    loss = release_style_loss(model, batch, args.classifier_samples) if args.model == "release-style" else model(batch).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            return model, step
+
+        precisions = AB if args.precision == "ab" else (args.precision,)
+        models, steps = zip(*(make_step(precision) for precision in precisions))
+        model = models[0]
         rates = [matmul_rate(args.matmul_sizes)]
-        times = []
+        times = [[] for _ in steps]
         for i, rows in enumerate(batches):
-            started = time.perf_counter()
-            step(rows)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - started)
-        median = statistics.median(times)
+            for step, kept in zip(steps, times):  # with --precision ab: float32 then bf16 on each batch
+                started = time.perf_counter()
+                step(rows)
+                if i >= args.warmup:
+                    kept.append(time.perf_counter() - started)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rates.append(matmul_rate(args.matmul_sizes))
 
@@ -102,20 +118,32 @@ def measure(args) -> dict:
                     else counted(batch).loss)
 
         samples = getattr(model.config, "classifier_samples", getattr(model.config, "importance_samples", None))
+        if args.precision == "ab":
+            ratios = [a / b for a, b in zip(*times)]
+            medians = {"float32_step_s": statistics.median(times[0]), "bf16_step_s": statistics.median(times[1]),
+                      "speedup": statistics.median(ratios), "speedup_range": [min(ratios), max(ratios)]}
+        else:
+            median = statistics.median(times[0])
+            medians = {"step_s": median, "items_per_s": args.batch_size / median}
         return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": took or {},
-                "options": model_options(args), "samples": samples,
-                "batch": args.batch_size, "step_s": median, "items_per_s": args.batch_size / median, "peak_rss_mb": peak_rss,
-                **step_flops(model, loss_of), "matmul_flops_per_s": max(rates)}
+                "options": model_options(args), "samples": samples, "batch": args.batch_size, **medians,
+                "peak_rss_mb": peak_rss, **step_flops(model, loss_of), "matmul_flops_per_s": max(rates)}
+
+
+AB = ("float32", "bf16")
+"""The precisions ``--precision ab`` alternates, in this order on each batch."""
 
 
 def model_options(args) -> dict:
     """The model's options: the benchmark's latent size and networks, under ``--preset``'s options,
-    under the options given on the command line."""
+    under the options given on the command line (MEME's K to MEME, MMVAE's K to MMVAE)."""
     from memevae.models import preset_options
 
     given = {"latent_dim": args.latent_dim, "architecture": args.architecture}
     if args.model in ("meme", "release-style"):
         given["classifier_samples"] = args.classifier_samples
+    if args.model == "mmvae":
+        given["importance_samples"] = args.importance_samples
     preset = preset_options("meme" if args.model == "release-style" else args.model, args.preset)
     return {"latent_dim": 64, "architecture": "release", **preset, **{k: v for k, v in given.items() if v is not None}}
 
@@ -242,18 +270,34 @@ def run_case(options: dict) -> dict:
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
 
+def timing(result: dict, unit: str | None = None) -> str:
+    """The median step time (and the throughput in ``unit``); with ``--precision ab`` both
+    precisions' medians and the median float32/bf16 ratio of the same batches, with its range."""
+    if result["precision"] == "ab":
+        low, high = result["speedup_range"]
+        return (f"float32 {result['float32_step_s'] * 1000:7.1f} ms   bf16 {result['bf16_step_s'] * 1000:7.1f} ms   "
+                f"float32/bf16 {result['speedup']:.2f}x (per-batch ratios {low:.2f}-{high:.2f}x)")
+    throughput = f"   {result['items_per_s']:7.1f} {unit}" if unit else ""
+    return f"step {result['step_s'] * 1000:7.1f} ms{throughput}"
+
+
 def rate_line(result: dict) -> str:
-    """GFLOP per step, the rate achieved, and its fraction of the float32 matrix-product rate."""
-    achieved = result["flops"] / result["step_s"]
-    return (f"{result['flops'] / 1e9:6.1f} GFLOP/step  {achieved / 1e9:6.1f} GFLOP/s = "
-            f"{achieved / result['matmul_flops_per_s']:4.0%} of float32 matmul ({result['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s)")
+    """GFLOP per step, the rate achieved (with ``--precision ab``: by each precision), and its
+    fraction of the float32 matrix-product rate."""
+    matmul = result["matmul_flops_per_s"]
+    achieved = ([(f"{precision} ", result["flops"] / result[f"{precision}_step_s"]) for precision in AB]
+                if result["precision"] == "ab" else [("", result["flops"] / result["step_s"])])
+    return (f"{result['flops'] / 1e9:6.1f} GFLOP/step  "
+            + "  ".join(f"{label}{rate / 1e9:6.1f} GFLOP/s = {rate / matmul:4.0%}" for label, rate in achieved)
+            + f" of float32 matmul ({matmul / 1e9:.0f} GFLOP/s)")
 
 
 def objective_latents(model: str, k: int, samples: int) -> int | None:
     """Latents per item the paired objective decodes with k observed modalities: MEME k (1 + (k-1)(K+1))
     (every other observed decoder scores a term's K+1 classifier samples, its own decoder its
     likelihood sample), MVAE 2k (the joint ELBO's sample and each unimodal one), MMVAE k^2 K."""
-    return {"meme": k * (1 + (k - 1) * (samples + 1)), "mvae": 2 * k, "mmvae": k * k * samples}.get(model)
+    counts = {"meme": lambda: k * (1 + (k - 1) * (samples + 1)), "mvae": lambda: 2 * k, "mmvae": lambda: k * k * samples}
+    return counts[model]() if model in counts else None  # MVAE has no samples to count (None)
 
 
 def describe(args) -> str:
@@ -270,8 +314,7 @@ def report_cases(args) -> None:
         if case == "paired":
             print(f"  model options {result['options']}")
         unit = "pairs/s" if case == "paired" else "items/s"
-        print(f"  {case:9s} step {result['step_s'] * 1000:7.1f} ms   {result['items_per_s']:7.1f} {unit}   "
-              f"peak RSS {result['peak_rss_mb']:5.0f} MB   {rate_line(result)}")
+        print(f"  {case:9s} {timing(result, unit)}   peak RSS {result['peak_rss_mb']:5.0f} MB   {rate_line(result)}")
 
 
 def report_scaling(args, counts: list[int]) -> None:
@@ -286,7 +329,7 @@ def report_scaling(args, counts: list[int]) -> None:
             print(f"  model options {result['options']}")
         latents = sum(result["decoded_latents"].values()) / args.batch_size
         needed = objective_latents(args.model, m, result["samples"])
-        print(f"  M={m}  step {result['step_s'] * 1000:8.1f} ms  peak RSS {result['peak_rss_mb']:5.0f} MB  {rate_line(result)}  "
+        print(f"  M={m}  {timing(result)}  peak RSS {result['peak_rss_mb']:5.0f} MB  {rate_line(result)}  "
               f"x{result['flops'] / first['flops']:.1f} FLOPs of M={counts[0]}; encoders {result['encoder_flops'] / 1e9:.1f}, "
               f"decoders {result['decoder_flops'] / 1e9:.1f} GFLOP over {latents:.0f} latents per item"
               + (f" (the objective's {needed})" if needed is not None else ""))
@@ -310,7 +353,7 @@ def main():
                         help="meme, mvae, mmvae, release-style (see above), or all: " + "; ".join(
                             " ".join(f"--{key} {value}" for key, value in case.items()) for case in QUIET_SET))
     parser.add_argument("--preset", default=None, help="the model's named set of options (mmvae: official); "
-                                                       "--latent-dim, --architecture and --classifier-samples given override it")
+                                                       "--latent-dim, --architecture, --classifier-samples and --importance-samples given override it")
     parser.add_argument("--case", choices=["paired", "unpaired", "all"], default="all")
     parser.add_argument("--dataset", default="mnist-textured",
                         help="the shipped sample's data set: mnist-textured (default) or polymnist-textured")
@@ -318,11 +361,15 @@ def main():
                         help="polymnist-textured: how many modalities (2 to 5), or several (2,3,5): the paired step against M")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--classifier-samples", type=int, default=None, help="MEME's K (default 10)")
+    parser.add_argument("--importance-samples", type=int, default=None, help="MMVAE's K per expert (default: the model's or preset's)")
     parser.add_argument("--latent-dim", type=int, default=None, help="default 64, or the preset's")
     parser.add_argument("--architecture", default=None, help="default release, or the preset's")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", choices=["float32", "bf16"], default="float32",
-                        help="bf16: the trainer's mixed precision (autocast to bfloat16), as --precision bf16 trains")
+    parser.add_argument("--precision", choices=["float32", "bf16", "ab"], default="float32",
+                        help="bf16: the trainer's mixed precision (autocast to bfloat16), as --precision bf16 trains; "
+                             "ab: float32 and bf16 steps alternated in one process (two copies of the model on the "
+                             "same batches), reporting the median of the per-batch float32/bf16 time ratios, which "
+                             "a machine whose load drifts still compares fairly")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (their median is reported)")
     parser.add_argument("--warmup", type=int, default=30, help="training steps before the timed ones")
     parser.add_argument("--matmul-sizes", default="1024,2048,4096",
