@@ -58,7 +58,10 @@ def expected_runs() -> list[str]:
 
 
 def settled(run: Path) -> bool:
-    """Whether a run's evaluation is of its latest epoch (not a run trained further since)."""
+    """Whether a run has every record file and its evaluation is of its latest epoch (not a run
+    trained further since)."""
+    if not all((run / name).is_file() for name in RECORD_FILES):
+        return False
     evaluated = json.loads((run / "evaluation" / "metrics.json").read_text()).get("epoch")
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return bool(epochs) and evaluated == max(epochs)
@@ -69,7 +72,7 @@ def collect(sweep_folders: list[Path]) -> list[str]:
     copied = []
     for folder in sweep_folders:
         for run in sorted((Path(folder) / "runs").glob("*")):
-            if not all((run / name).is_file() for name in RECORD_FILES) or not settled(run):
+            if not settled(run):
                 continue
             for name in RECORD_FILES:
                 target = RECORDS / run.name / name
@@ -82,7 +85,7 @@ def collect(sweep_folders: list[Path]) -> list[str]:
 def evaluated_runs(sweep_folders: list[Path]):
     """The evaluated runs of sweep folders, read where they are (not yet recorded)."""
     return [read_run(run) for folder in sweep_folders for run in sorted((Path(folder) / "runs").glob("*"))
-            if all((run / name).is_file() for name in RECORD_FILES) and settled(run)]
+            if settled(run)]
 
 
 def records():
@@ -113,7 +116,7 @@ class Cells:
         out = {}
         for record in self.recs:
             value = record.metrics.get(metric, {}).get(key)
-            if record.group == wanted and isinstance(value, (int, float)):
+            if record.group == wanted and isinstance(value, (int, float)) and np.isfinite(value):
                 out[record.seed] = float(value)
         return out
 

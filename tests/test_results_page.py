@@ -124,6 +124,7 @@ def test_a_run_trained_past_its_evaluation_is_not_collected(tmp_path):
     (run / "evaluation").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3)))
+    assert not module.settled(run)  # not evaluated yet
     (run / "evaluation" / "metrics.json").write_text(json.dumps({"epoch": 2}))
     assert not module.settled(run)
     (run / "evaluation" / "metrics.json").write_text(json.dumps({"epoch": 3}))

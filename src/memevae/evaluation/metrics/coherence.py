@@ -133,7 +133,7 @@ class Coherence(Metric):
         """Table 3's layout (a table per direction, the paper's MNIST-SVHN rows beside ours), Fig. 5
         (coherence against f) and the per-epoch coherence of training; with more than two modalities,
         MoPoE's summaries instead (:func:`subset_report`)."""
-        from ..paper.report import epoch_means, plot_against_f, plot_epoch_curves, table
+        from ..paper.report import epoch_means, plot_epoch_curves
         from ..paper.reference import COHERENCE
 
         if part.many:
@@ -141,13 +141,9 @@ class Coherence(Metric):
         directions = part.keys("coherence", lambda key: "->" in key)
         if not directions:
             return []
-        lines = ["### Cross coherence (Table 3 layout)", ""]
-        for key in directions:
-            lines += [f"**{key.replace('->', ' → ')}**", "", table(part.records, part.dataset, "coherence", key, COHERENCE), ""]
-        name, path = part.figure("coherence-vs-f")
-        plot_against_f(part.records, part.dataset, "coherence", directions, COHERENCE, path, "cross coherence",
-                       "Cross coherence against f (Fig. 5)")
-        lines += [f"![coherence against f]({name})", ""]
+        lines = part.tables_against_f("coherence", directions, COHERENCE, "Cross coherence (Table 3 layout)",
+                                      "coherence-vs-f", "cross coherence", "Cross coherence against f (Fig. 5)",
+                                      "coherence against f")
         name, path = part.figure("coherence-per-epoch")
         if any(epoch_means([r], f"coherence/{directions[0]}")[0] for r in part.members):
             plot_epoch_curves(part.records, part.dataset, directions, path)

@@ -159,7 +159,7 @@ class LatentAccuracy(Metric):
         """Table 4's layout (a table per modality, the paper's MNIST-SVHN rows beside ours) and Fig. 7
         (accuracy against f); with more than two modalities, the mean accuracy over the subsets of k
         modalities instead."""
-        from ..paper.report import plot_against_f, subset_table, table
+        from ..paper.report import subset_table
         from ..paper.reference import LATENT
 
         modalities = part.modalities
@@ -173,10 +173,6 @@ class LatentAccuracy(Metric):
         keys = part.keys("latent", lambda key: "/" not in key)
         if not keys:
             return []
-        lines = ["### Latent accuracy (Table 4 layout)", ""]
-        for key in keys:
-            lines += [f"**{key}**", "", table(part.records, part.dataset, "latent", key, LATENT), ""]
-        name, path = part.figure("latent-accuracy-vs-f")
-        plot_against_f(part.records, part.dataset, "latent", keys, LATENT, path, "linear latent accuracy",
-                       "Latent accuracy against f (Fig. 7)")
-        return lines + [f"![latent accuracy against f]({name})", ""]
+        return part.tables_against_f("latent", keys, LATENT, "Latent accuracy (Table 4 layout)", "latent-accuracy-vs-f",
+                                     "linear latent accuracy", "Latent accuracy against f (Fig. 7)",
+                                     "latent accuracy against f")

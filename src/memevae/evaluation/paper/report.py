@@ -154,6 +154,17 @@ class Part:
         name = f"{stem}{self.suffix}.png"
         return name, self.out / name
 
+    def tables_against_f(self, metric: str, keys: list[str], paper_table: dict, heading: str, figure: str,
+                         ylabel: str, title: str, alt: str) -> list[str]:
+        """A section in the paper's layout: a table per key of ``metric`` (the paper's rows from
+        ``paper_table`` beside ours), then the figure of those keys against f."""
+        lines = [f"### {heading}", ""]
+        for key in keys:
+            lines += [f"**{key.replace('->', ' → ')}**", "", table(self.records, self.dataset, metric, key, paper_table), ""]
+        name, path = self.figure(figure)
+        plot_against_f(self.records, self.dataset, metric, keys, paper_table, path, ylabel, title)
+        return lines + [f"![{alt}]({name})", ""]
+
 def _paper_cell(table: dict, key: str, model: str, scheme: str, f: float, modalities) -> str:
     named = table is not CCA  # CUB's modalities carry the paper's own names
     if named and "mnist" not in modalities:  # the MNIST-SVHN tables are for digits
