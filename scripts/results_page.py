@@ -50,6 +50,9 @@ FLAT = 0.03
 the :data:`WINDOW` epochs before by at most this. Window means, not single epochs: one epoch's
 coherence on 500 test pairs has a binomial standard deviation of up to 0.022, a window mean of 0.01."""
 WINDOW = 5
+SPIKE = 10
+"""An epoch's training loss on the pairs "spikes" when it is more than this many times the run's
+median over its epochs (a single batch whose loss is millions pulls the epoch's mean up this far)."""
 
 
 def expected_runs() -> list[str]:
@@ -356,6 +359,16 @@ def window_change(mean: dict[int, float], last: int) -> float:
     return float(np.mean(recent) - np.mean(before))
 
 
+def spikes(record) -> list[int]:
+    """The epochs whose mean training loss on the pairs is more than :data:`SPIKE` times the run's
+    median: the batches where the log prior ratio of two near-deterministic encoders blew up."""
+    losses = {row["epoch"]: row["train/paired/loss"] for row in history(record) if "train/paired/loss" in row}
+    if not losses:
+        return []
+    median = float(np.median(list(losses.values())))
+    return [epoch for epoch, loss in sorted(losses.items()) if loss > SPIKE * median]
+
+
 def flattening(recs) -> list[str]:
     """Per group: the per-epoch coherence (mean over seeds) at a few epochs and the change of its
     window mean over the last two windows."""
@@ -363,7 +376,8 @@ def flattening(recs) -> list[str]:
     for record in recs:
         groups[(record.model, record.scheme, record.fraction)].append(record)
     lines = ["| run group | seeds | epochs | mnist → textured at epochs 5 / 10 / last | change of the last window | "
-             "textured → mnist at epochs 5 / 10 / last | change of the last window | flat |", "|---|---|---|---|---|---|---|---|"]
+             "textured → mnist at epochs 5 / 10 / last | change of the last window | flat | loss spikes (seed: epochs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (model, scheme, f), members in sorted(groups.items(), key=lambda g: (g[0][0], -g[0][2], g[0][1])):
         series = [{row["epoch"]: row for row in history(r)} for r in members]
         last = min(max(s) for s in series)
@@ -375,8 +389,10 @@ def flattening(recs) -> list[str]:
             flat = flat and abs(change) <= FLAT
             cells += [shown, "–" if np.isnan(change) else f"{change:+.3f}"]
         verdict = f"not known ({last} epochs: fewer than two windows)" if last < 2 * WINDOW else "yes" if flat else "no"
+        found = "; ".join(f"{r.seed}: {', '.join(map(str, spikes(r)))}" for r in sorted(members, key=lambda r: r.seed)
+                          if spikes(r)) or "none"
         lines.append(f"| {group_label(model, scheme, f)} | {len(members)} | {last} | {cells[0]} | {cells[1]} | {cells[2]} | "
-                     f"{cells[3]} | {verdict} |")
+                     f"{cells[3]} | {verdict} | {found} |")
     return lines
 
 
@@ -468,7 +484,13 @@ def page(recs, figures: Path) -> str:
               "Mean over seeds of each group's per-epoch coherence (500 test pairs, `metrics.jsonl`); a group counts as "
               f"flat when, in both directions, the mean of its last {WINDOW} epochs differs from the mean of the "
               f"{WINDOW} before by at most {FLAT} (one epoch's value on 500 pairs has a standard deviation of up to "
-              "0.022, so single epochs are compared through window means).", ""]
+              "0.022, so single epochs are compared through window means). The last column lists the epochs whose "
+              f"training loss on the pairs exceeded {SPIKE} times the run's median. In those epochs the mean log prior ratio "
+              "log q(z|y) - log q(z|x) (`train/paired/*/log_prior_ratio` in the run's metrics.jsonl) falls to minus "
+              "thousands or millions: one encoder's narrow Gaussian scores the other's sample as nearly impossible, the "
+              "update that follows is huge, and the run's coherence drops and climbs back over the next epochs. "
+              "memevae trains as the authors' release does (no gradient clipping), so these runs are reported as they "
+              "came out.", ""]
     lines += flattening(recs) + [""]
     here = os.getcwd()
     os.chdir(DOCS)  # the records' paths are relative to docs/, as the page links them

@@ -83,6 +83,23 @@ def test_flatness_compares_window_means_not_single_epochs():
     assert module.window_change(rising, 9) != module.window_change(rising, 9)  # nan: shorter than two windows
 
 
+def test_a_spike_is_an_epoch_whose_paired_loss_is_many_times_the_runs_median(tmp_path, monkeypatch):
+    """Epoch 4's loss of 2e5 against a median of 1.6e4 is a spike; 9x the median (epoch 2) is not."""
+    import json
+
+    from memevae.evaluation.paper.report import RunRecord
+
+    module = results_page()
+    losses = [16000.0, 9 * 16000.0, 15900.0, 2e5, 16100.0, 15800.0]
+    run = tmp_path / "meme-x-seed0"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e + 1, "train/paired/loss": loss}) + "\n"
+                                               for e, loss in enumerate(losses)))
+    monkeypatch.setattr(module, "RECORDS", tmp_path)
+    record = RunRecord(str(run), "meme", module.DATASET, "split", 0.0625, 0, ("mnist", "textured"), {})
+    assert module.spikes(record) == [4]
+
+
 def _record(module, model, f, scheme, seed, coherence):
     from memevae.evaluation.paper.report import RunRecord
 
