@@ -415,7 +415,7 @@ DESCRIPTIONS = {"mvae": "MVAE (latent 64, release networks)",
                 "mmvae": "MMVAE, --preset official with DReG (K = 30, latent 20, paper networks)"}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["mvae", "mmvae", "all"], default="all")
     parser.add_argument("--settings", choices=["same", "shipped"], default="same")
@@ -430,7 +430,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-check", action="store_true", help="skip the float64 agreement check")
     parser.add_argument("--samples", type=int, default=None, help="MMVAE's K in the agreement check (default: the preset's 30)")
     parser.add_argument("--worker", choices=["memevae", "multivae"], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     version = multivae_version()
     if version != VERSION:
         print(MISSING + ("" if version is None else f" (found {version})"))

@@ -347,7 +347,7 @@ QUIET_SET = [{"model": "meme"}, {"model": "mvae"}, {"model": "mmvae", "preset": 
 code trains it) and MEME's paired step against the number of modalities."""
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="meme",
                         help="meme, mvae, mmvae, release-style (see above), or all: " + "; ".join(
@@ -378,7 +378,25 @@ def main():
                         help="trainer: memevae's trainer settings (malloc keeps freed memory, subnormals flushed; "
                              "the default for memevae's models); torch-defaults: neither (the release-style default)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one case, in its own process: its options as JSON
-    args = parser.parse_args()
+    return parser
+
+
+def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The defaults that depend on the model: release-style runs with torch's CPU settings, MEME with K = 10."""
+    if args.cpu_settings is None:
+        args.cpu_settings = "torch-defaults" if args.model == "release-style" else "trainer"
+    if args.classifier_samples is None and args.model in ("meme", "release-style"):
+        args.classifier_samples = 10
+    return args
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    """The options of one benchmark as the command line ``argv`` gives them, defaults filled in."""
+    return fill_defaults(build_parser().parse_args(argv))
+
+
+def main():
+    args = build_parser().parse_args()
     if args.child:
         args = argparse.Namespace(**json.loads(args.child))
         args.matmul_sizes = [int(n) for n in args.matmul_sizes.split(",")]
@@ -392,10 +410,7 @@ def main():
 
 
 def report(args) -> None:
-    if args.cpu_settings is None:
-        args.cpu_settings = "torch-defaults" if args.model == "release-style" else "trainer"
-    if args.classifier_samples is None and args.model in ("meme", "release-style"):
-        args.classifier_samples = 10
+    fill_defaults(args)
     counts = [int(m) for m in str(args.modalities).split(",")] if args.modalities else []
     if len(counts) > 1:
         report_scaling(args, counts)
