@@ -307,9 +307,31 @@ def third_seed_groups(cells: Cells) -> list[tuple[str, float, str]]:
     return list(wanted)
 
 
-def model_sweep(model: str) -> str:
-    """The name of the page's sweep file that trains ``model``."""
-    return "mmvae" if model == "mmvae" else "meme-mvae"
+def sweep_file(model: str, f: float) -> Path:
+    """The page's sweep file whose grid trains ``model`` at ``f``."""
+    for file in sorted(SWEEPS.glob("*.toml")):
+        sweep = load_sweep(file)
+        if model in sweep.models and f in sweep.fractions:
+            return file
+    raise ValueError(f"no sweep file in {SWEEPS} trains {model} at f = {f:g}")
+
+
+def budget(model: str, f: float) -> int:
+    """The epochs the page's sweeps give ``model`` at ``f``."""
+    return load_sweep(sweep_file(model, f)).epochs
+
+
+def budget_text() -> str:
+    """The budgets of the page's sweep files, in words: which models, at which f, how many epochs."""
+    parts = []
+    for sweep in sorted(map(load_sweep, SWEEPS.glob("*.toml")), key=lambda sweep: (-max(sweep.fractions), sweep.name)):
+        models = " and ".join(model.upper() for model in sweep.models)
+        fractions = " and ".join(FRACTION_NAMES.get(f, f"{f:g}") for f in sweep.fractions)
+        parts.append(f"{models} at f = {fractions}: {sweep.epochs} epochs")
+    return "; ".join(parts)
+
+
+FRACTION_NAMES = {1.0: "1", 0.25: "1/4", 0.0625: "1/16"}
 
 
 def third_seed_sweeps(cells: Cells, folder: Path) -> list[Path]:
@@ -319,7 +341,7 @@ def third_seed_sweeps(cells: Cells, folder: Path) -> list[Path]:
     paths = []
     for model, f, scheme in third_seed_groups(cells):
         name = f"{model}-f{f:g}" + ("" if scheme == FULL else f"-{scheme}") + f"-seed{THIRD_SEED}"
-        text = (SWEEPS / f"{model_sweep(model)}.toml").read_text()
+        text = sweep_file(model, f).read_text()
         for key, value in (("name", f'"{name}"'), ("models", f'["{model}"]'), ("fractions", f"[{float(f)}]"),
                            ("seeds", f"[{THIRD_SEED}]")) + ((("schemes", f'["{scheme}"]'),) if scheme != FULL else ()):
             text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.MULTILINE)
@@ -447,9 +469,9 @@ python scripts/results_page.py --collect OUT/meme-mvae OUT/mmvae  # copy the rec
   code's DReG, Laplace posterior, prior and likelihood with scale 0.75, learned prior, K = 30,
   latent 20, Table 8's networks) at f = 1; seeds 0 and 1. MMVAE cannot use unpaired data; the
   paper reports it at f = 1 only.
-- **Budget**: MEME and MVAE MEME_EPOCHS epochs over every training row; MMVAE MMVAE_EPOCHS epochs (its step, K = 30
-  importance samples through both decoders, costs many times MVAE's; the per-epoch curves below
-  show where each run stands). Batch 128, Adam at 5e-4, everything else `memevae train`'s
+- **Budget**, every run on every training row: BUDGET. MMVAE's step (K = 30 importance samples
+  through both decoders) costs many times MVAE's; MEME and MVAE at f = 1/16 get 100 epochs because
+  60 did not flatten them; the per-epoch curves below show where each run stands. Batch 128, Adam at 5e-4, everything else `memevae train`'s
   defaults (the paper: 100 epochs). Two runs at a time, each on THREADS CPU thread(s) (as each
   run's `config.json` records: results move with the thread count, so the whole table uses one).
 - **Measures**: cross coherence in both directions on all 4,999 test pairs, judged by the CNN
@@ -465,13 +487,12 @@ def page(recs, figures: Path) -> str:
     present = {Path(r.path).name for r in recs}
     pending = [name for name in expected if name not in present]
     cells = Cells(recs)
-    budget = {file.stem: load_sweep(file).epochs for file in SWEEPS.glob("*.toml")}
-    intro = INTRO.replace("THREADS", threads(recs)).replace("MEME_EPOCHS", str(budget["meme-mvae"]))
-    lines = [intro.replace("MMVAE_EPOCHS", str(budget["mmvae"])).rstrip(), ""]
+    intro = INTRO.replace("THREADS", threads(recs)).replace("BUDGET", budget_text())
+    lines = [intro.rstrip(), ""]
     lines += ["## Status", "",
               f"{len(present & set(expected))} of the {len(expected)} runs of the grid are recorded"
               + (f"; still to come: {', '.join(pending)}." if pending else ": the grid is complete."), ""]
-    short = [f"{Path(r.path).name} ({r.epoch})" for r in recs if r.epoch < budget[model_sweep(r.model)]]
+    short = [f"{Path(r.path).name} ({r.epoch})" for r in recs if r.epoch < budget(r.model, r.fraction)]
     if short:
         lines += [f"Recorded before the budget's last epoch (evaluated at the epoch given; training continues): "
                   f"{', '.join(short)}.", ""]

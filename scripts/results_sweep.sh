@@ -13,10 +13,17 @@ here="$(cd "$(dirname "$0")" && pwd)"
 sweeps="$here/../docs/results/sweeps"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-sed 's/^seeds = .*/seeds = [0]/' "$sweeps/meme-mvae.toml" > "$scratch/seed0.toml"
+# MEME and MVAE: f = 1 and 1/4 for 60 epochs (meme-mvae.toml), f = 1/16 for 100 (meme-mvae-f0.0625.toml),
+# both grids in one folder (they name different runs)
+grids=("$sweeps/meme-mvae.toml" "$sweeps/meme-mvae-f0.0625.toml")
 memevae sweep "$sweeps/mmvae.toml" --data-dir "$data" --out "$out/mmvae" || echo "stage 1 (MMVAE): some runs failed"
-memevae sweep "$scratch/seed0.toml" --data-dir "$data" --out "$out/meme-mvae" || echo "stage 2 (seed 0): some runs failed"
-memevae sweep "$sweeps/meme-mvae.toml" --data-dir "$data" --out "$out/meme-mvae" || echo "stage 3 (seed 1): some runs failed"
+for grid in "${grids[@]}"; do
+    sed 's/^seeds = .*/seeds = [0]/' "$grid" > "$scratch/seed0-$(basename "$grid")"
+    memevae sweep "$scratch/seed0-$(basename "$grid")" --data-dir "$data" --out "$out/meme-mvae" || echo "stage 2 (seed 0, $(basename "$grid")): some runs failed"
+done
+for grid in "${grids[@]}"; do
+    memevae sweep "$grid" --data-dir "$data" --out "$out/meme-mvae" || echo "stage 3 (seed 1, $(basename "$grid")): some runs failed"
+done
 shopt -s nullglob
 python "$here/results_page.py" --third-seed-sweeps "$scratch/seed2" --runs "$out/meme-mvae" "$out/mmvae" "$out"/seed2/* |
 while read -r file; do

@@ -146,3 +146,19 @@ def test_a_run_trained_past_its_evaluation_is_not_collected(tmp_path):
     assert not module.settled(run)
     (run / "evaluation" / "metrics.json").write_text(json.dumps({"epoch": 3}))
     assert module.settled(run)
+
+
+def test_each_group_of_the_page_is_trained_by_one_sweep_file():
+    """MEME and MVAE at f = 1/16 have their own, longer budget; no group is in two grids (two
+    budgets for one run folder) or in none."""
+    from memevae.sweeps import load_sweep
+
+    module = results_page()
+    sweeps = [load_sweep(file) for file in module.SWEEPS.glob("*.toml")]
+    groups = [("meme", f) for f in (1.0, 0.25, 0.0625)] + [("mvae", f) for f in (1.0, 0.25, 0.0625)] + [("mmvae", 1.0)]
+    for model, f in groups:
+        assert sum(model in s.models and f in s.fractions for s in sweeps) == 1, (model, f)
+    assert module.budget("meme", 0.0625) > module.budget("meme", 0.25)
+    assert module.budget("mvae", 0.0625) == module.budget("meme", 0.0625)
+    with pytest.raises(ValueError, match="no sweep file"):
+        module.sweep_file("mmvae", 0.25)
