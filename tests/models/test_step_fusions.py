@@ -53,3 +53,27 @@ def assert_equal_to_rounding(ours, reference, size, what):
     their rounding), so its rounding is relative to them, not to itself."""
     error = (ours - reference).abs().max().item()
     assert error <= 1e-12 * size, f"{what}: differs by {error:.3g}, {error / size:.3g} of the largest gradient entry"
+
+
+@pytest.mark.parametrize("x_shape, loc_shape", [((3, 2, 4, 4), (5, 3, 2, 4, 4)), ((5, 3, 2, 4, 4), (3, 2, 4, 4))],
+                         ids=["loc-has-samples", "x-has-samples"])
+def test_absolute_error_sum_equals_the_plain_one_and_keeps_no_tensor_of_its_own(x_shape, loc_shape):
+    """Values and both gradients of the fused sum equal autograd's (float64, ties loc = x included,
+    ``loc`` in channels-last memory as the convolutional decoders give it), and what the forward
+    saves for the backward is its own inputs, no full-size tensor of its own."""
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.randint(0, 3, x_shape, generator=generator).double() / 2).requires_grad_()
+    loc = torch.randint(0, 3, loc_shape, generator=generator).double() / 2
+    loc = loc.flatten(0, -4).contiguous(memory_format=torch.channels_last).view(loc_shape).requires_grad_()
+    weights = torch.rand(torch.broadcast_shapes(x_shape, loc_shape)[:-3], generator=generator, dtype=torch.float64)
+    results = []
+    for function in (memevae.distributions.absolute_error_sum, plain_absolute_error_sum):
+        total = function(x, loc, 3)
+        if function is memevae.distributions.absolute_error_sum:
+            saved = total.grad_fn.saved_tensors
+            assert {t.data_ptr() for t in saved} <= {x.data_ptr(), loc.data_ptr()}, "the forward saved a tensor of its own"
+        x_grad, loc_grad = torch.autograd.grad((weights * total).sum(), (x, loc))
+        results.append((total, x_grad, loc_grad))
+    assert (loc.detach() == x.detach()).any()  # ties, where the gradient is 0
+    for ours, reference, what in zip(*results, ("value", "x gradient", "loc gradient")):
+        assert_equal_to_rounding(ours, reference, reference.abs().max().item(), what)
