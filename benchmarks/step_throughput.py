@@ -126,7 +126,8 @@ def measure(args) -> dict:
         else:
             median = statistics.median(times[0])
             medians = {"step_s": median, "items_per_s": args.batch_size / median}
-        return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": {**(took or {}), **({} if huge_pages is None else {"huge_pages": huge_pages})},
+        settings_taken = {**(took or {}), **({} if huge_pages is None else {"huge_pages": huge_pages})}
+        return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": settings_taken,
                 "options": model_options(args), "samples": samples, "batch": args.batch_size, **medians,
                 "peak_rss_mb": peak_rss, **step_flops(model, loss_of), "matmul_flops_per_s": max(rates)}
 

@@ -16,6 +16,7 @@ OUT is the folder given to ``scripts/results_sweep.sh``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -55,9 +56,15 @@ SPIKE = 10
 median over its epochs (a single batch whose loss is millions pulls the epoch's mean up this far)."""
 
 
+@functools.cache
+def page_sweeps() -> tuple[tuple[Path, object], ...]:
+    """The page's sweep files with their sweeps, each file read once."""
+    return tuple((file, load_sweep(file)) for file in sorted(SWEEPS.glob("*.toml")))
+
+
 def expected_runs() -> list[str]:
     """The names of every run the page's sweeps ask for, in the sweeps' order."""
-    return [spec.path.name for file in sorted(SWEEPS.glob("*.toml")) for spec in expand(load_sweep(file))]
+    return [spec.path.name for _, sweep in page_sweeps() for spec in expand(sweep)]
 
 
 def settled(run: Path) -> bool:
@@ -309,8 +316,7 @@ def third_seed_groups(cells: Cells) -> list[tuple[str, float, str]]:
 
 def sweep_file(model: str, f: float) -> Path:
     """The page's sweep file whose grid trains ``model`` at ``f``."""
-    for file in sorted(SWEEPS.glob("*.toml")):
-        sweep = load_sweep(file)
+    for file, sweep in page_sweeps():
         if model in sweep.models and f in sweep.fractions:
             return file
     raise ValueError(f"no sweep file in {SWEEPS} trains {model} at f = {f:g}")
@@ -318,13 +324,13 @@ def sweep_file(model: str, f: float) -> Path:
 
 def budget(model: str, f: float) -> int:
     """The epochs the page's sweeps give ``model`` at ``f``."""
-    return load_sweep(sweep_file(model, f)).epochs
+    return dict(page_sweeps())[sweep_file(model, f)].epochs
 
 
 def budget_text() -> str:
     """The budgets of the page's sweep files, in words: which models, at which f, how many epochs."""
     parts = []
-    for sweep in sorted(map(load_sweep, SWEEPS.glob("*.toml")), key=lambda sweep: (-max(sweep.fractions), sweep.name)):
+    for sweep in sorted((sweep for _, sweep in page_sweeps()), key=lambda sweep: (-max(sweep.fractions), sweep.name)):
         models = " and ".join(model.upper() for model in sweep.models)
         fractions = " and ".join(FRACTION_NAMES.get(f, f"{f:g}") for f in sweep.fractions)
         parts.append(f"{models} at f = {fractions}: {sweep.epochs} epochs")
@@ -383,7 +389,7 @@ def window_change(mean: dict[int, float], last: int) -> float:
 
 def spikes(record) -> list[int]:
     """The epochs whose mean training loss on the pairs is more than :data:`SPIKE` times the run's
-    median: the batches where the log prior ratio of two near-deterministic encoders blew up."""
+    median (a few batches of that epoch had losses of thousands to millions of times the usual)."""
     losses = {row["epoch"]: row["train/paired/loss"] for row in history(record) if "train/paired/loss" in row}
     if not losses:
         return []
@@ -411,8 +417,8 @@ def flattening(recs) -> list[str]:
             flat = flat and abs(change) <= FLAT
             cells += [shown, "–" if np.isnan(change) else f"{change:+.3f}"]
         verdict = f"not known ({last} epochs: fewer than two windows)" if last < 2 * WINDOW else "yes" if flat else "no"
-        found = "; ".join(f"{r.seed}: {', '.join(map(str, spikes(r)))}" for r in sorted(members, key=lambda r: r.seed)
-                          if spikes(r)) or "none"
+        by_seed = {r.seed: spikes(r) for r in members}
+        found = "; ".join(f"{seed}: {', '.join(map(str, epochs))}" for seed, epochs in sorted(by_seed.items()) if epochs) or "none"
         lines.append(f"| {group_label(model, scheme, f)} | {len(members)} | {last} | {cells[0]} | {cells[1]} | {cells[2]} | "
                      f"{cells[3]} | {verdict} | {found} |")
     return lines
@@ -470,8 +476,8 @@ python scripts/results_page.py --collect OUT/meme-mvae OUT/mmvae  # copy the rec
   latent 20, Table 8's networks) at f = 1; seeds 0 and 1. MMVAE cannot use unpaired data; the
   paper reports it at f = 1 only.
 - **Budget**, every run on every training row: BUDGET. MMVAE's step (K = 30 importance samples
-  through both decoders) costs many times MVAE's; MEME and MVAE at f = 1/16 get 100 epochs because
-  60 did not flatten them; the per-epoch curves below show where each run stands. Batch 128, Adam at 5e-4, everything else `memevae train`'s
+  through both decoders) costs many times MVAE's; the f = 1/16 grid has the longer budget because
+  60 epochs did not flatten it; the per-epoch curves below show where each run stands. Batch 128, Adam at 5e-4, everything else `memevae train`'s
   defaults (the paper: 100 epochs). Two runs at a time, each on THREADS CPU thread(s) (as each
   run's `config.json` records: results move with the thread count, so the whole table uses one).
 - **Measures**: cross coherence in both directions on all 4,999 test pairs, judged by the CNN
