@@ -302,16 +302,18 @@ def worker(args) -> None:
     N" (the seconds of each of the next N steps), "quit" (the peak resident memory)."""
     import torch
 
-    from memevae.training.cpu import flush_subnormals, keep_freed_memory, use_huge_pages
+    from memevae.training.cpu import flush_subnormals, huge_pages_back_tensors, keep_freed_memory, use_huge_pages
     from memevae.training.schedule import epoch_batches
     from memevae.training.trainer import TrainConfig, make_optimizer
 
-    torch.set_num_threads(args.threads)
     library = args.worker
     memevae_settings = args.settings == "same" and args.cpu_settings == "memevae" or (
         args.settings == "shipped" and library == "memevae")
+    if memevae_settings:
+        use_huge_pages()  # first: torch reads the setting at the process's first tensor
+    torch.set_num_threads(args.threads)
     took = {"freed_memory": keep_freed_memory(), "subnormals_flushed": flush_subnormals(True),
-            "huge_pages": use_huge_pages()} if memevae_settings else {}
+            "huge_pages": huge_pages_back_tensors()} if memevae_settings else {}
     data, model = build(args.model)
     if library == "multivae":
         model = multivae_model(model)

@@ -61,12 +61,12 @@ def measure(args) -> dict:
 
     from memevae.data import DataConfig
     from memevae.runs import build_model
-    from memevae.training.cpu import cpu_settings, use_huge_pages
+    from memevae.training.cpu import cpu_settings, huge_pages_back_tensors, use_huge_pages
     from memevae.training.schedule import epoch_batches
     from memevae.training.trainer import TrainConfig, autocast, make_optimizer
 
     torch.set_num_threads(args.threads)
-    huge_pages = use_huge_pages() if args.cpu_settings == "trainer" else None  # as the memevae command, before any data
+    huge_pages = use_huge_pages() and huge_pages_back_tensors() if args.cpu_settings == "trainer" else None  # as the memevae command, before any data
     settings = cpu_settings() if args.cpu_settings == "trainer" else contextlib.nullcontext()
     with settings as took:  # as the trainer holds them while it fits
         torch.manual_seed(0)

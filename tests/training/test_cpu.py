@@ -252,3 +252,26 @@ def test_huge_pages_cut_the_page_faults_of_large_tensors():
                                        env=env).stdout.split()[-1]) for case in ("huge", "small")}
     assert faults["small"] > 8000
     assert faults["huge"] < faults["small"] // 10
+
+
+def test_huge_pages_take_effect_only_before_the_first_tensor():
+    """torch reads THP_MEM_ALLOC_ENABLE at the process's first CPU tensor, however small:
+    :func:`huge_pages_back_tensors` measures what took effect, and a setting asked for after one
+    small tensor reports False."""
+    try:
+        if "[never]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read():
+            pytest.skip("transparent huge pages are off on this system")
+    except OSError:
+        pytest.skip("no transparent huge pages on this system")
+    script = textwrap.dedent("""
+        import sys, torch
+        from memevae.training.cpu import huge_pages_back_tensors, use_huge_pages
+        if sys.argv[1] == "late":
+            torch.zeros(1)
+        use_huge_pages()
+        print(huge_pages_back_tensors())
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    took = {case: subprocess.run([sys.executable, "-c", script, case], check=True, capture_output=True, text=True,
+                                 env=env).stdout.split()[-1] for case in ("early", "late")}
+    assert took == {"early": "True", "late": "False"}

@@ -15,8 +15,8 @@ process; :func:`own_process`). A program that trains through the Python API
 (``TrainConfig.freed_memory="keep"``, which then holds for the rest of that program's process).
 
 **Huge pages for large tensors** (:func:`use_huge_pages`) cannot either: torch reads its
-``THP_MEM_ALLOC_ENABLE`` variable once, at the process's first tensor of 2 MB or more, and keeps
-the answer. :func:`own_process` sets it (unless the environment already has it: ``export
+``THP_MEM_ALLOC_ENABLE`` variable once, when the process makes its first CPU tensor (of any size:
+``import torch`` makes none, ``torch.zeros(1)`` does), and keeps the answer. :func:`own_process` sets it (unless the environment already has it: ``export
 THP_MEM_ALLOC_ENABLE=0`` before ``memevae`` turns it off), before any data is loaded.
 
 Keep freed memory. A training step allocates and frees tensors
@@ -94,9 +94,9 @@ HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 def use_huge_pages() -> bool:
     """Ask torch to back its CPU tensors of 2 MB and more with transparent huge pages, unless the
     environment already says (:data:`HUGE_PAGES` set, to anything); True if huge pages are asked
-    for after the call. torch reads the variable once, at the process's first tensor of 2 MB or
-    more, so this works only before that; nothing undoes it. Processes started from this one
-    inherit it.
+    for after the call. torch reads the variable once, when the process makes its first CPU
+    tensor (of any size), so this works only before that (:func:`huge_pages_back_tensors` tells
+    whether it did); nothing undoes it. Processes started from this one inherit it.
 
     Example (the environment put back afterwards):
         >>> found = os.environ.pop(HUGE_PAGES, None)
@@ -109,6 +109,21 @@ def use_huge_pages() -> bool:
     """
     os.environ.setdefault(HUGE_PAGES, "1")
     return os.environ[HUGE_PAGES] == "1"
+
+
+def huge_pages_back_tensors() -> bool | None:
+    """Whether torch backs this process's large CPU tensors with huge pages, measured: a 64 MB
+    tensor (above malloc's heap limit, so freshly mapped) is filled, and 4 KB pages would cost it
+    16,384 page faults; True below 1,024, False above. None where page faults cannot be counted
+    (no ``resource`` module). Costs a few milliseconds; benchmarks use it to report what took
+    effect, since :func:`use_huge_pages` can only ask."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(2**24).fill_(0.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1024
 
 
 def owns_process() -> bool:
