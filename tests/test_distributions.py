@@ -169,3 +169,22 @@ def test_posterior_samples_for_evaluation_keep_the_posteriors_family():
     assert torch.equal(gaussian, torch.randn(200_000, 1, generator=torch.Generator().manual_seed(0)))
     again = sample_latent(DiagonalLaplace(zeros, ones), torch.Generator().manual_seed(0))
     assert torch.equal(laplace, again)  # reproducible from the generator alone
+
+
+def test_absolute_error_sum_of_channels_last_decoder_output_equals_autograds():
+    """Decoded images in channels-last memory against targets in the usual layout: the target is
+    read in the decoder's layout (in_layout_of), and value and gradient stay autograd's, bit for bit."""
+    import torch
+
+    from memevae.distributions import absolute_error_sum, in_layout_of
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 8, 8)
+    loc = torch.rand(2 * 4, 3, 8, 8).contiguous(memory_format=torch.channels_last).view(2, 4, 3, 8, 8).requires_grad_()
+    assert in_layout_of(x, loc).stride() == (192, 1, 24, 3) and in_layout_of(x, loc.contiguous()) is x
+    grad = torch.rand(2, 4)
+    value = absolute_error_sum(x, loc, 3)
+    (ours,) = torch.autograd.grad(value, loc, grad)
+    reference = (loc - x).abs().sum((-3, -2, -1))
+    (theirs,) = torch.autograd.grad(reference, loc, grad)
+    assert torch.equal(value, reference) and torch.equal(ours, theirs)

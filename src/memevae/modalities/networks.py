@@ -175,23 +175,23 @@ def _transposed_convolution(x, weight, bias, stride, padding, activation):
 
 def _sub_pixel_transposed_convolution(x, weight, bias, activation):
     """``conv_transpose2d(x, weight, bias, stride=2, padding=1)`` for a 4x4 kernel (then the
-    activation), computed as a 3x3 convolution to 4C channels (one per output phase (a, b) and
-    channel c) and an interleave.
+    activation), computed as a 3x3 convolution to 4C channels (one per channel c and output phase
+    (a, b), in that order) and a pixel shuffle, which puts channel 4c + 2a + b at pixel (2i + a, 2j + b).
 
     The 3x3 kernel holds the 4x4 kernel's taps and zeros, so this is the same map; it costs 2.25x
     the multiply-adds but, for a handful of output channels (C = 3 for RGB images), runs about
     twice as fast as oneDNN's transposed convolution, which vectorises over output channels.
+    torch's pixel shuffle of channels-last memory interleaves the phases about 3x faster than a
+    permuted copy (21.6 ms against 71 ms for MEME's M = 5 decoder output, 5,760 images, 2 threads).
     """
     in_channels, channels = weight.shape[:2]
     padded = F.pad(weight, (0, 1, 0, 1))
     taps = _SUB_PIXEL_TAPS.to(weight.device)
-    # padded[ci, c, taps[a, dh], taps[b, dw]] -> (a, b, c, ci, dh, dw) -> (4C, Cin, 3, 3)
-    sub_pixel = padded[:, :, taps[:, :, None, None], taps[None, None, :, :]].permute(2, 4, 1, 0, 3, 5)
+    # padded[ci, c, taps[a, dh], taps[b, dw]] -> (c, a, b, ci, dh, dw) -> (4C, Cin, 3, 3)
+    sub_pixel = padded[:, :, taps[:, :, None, None], taps[None, None, :, :]].permute(1, 2, 4, 0, 3, 5)
     sub_pixel = sub_pixel.reshape(4 * channels, in_channels, 3, 3).contiguous(memory_format=torch.channels_last)
-    phases = _convolution(x, sub_pixel, None if bias is None else bias.repeat(4), (1, 1), activation)
-    n, _, height, width = phases.shape
-    interleaved = phases.permute(0, 2, 3, 1).reshape(n, height, width, 2, 2, channels).permute(0, 1, 3, 2, 4, 5)
-    return interleaved.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+    phases = _convolution(x, sub_pixel, None if bias is None else bias.repeat_interleave(4), (1, 1), activation)
+    return F.pixel_shuffle(phases, 2)
 
 
 class _TransposedConvolution(torch.autograd.Function):
