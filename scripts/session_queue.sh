@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Two workers take runs from QUEUE (one "model fraction scheme seed epochs grid" per line) in order;
+# each run is its own one-run sweep (jobs = 2 in the file, so 1 thread) in OUT/<run>.
+set -uo pipefail
+queue="$1"; data="$2"; out="$3"
+here="$(cd "$(dirname "$0")" && pwd)"; sweeps="$here/../docs/results/sweeps"
+worker() {
+  while true; do
+    line="$(flock "$queue.lock" bash -c 'l=$(head -n1 "$0"); [ -n "$l" ] && sed -i 1d "$0"; echo "$l"' "$queue")"
+    [ -z "$line" ] && break
+    read -r model f scheme seed grid <<<"$line"
+    if [ "$f" = "1.0" ]; then tag="$model-f1-seed$seed"; else tag="$model-f$f-$scheme-seed$seed"; fi
+    file="$out/files/$tag.toml"; mkdir -p "$out/files"
+    sed -e "s/^models = .*/models = [\"$model\"]/" -e "s/^fractions = .*/fractions = [$f]/" \
+        -e "s/^schemes = .*/schemes = [\"$scheme\"]/" -e "s/^seeds = .*/seeds = [$seed]/" \
+        "$sweeps/$grid" > "$file"
+    echo "$(date -u +%FT%TZ) worker $1 start $tag"
+    memevae sweep "$file" --data-dir "$data" --out "$out/$tag" --quiet < /dev/null || echo "$(date -u +%FT%TZ) $tag failed"
+    echo "$(date -u +%FT%TZ) worker $1 end $tag"
+  done
+}
+worker 1 & worker 2 & wait
