@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Two workers take runs from QUEUE (one "model fraction scheme seed epochs grid" per line) in order;
-# each run is its own one-run sweep (jobs = 2 in the file, so 1 thread) in OUT/<run>.
+# The results sweep (docs/results.md) as a queue: two workers take runs from QUEUE in order, one
+# "model fraction scheme seed grid" per line (e.g. "meme 0.25 split 1 meme-mvae.toml"; grid names a
+# file of docs/results/sweeps, which gives the epochs; at f = 1 the scheme is ignored). Each run is
+# its own one-run sweep in OUT/<run> (the file's jobs = 2 gives it 1 thread). Resumable: put the
+# unfinished lines back in QUEUE and run it again. Collect with results_page.py --collect OUT/<run> ...
+#
+#   scripts/session_queue.sh QUEUE DIR_WITH_THE_FOUR_MNIST_FILES OUT
 set -uo pipefail
 queue="$1"; data="$2"; out="$3"
 here="$(cd "$(dirname "$0")" && pwd)"; sweeps="$here/../docs/results/sweeps"

@@ -226,16 +226,21 @@ def test_huge_pages_are_asked_for_where_memevae_owns_the_process_and_a_users_cho
     assert kept == "0"
 
 
-def test_huge_pages_cut_the_page_faults_of_large_tensors():
-    """What the setting is for: a 64 MB tensor made and freed again and again faults its pages in
-    4 KB at a time (16,384 faults) without it, and hundreds of times fewer with it (2 MB pages).
-    Needs the kernel's transparent huge pages in "madvise" or "always" mode."""
+def _skip_without_transparent_huge_pages() -> None:
+    """Skip where the kernel's transparent huge pages are absent or "never" (they need "madvise" or
+    "always")."""
     try:
         mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
     except OSError:
         pytest.skip("no transparent huge pages on this system")
     if "[never]" in mode:
         pytest.skip("transparent huge pages are off on this system")
+
+
+def test_huge_pages_cut_the_page_faults_of_large_tensors():
+    """What the setting is for: a 64 MB tensor made and freed again and again faults its pages in
+    4 KB at a time (16,384 faults) without it, and hundreds of times fewer with it (2 MB pages)."""
+    _skip_without_transparent_huge_pages()
     script = textwrap.dedent("""
         import resource, sys
         from memevae.training.cpu import use_huge_pages
@@ -258,11 +263,7 @@ def test_huge_pages_take_effect_only_before_the_first_tensor():
     """torch reads THP_MEM_ALLOC_ENABLE at the process's first CPU tensor, however small:
     :func:`huge_pages_back_tensors` measures what took effect, and a setting asked for after one
     small tensor reports False."""
-    try:
-        if "[never]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read():
-            pytest.skip("transparent huge pages are off on this system")
-    except OSError:
-        pytest.skip("no transparent huge pages on this system")
+    _skip_without_transparent_huge_pages()
     script = textwrap.dedent("""
         import sys, torch
         from memevae.training.cpu import huge_pages_back_tensors, use_huge_pages

@@ -16,8 +16,9 @@ process; :func:`own_process`). A program that trains through the Python API
 
 **Huge pages for large tensors** (:func:`use_huge_pages`) cannot either: torch reads its
 ``THP_MEM_ALLOC_ENABLE`` variable once, when the process makes its first CPU tensor (of any size:
-``import torch`` makes none, ``torch.zeros(1)`` does), and keeps the answer. :func:`own_process` sets it (unless the environment already has it: ``export
-THP_MEM_ALLOC_ENABLE=0`` before ``memevae`` turns it off), before any data is loaded.
+``import torch`` makes none, ``torch.zeros(1)`` does), and keeps the answer. :func:`own_process`
+sets it (unless the environment already has it: ``export THP_MEM_ALLOC_ENABLE=0`` before
+``memevae`` turns it off), before any data is loaded.
 
 Keep freed memory. A training step allocates and frees tensors
 of tens of megabytes (a decoder's activations over (K+2)B latents). With its default settings
