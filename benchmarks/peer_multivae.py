@@ -28,8 +28,8 @@ the ratio, and each process's peak resident memory.
 
 Settings (``--settings``):
   same     (default) the same for both: 2 threads, memevae's CPU settings for the whole process
-           (malloc keeps freed memory, huge pages for large tensors, subnormals flushed in every thread;
-           ``--cpu-settings torch-defaults``: none of them), fused Adam (lr 5e-4);
+           (malloc serves blocks from its heap and keeps freed memory, subnormals flushed in every
+           thread; ``--cpu-settings torch-defaults``: none of them), fused Adam (lr 5e-4);
   shipped  as each library trains out of the box: memevae as the ``memevae`` command trains (its
            CPU settings, fused Adam), MultiVae as its trainer does (torch's CPU defaults and its
            default optimiser, ``torch.optim.Adam`` with lr 1e-4); networks and objective stay
@@ -302,18 +302,15 @@ def worker(args) -> None:
     N" (the seconds of each of the next N steps), "quit" (the peak resident memory)."""
     import torch
 
-    from memevae.training.cpu import flush_subnormals, huge_pages_back_tensors, keep_freed_memory, use_huge_pages
+    from memevae.training.cpu import flush_subnormals, keep_freed_memory
     from memevae.training.schedule import epoch_batches
     from memevae.training.trainer import TrainConfig, make_optimizer
 
     library = args.worker
     memevae_settings = args.settings == "same" and args.cpu_settings == "memevae" or (
         args.settings == "shipped" and library == "memevae")
-    if memevae_settings:
-        use_huge_pages()  # first: torch reads the setting at the process's first tensor
     torch.set_num_threads(args.threads)
-    took = {"freed_memory": keep_freed_memory(), "subnormals_flushed": flush_subnormals(True),
-            "huge_pages": huge_pages_back_tensors()} if memevae_settings else {}
+    took = {"freed_memory": keep_freed_memory(), "subnormals_flushed": flush_subnormals(True)} if memevae_settings else {}
     data, model = build(args.model)
     if library == "multivae":
         model = multivae_model(model)

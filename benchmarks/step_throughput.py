@@ -61,12 +61,11 @@ def measure(args) -> dict:
 
     from memevae.data import DataConfig
     from memevae.runs import build_model
-    from memevae.training.cpu import cpu_settings, huge_pages_back_tensors, use_huge_pages
+    from memevae.training.cpu import cpu_settings
     from memevae.training.schedule import epoch_batches
     from memevae.training.trainer import TrainConfig, autocast, make_optimizer
 
     torch.set_num_threads(args.threads)
-    huge_pages = use_huge_pages() and huge_pages_back_tensors() if args.cpu_settings == "trainer" else None  # as the memevae command, before any data
     settings = cpu_settings() if args.cpu_settings == "trainer" else contextlib.nullcontext()
     with settings as took:  # as the trainer holds them while it fits
         torch.manual_seed(0)
@@ -126,8 +125,7 @@ def measure(args) -> dict:
         else:
             median = statistics.median(times[0])
             medians = {"step_s": median, "items_per_s": args.batch_size / median}
-        settings_taken = {**(took or {}), **({} if huge_pages is None else {"huge_pages": huge_pages})}
-        return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": settings_taken,
+        return {"model": args.model, "case": args.case, "precision": args.precision, "cpu_settings": took or {},
                 "options": model_options(args), "samples": samples, "batch": args.batch_size, **medians,
                 "peak_rss_mb": peak_rss, **step_flops(model, loss_of), "matmul_flops_per_s": max(rates)}
 
@@ -377,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--matmul-sizes", default="1024,2048,4096",
                         help="square float32 matrix products timed before and after the steps; the best rate is the reference")
     parser.add_argument("--cpu-settings", choices=["trainer", "torch-defaults"], default=None,
-                        help="trainer: memevae's trainer settings (malloc keeps freed memory, huge pages for large tensors, subnormals flushed; "
+                        help="trainer: memevae's trainer settings (malloc serves blocks from its heap and keeps freed memory, subnormals flushed; "
                              "the default for memevae's models); torch-defaults: none of them (the release-style default)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one case, in its own process: its options as JSON
     return parser

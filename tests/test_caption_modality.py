@@ -5,7 +5,7 @@ likelihood that skips padding, learnable pseudo-samples that gradients reach."""
 import pytest
 import torch
 
-from memevae.data import Batch, MultimodalDataset
+from memevae.data import MultimodalDataset
 from memevae.modalities import build_modality
 from memevae.modalities.likelihoods import CategoricalLikelihood
 from memevae.models import MEME, MEMEConfig, MMVAE, MMVAEConfig, MVAE, MVAEConfig

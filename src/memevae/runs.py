@@ -329,12 +329,26 @@ def _new_record(plan: _Plan, network: MultimodalVAE, train_data: MultimodalDatas
 
 
 def environment() -> dict:
-    """What a run's numbers depend on beyond its config: torch's version and the number of CPU
-    threads its reductions are split over (float sums round differently with another count, so a
-    bit-identical rerun needs the same ``threads``), recorded in ``config.json`` at creation and at
-    each resume."""
+    """What a run's numbers depend on beyond its config: torch's version, the number of CPU threads
+    its reductions are split over (float sums round differently with another count, so a
+    bit-identical rerun needs the same ``threads``) and the CPU, whose instruction set picks torch's
+    and oneDNN's kernels (``cpu_capability``: AVX2 and AVX-512 kernels sum in different orders);
+    recorded in ``config.json`` at creation and at each resume."""
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "cpu": _cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def _cpu_name() -> str:
+    """The processor's model name as the system reports it ("AMD EPYC ..."), or the platform's
+    processor string where /proc/cpuinfo is absent."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def _writer_callbacks(run_dir: RunDir, config: dict, train_config: TrainConfig, test_data, judges: dict, name: str,

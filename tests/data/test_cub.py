@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from memevae.cli import main
 from memevae.data import DataConfig, DataError, load_pairs

@@ -52,6 +52,7 @@ def test_run_directory_contents(two_epochs):
     # results move with the thread count: every run records it, and torch's version
     assert config["environment"]["threads"] == torch.get_num_threads()
     assert config["environment"]["torch"] == torch.__version__
+    assert config["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_resume_gives_identical_parameters(tmp_path, two_epochs):

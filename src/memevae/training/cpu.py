@@ -1,50 +1,46 @@
 """CPU settings that make training steps fast without changing what they compute.
 
-Three settings, all process-wide. They differ in whether they can be undone:
+Two settings, both process-wide. They differ in whether they can be undone:
 
 **Flush subnormals** (:func:`flush_subnormals`) can be read and restored exactly, so the trainer
 holds it while it fits on the CPU and afterwards puts back, thread by thread, what it found
 (:func:`cpu_settings`; ``TrainConfig.subnormals="keep"`` leaves it alone).
 
 **Keep freed memory** (:func:`keep_freed_memory`) cannot: glibc's malloc settings cannot be read
-back, and setting ``M_MMAP_THRESHOLD`` ends glibc's adaptive mmap threshold for the rest of the
-process, so no call restores what was there before. It is therefore applied only where memevae
-owns the process: the ``memevae`` command (and so every run of a sweep, each its own ``memevae``
-process; :func:`own_process`). A program that trains through the Python API
-(``memevae.train``, ``Trainer.fit``) finds malloc as it left it, unless it asks
-(``TrainConfig.freed_memory="keep"``, which then holds for the rest of that program's process).
+back, and setting them ends glibc's adaptive mmap threshold for the rest of the process, so no
+call restores what was there before. It is therefore applied only where memevae owns the process:
+the ``memevae`` command (and so every run of a sweep, each its own ``memevae`` process;
+:func:`own_process`). A program that trains through the Python API (``memevae.train``,
+``Trainer.fit``) finds malloc as it left it, unless it asks (``TrainConfig.freed_memory="keep"``,
+which then holds for the rest of that program's process).
 
-**Huge pages for large tensors** (:func:`use_huge_pages`) cannot either: torch reads its
-``THP_MEM_ALLOC_ENABLE`` variable once, when the process makes its first CPU tensor (of any size:
-``import torch`` makes none, ``torch.zeros(1)`` does), and keeps the answer. :func:`own_process`
-sets it (unless the environment already has it: ``export THP_MEM_ALLOC_ENABLE=0`` before
-``memevae`` turns it off), before any data is loaded.
+Keep freed memory. A training step allocates and frees tensors of tens to hundreds of megabytes
+(a decoder's activations over (K+2)B latents; MMVAE's K x B decoded latents: 94 MB for the SVHN
+likelihood, 252 MB for one layer's activations). With its default settings glibc maps such blocks
+afresh (``mmap``) and unmaps them when freed, or gives freed heap back to the system, so at every
+step the kernel maps and zeroes the same memory again, 4 KB at a time. Measured with ``perf`` on
+MEME's paired step with M = 5 modalities (2 threads, batch 128), 45% of all CPU samples were in the
+kernel's page clearing. Telling malloc to serve every block from its heap (``M_MMAP_MAX = 0``) and
+never to give the heap's free top back (a high ``M_TRIM_THRESHOLD``) lets the next step reuse the
+same pages; this is what the jemalloc and tcmalloc preloads of PyTorch's CPU tuning guides do,
+without preloading anything. It changes no computed value. Measured (median step, peak resident
+memory; each case its own process, same session; the machine's speed differed between the two
+sessions, so compare within a row):
 
-Keep freed memory. A training step allocates and frees tensors
-of tens of megabytes (a decoder's activations over (K+2)B latents). With its default settings
-glibc maps such blocks afresh (``mmap``) or gives freed heap back to the system, so every step the
-kernel maps and zeroes the same memory again: measured on the benchmark's MEME step (2 threads,
-batch 128, K = 10), about 70,000 page faults and 0.13 s of system time per step, 14% of its CPU
-time. Telling malloc to serve blocks of up to 32 MB (the most glibc allows) from its heap and not
-to give the heap back (``M_MMAP_THRESHOLD``, a high ``M_TRIM_THRESHOLD``) lets the next step reuse
-the same pages; 9,000-12,000 faults per step remain (two measurements), from the blocks above
-32 MB. This
-is what the jemalloc and tcmalloc preloads of PyTorch's CPU tuning guides do, without preloading
-anything. It changes no computed value; peak memory can grow a little, because a heap fragments
-(MEME's step: 888-899 MB instead of 863 MB; MMVAE's: 1.8 GB, where an earlier, shorter benchmark
-with malloc's defaults saw 1.6 GB). Serving every block from the heap (``M_MMAP_MAX = 0``) was as
-fast for MEME but grew MMVAE's peak to 2.6 GB.
+====================================  =========================  =========================
+step (2 threads, batch 128, float32)  torch's huge pages         heap only (this)
+====================================  =========================  =========================
+MMVAE ``--preset official``, AVX-512  1.66 s, 1667 MB            0.95 s, 2178 MB
+MEME paired, M = 5, AVX-512           8.10 s, 3038 MB            3.31 s, 3772 MB
+MMVAE ``--preset official``, AVX2     2.36-2.51 s, 1622-1637 MB  2.29-2.35 s, 2275-2388 MB
+MEME paired, M = 5, AVX2              9.48 s, 3011 MB            8.16 s, 3685 MB
+====================================  =========================  =========================
 
-Huge pages. The blocks above malloc's 32 MB heap limit (MMVAE's K x B decoded latents: 94 MB
-for the SVHN likelihood, 252 MB for one layer's activations) are still mapped afresh at every
-step, in 4 KB pages: about 476,000 page faults per MMVAE step (``--preset official``). With
-``THP_MEM_ALLOC_ENABLE=1`` torch asks the kernel (``madvise``) to back its blocks of 2 MB and more
-with 2 MB transparent huge pages: a 64 MB tensor filled on this machine took 16,391 page faults
-without and 551 with. Measured on the
-benchmark's steps (2 threads, batch 128, quiet machine): MMVAE official 1222 ms -> 908 ms (1.35x)
-with peak memory 1614 -> 1637 MB; MVAE's step, whose blocks stay below 32 MB, is unchanged
-(58.3 / 59.0 ms). It needs the kernel's transparent huge pages in "madvise" or "always" mode
-(``/sys/kernel/mm/transparent_hugepage/enabled``); elsewhere the variable does nothing.
+("Torch's huge pages": ``THP_MEM_ALLOC_ENABLE=1``, which memevae set before, with blocks above
+32 MB still mapped afresh, in 2 MB pages; both together were no faster than the heap alone and
+took 2988 MB for MMVAE.) The price is peak memory: a heap fragments and keeps what it once held
+(MMVAE's step about 0.6 GB more). ``TrainConfig.freed_memory="release"`` (``--freed-memory
+release``) leaves malloc's defaults for anyone short of memory.
 
 Flush subnormals. Images have saturated pixels, so decoders learn
 sigmoid inputs below -87, whose outputs and gradients are subnormal floats (|x| < 1.2e-38). x86
@@ -71,8 +67,7 @@ import sys
 import torch
 
 _M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_LARGEST_HEAP_BLOCK = 32 * 2**20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit systems
+_M_MMAP_MAX = -4
 _KEEP_UP_TO = 2**31 - 1  # bytes of free heap top malloc may keep (the largest value mallopt takes)
 
 _owned = False
@@ -80,51 +75,10 @@ _owned = False
 
 def own_process() -> None:
     """Declare this process memevae's own: from now on a trainer whose ``freed_memory`` is "auto"
-    keeps freed memory (:func:`keep_freed_memory`), and torch backs large tensors with huge pages
-    (:func:`use_huge_pages`). The ``memevae`` command does this before it runs a command; a program
-    that uses memevae as a library does not."""
+    keeps freed memory (:func:`keep_freed_memory`). The ``memevae`` command does this before it
+    runs a command; a program that uses memevae as a library does not."""
     global _owned
     _owned = True
-    use_huge_pages()
-
-
-HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
-"""torch's environment variable: "1" backs CPU tensors of 2 MB and more with transparent huge pages."""
-
-
-def use_huge_pages() -> bool:
-    """Ask torch to back its CPU tensors of 2 MB and more with transparent huge pages, unless the
-    environment already says (:data:`HUGE_PAGES` set, to anything); True if huge pages are asked
-    for after the call. torch reads the variable once, when the process makes its first CPU
-    tensor (of any size), so this works only before that (:func:`huge_pages_back_tensors` tells
-    whether it did); nothing undoes it. Processes started from this one inherit it.
-
-    Example (the environment put back afterwards):
-        >>> found = os.environ.pop(HUGE_PAGES, None)
-        >>> use_huge_pages(), os.environ[HUGE_PAGES]
-        (True, '1')
-        >>> os.environ[HUGE_PAGES] = "0"  # the user's choice stays
-        >>> use_huge_pages()
-        False
-        >>> _ = os.environ.pop(HUGE_PAGES) if found is None else os.environ.update({HUGE_PAGES: found})
-    """
-    os.environ.setdefault(HUGE_PAGES, "1")
-    return os.environ[HUGE_PAGES] == "1"
-
-
-def huge_pages_back_tensors() -> bool | None:
-    """Whether torch backs this process's large CPU tensors with huge pages, measured: a 64 MB
-    tensor (above malloc's heap limit, so freshly mapped) is filled, and 4 KB pages would cost it
-    16,384 page faults; True below 1,024, False above. None where page faults cannot be counted
-    (no ``resource`` module). Costs a few milliseconds; benchmarks use it to report what took
-    effect, since :func:`use_huge_pages` can only ask."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(2**24).fill_(0.0)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1024
 
 
 def owns_process() -> bool:
@@ -133,9 +87,9 @@ def owns_process() -> bool:
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse, for the rest of the process; True if the
-    setting took effect. Nothing undoes it: glibc's settings cannot be read back, and setting
-    ``M_MMAP_THRESHOLD`` ends glibc's adaptive mmap threshold for good.
+    """Make glibc's malloc serve every block from its heap and keep freed memory for reuse, for the
+    rest of the process; True if the settings took effect. Nothing undoes it: glibc's settings
+    cannot be read back, and setting them ends glibc's adaptive mmap threshold for good.
 
     Example (on Linux with glibc):
         >>> keep_freed_memory()
@@ -149,7 +103,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO))
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO))
 
 
 def _openmp_runtime_path() -> str | None:

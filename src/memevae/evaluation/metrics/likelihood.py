@@ -61,7 +61,7 @@ import math
 import torch
 
 from ...data.formats import as_float_images
-from ...training.cpu import cpu_settings
+from ...training.cpu import cpu_settings, owns_process
 from .._common import progress_bar
 from ..metric import Metric
 
@@ -211,14 +211,15 @@ def _estimate(model, tensors: dict, tasks: dict, samples: int, batch_size: int, 
     """Each task's per-item IWAE estimate and mean log-weight over every item, {task: summary},
     in eval mode with the noise seeded by ``seed`` (the caller's RNG state is left untouched).
     Each task's encoders run once per batch (``importance(x)``), its draws in chunks; on the CPU
-    freed memory is kept for reuse (:func:`~memevae.training.cpu.keep_freed_memory`: the chunks'
-    decodings allocate the same tens of megabytes again and again), which changes no value."""
+    freed memory is kept for reuse where memevae owns the process, as in training
+    (:func:`~memevae.training.cpu.keep_freed_memory`: the chunks' decodings allocate the same tens
+    of megabytes again and again), which changes no value."""
     n = len(next(iter(tensors.values())))
     device = next(model.parameters()).device
     results = {key: ([], []) for key in tasks}
     batches = list(torch.arange(n).split(batch_size))
     bar = progress_bar(len(batches) * len(tasks), f"log-likelihood (K={samples})", progress)
-    settings = cpu_settings(subnormals_flushed=False) if device.type == "cpu" else contextlib.nullcontext()
+    settings = cpu_settings(freed_memory=owns_process(), subnormals_flushed=False) if device.type == "cpu" else contextlib.nullcontext()
     was_training = model.training
     model.eval()
     try:
