@@ -69,12 +69,20 @@ class TrainConfig:
     zero in every torch thread, so steps do not slow down up to 3x as decoders saturate; "keep"
     computes with them, IEEE-exact (:mod:`memevae.training.cpu`)."""
     freed_memory: Literal["auto", "keep", "release"] = "auto"
-    """On the CPU (glibc): whether malloc keeps freed memory for the next step instead of mapping it
-    afresh (about 70,000 page faults a step fewer). A process-wide setting that nothing can undo
+    """On the CPU (glibc): whether malloc serves every block from its heap and keeps freed memory
+    for the next step, instead of mapping large blocks afresh for the kernel to zero at every step
+    (faster; peak memory somewhat higher). A process-wide setting that nothing can undo
     (:mod:`memevae.training.cpu`), so "auto" (default) applies it only where memevae owns the
     process (the ``memevae`` command, each run of a sweep) and leaves malloc as it is in a program
     that trains through the Python API; "keep": always (in such a program, for the rest of its
     process); "release": never."""
+    clip_grad_norm: float | None = None
+    """None (default): each step applies its gradient as it is, as the paper and the authors'
+    release train. A number: scale each step's gradient down to this global L2 norm when it is
+    longer (``torch.nn.utils.clip_grad_norm_``); each epoch then records the largest norm met and
+    the fraction of steps clipped (``train/grad_norm_max``, ``train/clipped_fraction``). It changes
+    the updates of the steps it clips, so it is never the default: a stabilising variant for runs
+    whose loss spikes (MEME with few pairs, docs/results.md)."""
     precision: Literal["float32", "bf16"] = "float32"
     """"float32" (default), or "bf16": mixed precision for the training steps (``torch.autocast``
     with bfloat16: matrix products and convolutions in bfloat16, parameters, densities and the
@@ -91,7 +99,9 @@ class TrainConfig:
                   ("checkpoint_every", self.checkpoint_every >= 0, ">= 0 (0: only last.pt)"),
                   ("coherence_items", self.coherence_items >= 0, ">= 0 (0: off)"),
                   ("test_samples", self.test_samples >= 0, ">= 0 (0: all test pairs)"),
-                  ("seed", self.seed >= 0, ">= 0")]
+                  ("seed", self.seed >= 0, ">= 0"),
+                  ("clip_grad_norm", self.clip_grad_norm is None or (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0),
+                   "> 0 (or None: no clipping)")]
         for name, ok, need in checks:
             if not ok:
                 raise ValueError(f"{name} must be {need}, got {getattr(self, name)!r}")
@@ -262,6 +272,7 @@ class Trainer:
         counts: dict[str, int] = defaultdict(int)
         started = time.perf_counter()
         items = 0
+        norms: list[torch.Tensor] = []
         for step, rows in enumerate(batches):
             shard = self.process.shard(rows) if self.process else None
             local = rows if shard is None else shard.rows
@@ -277,6 +288,8 @@ class Trainer:
             if not gradients_finite(self.model):
                 raise NonFiniteError(f"a gradient became non-finite (loss {reported.item():.6g}) {_where(epoch, step, batch)}; "
                                     f"training stopped before that update")
+            if self.config.clip_grad_norm is not None:
+                norms.append(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm))
             self.optimizer.step()
             items += len(rows)
             for key, value in output.metrics.items():
@@ -292,6 +305,10 @@ class Trainer:
         seconds = time.perf_counter() - started
         record = {"epoch": epoch}
         record.update({f"train/{key}": sums[key] / counts[key] for key in sorted(sums)})
+        if norms:  # the same on every process: gradients are averaged before they are clipped
+            norm = torch.stack(norms)
+            record.update({"train/grad_norm_max": norm.max().item(),
+                           "train/clipped_fraction": (norm > self.config.clip_grad_norm).float().mean().item()})
         record.update({"time/epoch_s": seconds, "time/items_per_s": items / seconds})
         if self.test_data is not None:
             record.update(self.evaluate_loss(self.test_data))
