@@ -429,7 +429,7 @@ def group_label(model: str, scheme: str, f: float) -> str:
 
 
 def timings(recs) -> list[str]:
-    lines = ["| run | threads | epochs | training (min) | evaluation (min) |", "|---|---|---|---|---|"]
+    lines = ["| run | threads | CPU kernels | epochs | training (min) | evaluation (min) |", "|---|---|---|---|---|---|"]
     totals = defaultdict(float)
     for record in sorted(recs, key=lambda r: r.path):
         name = Path(record.path).name
@@ -438,10 +438,22 @@ def timings(recs) -> list[str]:
         train = sum(row.get("time/epoch_s", 0.0) + row.get("time/coherence_s", 0.0) for row in history(record)) / 60
         evaluation = sum(entry.get("wall_time_s", 0.0) for entry in results["metrics"].values()) / 60
         totals[record.model] += train + evaluation
-        lines.append(f"| {name} | {config.get('environment', {}).get('threads', '?')} | {record.epoch} | {train:.1f} | "
-                     f"{evaluation:.1f} |")
+        lines.append(f"| {name} | {config.get('environment', {}).get('threads', '?')} | {kernels(config)} | {record.epoch} | "
+                     f"{train:.1f} | {evaluation:.1f} |")
     summary = ", ".join(f"{model.upper()} {minutes / 60:.1f} h" for model, minutes in sorted(totals.items()))
-    return [f"Process time by model, training and evaluation: {summary}.", ""] + lines
+    return [f"Process time by model, training and evaluation: {summary}.", "",
+            "The sweep ran across sessions, on whichever machine each session had, so the times are not "
+            "comparable between runs: \"CPU kernels\" is the instruction set of torch's CPU kernels as each "
+            "run's config.json records it (an AVX2 machine took more than twice as long per MEME epoch as the "
+            "AVX-512 one of an earlier session). Those kernels also sum in different orders, so a bit-identical rerun needs the same "
+            "instruction set as well as the same thread count.", ""] + lines
+
+
+def kernels(config: dict) -> str:
+    """The instruction sets of torch's CPU kernels a run trained with (at its start and at each
+    resume), as its config.json records them; runs recorded before memevae kept them say so."""
+    found = [entry.get("environment", {}).get("cpu_capability") for entry in [config, *config.get("resumes", [])]]
+    return " then ".join(dict.fromkeys(found)) if None not in found else "not recorded"
 
 
 def threads(recs) -> str:
