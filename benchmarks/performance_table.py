@@ -34,6 +34,9 @@ from pathlib import Path
 
 import torch
 
+from memevae.modalities.networks import bfloat16_kernels_available
+from memevae.runs import environment
+
 HERE = Path(__file__).resolve().parent
 PARTS = ("steps", "scaling", "peer", "evaluation")
 
@@ -44,14 +47,6 @@ def benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 BOTH = ("float32", "bf16")
@@ -155,7 +150,10 @@ def main(argv=None) -> int:
     if skipped - set(PARTS):
         parser.error(f"--skip: unknown part(s) {', '.join(sorted(skipped - set(PARTS)))}; choose from {', '.join(PARTS)}")
     throughput, peer = benchmark("step_throughput"), benchmark("peer_multivae")
-    print(f"Measured {datetime.date.today()} on {cpu_name()}, {args.threads} threads, torch {torch.__version__}, "
+    machine = environment()  # the CPU and the instruction set of torch's kernels, as a run records them
+    bf16 = "with" if bfloat16_kernels_available() else "without"
+    print(f"Measured {datetime.date.today()} on {machine['cpu']} ({machine['cpu_capability']} kernels, {bf16} oneDNN "
+          f"bfloat16 kernels), {args.threads} threads, torch {torch.__version__}, "
           f"Python {platform.python_version()}; {args.warmup} warm-up steps, then the median of {args.steps}.\n")
     sections = {"steps": ("Training steps", lambda: steps_table(args, throughput)),
                 "scaling": ("MEME against the number of modalities", lambda: scaling_table(args, throughput)),
