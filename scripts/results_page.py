@@ -11,6 +11,11 @@ say what its tables do not show: ``tests/test_results_page.py`` regenerates it a
     python scripts/results_page.py --check
 
 OUT is the folder given to ``scripts/results_sweep.sh``.
+
+Labelled variants (training that departs from the paper's, e.g. gradient clipping) live apart, in
+``docs/results/variants/<name>/``: a ``sweep.toml`` whose ``[train]`` table says what differs, and
+their records in ``runs/``. ``--collect`` routes each run by the training options its config.json
+records, so a variant's run never enters the grid that the claims are judged on.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ import numpy as np
 
 from memevae.evaluation.paper.report import FULL, Cell, build_report, read_run, summarise
 from memevae.sweeps import expand, load_sweep
+from memevae.training.trainer import TrainConfig
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 RECORDS = DOCS / "results" / "runs"
+VARIANTS = DOCS / "results" / "variants"
 """One folder per run, named as the sweep names it."""
 SWEEPS = DOCS / "results" / "sweeps"
 RECORD_FILES = ("config.json", "metrics.jsonl", "evaluation/metrics.json")
@@ -67,6 +74,28 @@ def expected_runs() -> list[str]:
     return [spec.path.name for _, sweep in page_sweeps() for spec in expand(sweep)]
 
 
+@functools.cache
+def variants() -> tuple[tuple[str, Path, object], ...]:
+    """(name, sweep file, sweep) of each labelled variant, ``docs/results/variants/<name>/sweep.toml``."""
+    return tuple((file.parent.name, file, load_sweep(file)) for file in sorted(VARIANTS.glob("*/sweep.toml")))
+
+
+def destination(run: Path) -> Path:
+    """Where a run's record belongs: the folder of the variant whose ``[train]`` options its
+    config.json records, else the grid's :data:`RECORDS` if it trained with the defaults of every
+    option a variant changes; anything else is refused (it belongs to neither)."""
+    train = json.loads((run / "config.json").read_text()).get("train", {})
+    for name, _, sweep in variants():
+        if sweep.train and all(train.get(key) == value for key, value in sweep.train.items()):
+            return VARIANTS / name / "runs"
+    defaults = TrainConfig()
+    differs = sorted({key for _, _, sweep in variants() for key in sweep.train if train.get(key) != getattr(defaults, key)})
+    if differs:
+        raise SystemExit(f"{run}: its training options ({', '.join(f'{k} = {train.get(k)!r}' for k in differs)}) match "
+                         f"neither the page's grid nor a variant's sweep.toml under {VARIANTS}")
+    return RECORDS
+
+
 def settled(run: Path) -> bool:
     """Whether a run has every record file and its evaluation is of its latest epoch (not a run
     trained further since)."""
@@ -78,14 +107,16 @@ def settled(run: Path) -> bool:
 
 
 def collect(sweep_folders: list[Path]) -> list[str]:
-    """Copy the record of every evaluated run of the sweeps into :data:`RECORDS`; returns their names."""
+    """Copy the record of every evaluated run of the sweeps into :data:`RECORDS` (a labelled
+    variant's into its folder, :func:`destination`); returns their names."""
     copied = []
     for folder in sweep_folders:
         for run in sorted((Path(folder) / "runs").glob("*")):
             if not settled(run):
                 continue
+            folder = destination(run)
             for name in RECORD_FILES:
-                target = RECORDS / run.name / name
+                target = folder / run.name / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run / name, target)
             copied.append(run.name)
@@ -98,12 +129,13 @@ def evaluated_runs(sweep_folders: list[Path]):
             if settled(run)]
 
 
-def records():
-    """Each recorded run, its path written relative to docs/ (as the page links it)."""
+def records(folder: Path = RECORDS):
+    """Each run recorded in ``folder`` (the grid's by default), its path written relative to docs/
+    (as the page links it)."""
     out = []
-    for folder in sorted(RECORDS.glob("*")):
-        record = read_run(folder)
-        record.path = f"results/runs/{folder.name}"
+    for run in sorted(folder.glob("*")):
+        record = read_run(run)
+        record.path = run.relative_to(DOCS).as_posix()
         out.append(record)
     return out
 
@@ -373,7 +405,7 @@ def seed_section(cells: Cells) -> list[str]:
 
 # -- the curves ------------------------------------------------------------------------------------
 def history(record) -> list[dict]:
-    path = RECORDS / Path(record.path).name / "metrics.jsonl"
+    path = DOCS / record.path / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -424,6 +456,40 @@ def flattening(recs) -> list[str]:
     return lines
 
 
+def variant_sections(cells: Cells) -> list[str]:
+    """A section per labelled variant: what it changes, which of its runs are recorded, its
+    curves (as the grid's) and its final numbers beside the grid's runs of the same groups."""
+    lines = []
+    for name, file, sweep in variants():
+        recs = records(VARIANTS / name / "runs")
+        expected = [spec.path.name for spec in expand(sweep)]
+        present = {Path(r.path).name for r in recs}
+        pending = [run for run in expected if run not in present]
+        about = file.read_text().splitlines()[0].lstrip("# ").strip()
+        options = ", ".join(f"`{key} = {value:g}`" if isinstance(value, float) else f"`{key} = {value}`"
+                            for key, value in sweep.train.items())
+        lines += [f"## A labelled variant: {name}", "",
+                  f"{about} Training options {options} ([sweep file](results/variants/{name}/sweep.toml)); everything "
+                  "else as in the grid. This is not the paper's training: no verdict above counts these runs.", "",
+                  f"{len(present & set(expected))} of its {len(expected)} runs are recorded"
+                  + (f"; still to come: {', '.join(pending)}." if pending else "."), ""]
+        if not recs:
+            continue
+        variant = Cells(recs)
+        lines += flattening(recs) + ["",
+                  "Final numbers (evaluation at the last epoch, mean ± std over seeds): the grid's runs as released / the variant's.", "",
+                  "| run group | mnist → textured | textured → mnist | latent accuracy, mnist | latent accuracy, textured |",
+                  "|---|---|---|---|---|"]
+        for model, scheme, f in sorted({(r.model, r.scheme, r.fraction) for r in recs}, key=lambda g: (g[0], -g[2], g[1])):
+            pairs = [(metric, key) for metric, keys in (("coherence", (TO_TEXTURED, TO_MNIST)), ("latent", ("mnist", "textured")))
+                     for key in keys]
+            shown = [f"{fmt(cells.get(model, f, metric, key, scheme))} / {fmt(variant.get(model, f, metric, key, scheme))}"
+                     for metric, key in pairs]
+            lines.append(f"| {group_label(model, scheme, f)} | " + " | ".join(shown) + " |")
+        lines.append("")
+    return lines
+
+
 def group_label(model: str, scheme: str, f: float) -> str:
     return f"{model.upper()} f = {f:g}" + ("" if scheme == FULL else f", {scheme} scheme")
 
@@ -432,9 +498,9 @@ def timings(recs) -> list[str]:
     lines = ["| run | threads | CPU kernels | epochs | training (min) | evaluation (min) |", "|---|---|---|---|---|---|"]
     totals = defaultdict(float)
     for record in sorted(recs, key=lambda r: r.path):
-        name = Path(record.path).name
-        config = json.loads((RECORDS / name / "config.json").read_text())
-        results = json.loads((RECORDS / name / "evaluation" / "metrics.json").read_text())
+        name = record.path.removeprefix("results/runs/").removeprefix("results/")  # a variant's: variants/<name>/runs/<run>
+        config = json.loads((DOCS / record.path / "config.json").read_text())
+        results = json.loads((DOCS / record.path / "evaluation" / "metrics.json").read_text())
         train = sum(row.get("time/epoch_s", 0.0) + row.get("time/coherence_s", 0.0) for row in history(record)) / 60
         evaluation = sum(entry.get("wall_time_s", 0.0) for entry in results["metrics"].values()) / 60
         totals[record.model] += train + evaluation
@@ -531,6 +597,7 @@ def page(recs, figures: Path) -> str:
               "memevae trains as the authors' release does (no gradient clipping), so these runs are reported as they "
               "came out.", ""]
     lines += flattening(recs) + [""]
+    lines += variant_sections(cells)
     here = os.getcwd()
     os.chdir(DOCS)  # the records' paths are relative to docs/, as the page links them
     try:
@@ -540,7 +607,7 @@ def page(recs, figures: Path) -> str:
     body = report.split("\n", 1)[1].lstrip()  # without the report's own title
     body = re.sub(r"\]\(([^/)]+\.png)\)", r"](results/\1)", body)  # the figures sit in docs/results/
     lines += ["## Tables and figures", "", "The report of `memevae report` over the recorded runs.", "", body.rstrip(), ""]
-    lines += ["## Time", ""] + timings(recs) + [""]
+    lines += ["## Time", ""] + timings(recs + [r for name, _, _ in variants() for r in records(VARIANTS / name / "runs")]) + [""]
     return "\n".join(lines)
 
 

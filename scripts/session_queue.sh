@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The results sweep (docs/results.md) as a queue: two workers take runs from QUEUE in order, one
 # "model fraction scheme seed grid" per line (e.g. "meme 0.25 split 1 meme-mvae.toml"; grid names a
-# file of docs/results/sweeps, which gives the epochs; at f = 1 the scheme is ignored). Each run is
+# file of docs/results/sweeps, which gives the epochs, or a labelled variant's, e.g.
+# "../variants/clip-grad-norm/sweep.toml"; at f = 1 the scheme is ignored). Each run is
 # its own one-run sweep in OUT/<run> (the file's jobs = 2 gives it 1 thread). Resumable: put the
 # unfinished lines back in QUEUE and run it again. Collect with results_page.py --collect OUT/<run> ...
 #
@@ -15,6 +16,7 @@ worker() {
     [ -z "$line" ] && break
     read -r model f scheme seed grid <<<"$line"
     if [ "$f" = "1.0" ]; then tag="$model-f1-seed$seed"; else tag="$model-f$f-$scheme-seed$seed"; fi
+    case "$grid" in */sweep.toml) tag="$(basename "$(dirname "$grid")")-$tag";; esac  # a variant's run apart from the grid's
     file="$out/files/$tag.toml"; mkdir -p "$out/files"
     sed -e "s/^models = .*/models = [\"$model\"]/" -e "s/^fractions = .*/fractions = [$f]/" \
         -e "s/^schemes = .*/schemes = [\"$scheme\"]/" -e "s/^seeds = .*/seeds = [$seed]/" \

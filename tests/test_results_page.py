@@ -162,3 +162,38 @@ def test_each_group_of_the_page_is_trained_by_one_sweep_file():
     assert module.budget("mvae", 0.0625) == module.budget("meme", 0.0625)
     with pytest.raises(ValueError, match="no sweep file"):
         module.sweep_file("mmvae", 0.25)
+
+
+def test_a_variants_runs_are_recorded_apart_from_the_grid(tmp_path):
+    """--collect routes each run by the training options its config.json records: the clipped
+    variant's runs to its folder, default ones to the grid's records, and one that matches neither
+    (clipped at another bound) is refused rather than mixed into the grid the claims are judged on."""
+    import json
+
+    module = results_page()
+    assert any(name == "clip-grad-norm" for name, _, _ in module.variants())
+
+    def run(clip):
+        folder = tmp_path / f"clip-{clip}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"train": {"epochs": 100, "clip_grad_norm": clip}}))
+        return folder
+
+    assert module.destination(run(None)) == module.RECORDS
+    assert module.destination(run(1e5)) == module.VARIANTS / "clip-grad-norm" / "runs"
+    with pytest.raises(SystemExit, match=r"clip_grad_norm = 3\.0\) match neither the page's grid nor a variant"):
+        module.destination(run(3.0))
+
+
+def test_every_variant_record_is_in_git():
+    module = results_page()
+    listing = subprocess.run(["git", "ls-files", "docs/results/variants"], cwd=ROOT, capture_output=True, text=True) \
+        if shutil.which("git") and (ROOT / ".git").exists() else None
+    tracked = set(listing.stdout.split()) if listing is not None and listing.returncode == 0 else None
+    for name, _, _ in module.variants():
+        for run in (module.VARIANTS / name / "runs").glob("*"):
+            for file in module.RECORD_FILES:
+                path = run / file
+                assert path.is_file(), f"{path} is missing"
+                if tracked is not None:
+                    assert str(path.relative_to(ROOT)) in tracked, f"{path} is not in git"
