@@ -9,6 +9,8 @@ say what its tables do not show: ``tests/test_results_page.py`` regenerates it a
     python scripts/results_page.py --collect OUT/meme-mvae OUT/mmvae
     # only check that docs/results.md is what the records give (exit 1 if not)
     python scripts/results_page.py --check
+    # the runs still to record, as a queue for scripts/session_queue.sh
+    python scripts/results_page.py --queue QUEUE
 
 OUT is the folder given to ``scripts/results_sweep.sh``.
 
@@ -78,6 +80,27 @@ def expected_runs() -> list[str]:
 def variants() -> tuple[tuple[str, Path, object], ...]:
     """(name, sweep file, sweep) of each labelled variant, ``docs/results/variants/<name>/sweep.toml``."""
     return tuple((file.parent.name, file, load_sweep(file)) for file in sorted(VARIANTS.glob("*/sweep.toml")))
+
+
+def queue_lines() -> list[str]:
+    """The runs of the grid and of every variant not yet recorded at their budget, one line each in
+    the format ``scripts/session_queue.sh`` reads ("model fraction scheme seed grid"): the grid's
+    MVAE runs first (the shortest), then MEME, MMVAE, and the variants last."""
+    files = [(file, sweep, SWEEPS / file.name) for file, sweep in page_sweeps()]
+    files += [(file, sweep, file) for _, file, sweep in variants()]
+    order = {"mvae": 0, "meme": 1, "mmvae": 2}
+    lines = []
+    for rank, (file, sweep, _) in enumerate(files):
+        grid = file.name if file.parent == SWEEPS else os.path.relpath(file, SWEEPS)
+        folder = RECORDS if file.parent == SWEEPS else file.parent / "runs"
+        for spec in expand(sweep):
+            evaluation = folder / spec.path.name / "evaluation" / "metrics.json"
+            if evaluation.is_file() and json.loads(evaluation.read_text()).get("epoch") == spec.train["epochs"]:
+                continue
+            data = spec.data
+            key = (file.parent != SWEEPS, order.get(spec.model, 3), rank)
+            lines.append((key, f"{spec.model} {float(data.paired_fraction)} {data.unpaired or 'mnist'} {data.seed} {grid}"))
+    return [line for _, line in sorted(lines, key=lambda item: item[0])]
 
 
 def destination(run: Path) -> Path:
@@ -547,6 +570,15 @@ scripts/results_sweep.sh <folder with the four MNIST files> OUT   # resumable: r
 python scripts/results_page.py --collect OUT/meme-mvae OUT/mmvae  # copy the records, write this page
 ```
 
+The sweep ran across sessions of a few hours each, as a queue of one-run sweeps so that every run
+finished within a session and was recorded as it ended:
+
+```bash
+python scripts/results_page.py --queue QUEUE                               # the runs still to record
+scripts/session_queue.sh QUEUE <folder with the four MNIST files> OUT      # two runs at a time, 1 thread each
+python scripts/results_page.py --collect OUT/<run>                         # as each run ends
+```
+
 - **Grid** ([results/sweeps/](results/sweeps/)): MEME and MVAE at f = 1, 1/4 and 1/16 for each of
   the three schemes (the unpaired remainder keeps only MNIST, only the textured digit, or half of
   each, "split"), and MMVAE as the paper's comparison ran it (`--preset official`: the released
@@ -619,7 +651,14 @@ def main(argv=None) -> int:
                         help=f"only write into DIR one sweep file per group that needs seed {THIRD_SEED} and print their paths")
     parser.add_argument("--runs", nargs="*", type=Path, default=[], metavar="SWEEP_FOLDER",
                         help="with --third-seed-sweeps: judge from these sweep folders' evaluated runs, not the records")
+    parser.add_argument("--queue", type=Path, metavar="FILE",
+                        help="only write into FILE the runs still to record, as scripts/session_queue.sh reads them")
     args = parser.parse_args(argv)
+    if args.queue:
+        lines = queue_lines()
+        args.queue.write_text("".join(line + "\n" for line in lines))
+        print(f"wrote {len(lines)} run(s) to {args.queue}")
+        return 0
     if args.collect:
         print(f"recorded {len(collect(args.collect))} run(s) in {RECORDS}")
     recs = records()

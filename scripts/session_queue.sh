@@ -5,7 +5,9 @@
 # "../variants/clip-grad-norm/sweep.toml"; at f = 1 the scheme is ignored). Each run is
 # its own one-run sweep in OUT/<run> (the file's jobs = 2 gives it 1 thread). Resumable: put the
 # unfinished lines back in QUEUE and run it again. Collect with results_page.py --collect OUT/<run> ...
+# as each run ends; "results_page.py --queue QUEUE" writes every run still to record.
 #
+#   python scripts/results_page.py --queue QUEUE
 #   scripts/session_queue.sh QUEUE DIR_WITH_THE_FOUR_MNIST_FILES OUT
 set -uo pipefail
 queue="$1"; data="$2"; out="$3"

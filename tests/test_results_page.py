@@ -197,3 +197,24 @@ def test_every_variant_record_is_in_git():
                 assert path.is_file(), f"{path} is missing"
                 if tracked is not None:
                     assert str(path.relative_to(ROOT)) in tracked, f"{path} is not in git"
+
+
+def test_the_queue_lists_exactly_the_runs_not_recorded_at_their_budget(tmp_path):
+    """--queue writes what scripts/session_queue.sh reads: one "model fraction scheme seed grid"
+    line per run of the grid or a variant still to record (missing, or recorded before its budget's
+    last epoch), each naming a sweep file that exists."""
+    module = results_page()
+    assert module.main(["--queue", str(tmp_path / "queue")]) == 0
+    lines = (tmp_path / "queue").read_text().splitlines()
+    recs = module.records()
+    done = {r.path.rsplit("/", 1)[-1] for r in recs if r.epoch == module.budget(r.model, r.fraction)}
+    grid = [name for name in module.expected_runs() if name not in done]
+    variant = [spec.path.name for _, _, sweep in module.variants() for spec in module.expand(sweep)
+               if not (module.VARIANTS / "clip-grad-norm" / "runs" / spec.path.name).exists()]
+    assert len(lines) == len(grid) + len(variant)
+    for line in lines:
+        model, fraction, scheme, seed, file = line.split()
+        assert model in ("meme", "mvae", "mmvae") and float(fraction) in (1.0, 0.25, 0.0625) and int(seed) >= 0
+        assert scheme in module.SCHEMES and (module.SWEEPS / file).is_file()
+    if "meme-mnist-textured-f1-seed0" in done:
+        assert not any(line.startswith("meme 1.0 ") and line.split()[3] == "0" for line in lines)
