@@ -86,11 +86,10 @@ def queue_lines() -> list[str]:
     """The runs of the grid and of every variant not yet recorded at their budget, one line each in
     the format ``scripts/session_queue.sh`` reads ("model fraction scheme seed grid"): the grid's
     MVAE runs first (the shortest), then MEME, MMVAE, and the variants last."""
-    files = [(file, sweep, SWEEPS / file.name) for file, sweep in page_sweeps()]
-    files += [(file, sweep, file) for _, file, sweep in variants()]
+    files = list(page_sweeps()) + [(file, sweep) for _, file, sweep in variants()]
     order = {"mvae": 0, "meme": 1, "mmvae": 2}
     lines = []
-    for rank, (file, sweep, _) in enumerate(files):
+    for rank, (file, sweep) in enumerate(files):
         grid = file.name if file.parent == SWEEPS else os.path.relpath(file, SWEEPS)
         folder = RECORDS if file.parent == SWEEPS else file.parent / "runs"
         for spec in expand(sweep):

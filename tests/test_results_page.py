@@ -25,14 +25,19 @@ def listed_runs() -> list[str]:
     return re.findall(r"^\| results/runs/([^ |]+) \|", PAGE.read_text(), flags=re.MULTILINE)
 
 
+def tracked_files(folder: str) -> set[str] | None:
+    """The files git tracks under ``folder``; None outside a git checkout."""
+    if not (shutil.which("git") and (ROOT / ".git").exists()):
+        return None
+    listing = subprocess.run(["git", "ls-files", folder], cwd=ROOT, capture_output=True, text=True)
+    return set(listing.stdout.split()) if listing.returncode == 0 else None
+
+
 def test_every_run_the_page_counts_has_its_record_in_git():
     runs = listed_runs()
     assert runs, "the page lists no runs"
     module = results_page()
-    tracked = None
-    if shutil.which("git") and (ROOT / ".git").exists():
-        listing = subprocess.run(["git", "ls-files", "docs/results/runs"], cwd=ROOT, capture_output=True, text=True)
-        tracked = set(listing.stdout.split()) if listing.returncode == 0 else None
+    tracked = tracked_files("docs/results/runs")
     for name in runs:
         for file in module.RECORD_FILES:
             path = ROOT / "docs" / "results" / "runs" / name / file
@@ -187,9 +192,7 @@ def test_a_variants_runs_are_recorded_apart_from_the_grid(tmp_path):
 
 def test_every_variant_record_is_in_git():
     module = results_page()
-    listing = subprocess.run(["git", "ls-files", "docs/results/variants"], cwd=ROOT, capture_output=True, text=True) \
-        if shutil.which("git") and (ROOT / ".git").exists() else None
-    tracked = set(listing.stdout.split()) if listing is not None and listing.returncode == 0 else None
+    tracked = tracked_files("docs/results/variants")
     for name, _, _ in module.variants():
         for run in (module.VARIANTS / name / "runs").glob("*"):
             for file in module.RECORD_FILES:
@@ -209,8 +212,8 @@ def test_the_queue_lists_exactly_the_runs_not_recorded_at_their_budget(tmp_path)
     recs = module.records()
     done = {r.path.rsplit("/", 1)[-1] for r in recs if r.epoch == module.budget(r.model, r.fraction)}
     grid = [name for name in module.expected_runs() if name not in done]
-    variant = [spec.path.name for _, _, sweep in module.variants() for spec in module.expand(sweep)
-               if not (module.VARIANTS / "clip-grad-norm" / "runs" / spec.path.name).exists()]
+    variant = [spec.path.name for name, _, sweep in module.variants() for spec in module.expand(sweep)
+               if not (module.VARIANTS / name / "runs" / spec.path.name).exists()]
     assert len(lines) == len(grid) + len(variant)
     for line in lines:
         model, fraction, scheme, seed, file = line.split()
